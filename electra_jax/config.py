@@ -1,0 +1,126 @@
+"""Model configuration: one frozen dataclass with the fields of an ELECTRA config.
+
+Field names follow Hugging Face's `ElectraConfig` so that `config.json` files map one to one.
+Sizes are ELECTRA paper Table 6; generator sizes follow the official code
+(hidden = fraction x discriminator hidden, FFN = 4 x hidden, heads = max(1, hidden // 64)).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Shape and regularisation of one ELECTRA transformer (generator or discriminator).
+
+  `dtype` is the compute dtype of matmuls and activations; parameters are always float32, and
+  softmax, LayerNorm statistics and output logits are computed in float32.
+  """
+
+  vocab_size: int = 30522
+  embedding_size: int = 128
+  hidden_size: int = 256
+  num_hidden_layers: int = 12
+  num_attention_heads: int = 4
+  intermediate_size: int = 1024
+  hidden_act: str = "gelu"
+  hidden_dropout_prob: float = 0.1
+  attention_probs_dropout_prob: float = 0.1
+  max_position_embeddings: int = 512
+  type_vocab_size: int = 2
+  initializer_range: float = 0.02
+  layer_norm_eps: float = 1e-12
+  dtype: str = "float32"
+  remat: bool = False
+
+  def __post_init__(self):
+    if self.hidden_size % self.num_attention_heads:
+      raise ValueError(
+          f"hidden_size={self.hidden_size} is not a multiple of "
+          f"num_attention_heads={self.num_attention_heads}")
+    if self.dtype not in _DTYPES:
+      raise ValueError(f"dtype={self.dtype!r}; expected one of {sorted(_DTYPES)}")
+    if self.hidden_act not in ("gelu", "gelu_new", "relu"):
+      raise ValueError(f"hidden_act={self.hidden_act!r}; expected gelu, gelu_new or relu")
+    for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
+                 "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"{name}={getattr(self, name)} must be positive")
+
+  @property
+  def compute_dtype(self) -> Any:
+    return _DTYPES[self.dtype]
+
+  @property
+  def head_dim(self) -> int:
+    return self.hidden_size // self.num_attention_heads
+
+  def replace(self, **changes) -> "ModelConfig":
+    return dataclasses.replace(self, **changes)
+
+  def to_hf_dict(self) -> dict:
+    """The fields of a Hugging Face `config.json` (without `architectures`)."""
+    d = dataclasses.asdict(self)
+    d.pop("dtype")
+    d.pop("remat")
+    d["model_type"] = "electra"
+    d["pad_token_id"] = 0
+    d["position_embedding_type"] = "absolute"
+    return d
+
+  @classmethod
+  def from_hf_dict(cls, d: dict, **overrides) -> "ModelConfig":
+    """Builds a config from a Hugging Face `config.json` dict; unknown keys are ignored."""
+    pet = d.get("position_embedding_type", "absolute")
+    if pet != "absolute":
+      raise ValueError(f"position_embedding_type={pet!r} is not supported (only 'absolute')")
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in d.items() if k in names}
+    kwargs.update(overrides)
+    return cls(**kwargs)
+
+
+def small(**overrides) -> ModelConfig:
+  """ELECTRA-Small discriminator (14M parameters)."""
+  return ModelConfig(embedding_size=128, hidden_size=256, num_hidden_layers=12,
+                     num_attention_heads=4, intermediate_size=1024, **overrides)
+
+
+def base(**overrides) -> ModelConfig:
+  """ELECTRA-Base discriminator (110M parameters)."""
+  return ModelConfig(embedding_size=768, hidden_size=768, num_hidden_layers=12,
+                     num_attention_heads=12, intermediate_size=3072, **overrides)
+
+
+def large(**overrides) -> ModelConfig:
+  """ELECTRA-Large discriminator (335M parameters)."""
+  return ModelConfig(embedding_size=1024, hidden_size=1024, num_hidden_layers=24,
+                     num_attention_heads=16, intermediate_size=4096, **overrides)
+
+
+def generator_config(disc: ModelConfig, hidden_fraction: float, layer_fraction: float = 1.0
+                     ) -> ModelConfig:
+  """The generator paired with `disc`, as the official code sizes it.
+
+  hidden = round(fraction x disc hidden), FFN = 4 x hidden, heads = max(1, hidden // 64),
+  layers = round(layer_fraction x disc layers); the embedding size is the discriminator's so that
+  the two networks can share one embedding table.
+  """
+  if not 0 < hidden_fraction <= 1 or not 0 < layer_fraction <= 1:
+    raise ValueError(f"generator fractions must be in (0, 1]: hidden_fraction={hidden_fraction}, "
+                     f"layer_fraction={layer_fraction}")
+  hidden = max(1, int(round(disc.hidden_size * hidden_fraction)))
+  heads = max(1, hidden // 64)
+  if hidden % heads:
+    raise ValueError(f"generator hidden size {hidden} is not divisible by {heads} heads")
+  return disc.replace(hidden_size=hidden, intermediate_size=4 * hidden, num_attention_heads=heads,
+                      num_hidden_layers=max(1, int(round(disc.num_hidden_layers * layer_fraction))))
+
+
+PRESETS = {"small": small, "base": base, "large": large}
