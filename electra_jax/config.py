@@ -10,9 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax.numpy as jnp
-
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+_DTYPES = ("float32", "bfloat16", "float16")  # resolved lazily: importing the config needs no jax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +53,8 @@ class ModelConfig:
 
   @property
   def compute_dtype(self) -> Any:
-    return _DTYPES[self.dtype]
+    import jax.numpy as jnp
+    return getattr(jnp, self.dtype)
 
   @property
   def head_dim(self) -> int:
@@ -76,11 +75,14 @@ class ModelConfig:
 
   @classmethod
   def from_hf_dict(cls, d: dict, **overrides) -> "ModelConfig":
-    """Builds a config from a Hugging Face `config.json` dict; unknown keys are ignored."""
+    """Builds a config from a Hugging Face `config.json` dict; unknown keys are ignored.
+
+    `dtype` / `remat` in the dict are ignored: HF's `dtype` is the storage dtype of its
+    checkpoint, not our compute dtype (pass `dtype=...` as an override to choose that)."""
     pet = d.get("position_embedding_type", "absolute")
     if pet != "absolute":
       raise ValueError(f"position_embedding_type={pet!r} is not supported (only 'absolute')")
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls)} - {"dtype", "remat"}
     kwargs = {k: v for k, v in d.items() if k in names}
     kwargs.update(overrides)
     return cls(**kwargs)

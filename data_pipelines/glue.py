@@ -1,0 +1,206 @@
+"""GLUE readers (native TSV directories and TFDS) and sentence(-pair) featurisation.
+
+Native layout: `DATA_DIR/<TASK>/{train,dev,test}.tsv` as distributed by GLUE (MNLI:
+dev_matched.tsv, dev_mismatched.tsv, test_matched.tsv, test_mismatched.tsv). Columns are found
+by header name; CoLA's train/dev files have no header (source, label, original label,
+sentence). Fields are split on tabs with no quote processing (GLUE texts contain bare quotes).
+
+Every row is either read or reported: a row with the wrong number of fields, an empty text or a
+label outside the task's label set raises ValueError naming `file:line`; with
+`on_malformed="skip"` such rows are left out and each one is printed with its file and line.
+
+Features (`featurize`): [CLS] a [SEP] (b [SEP]), token types 0 for a and 1 for b, padded to
+`max_seq_length` with the pad id; pairs are truncated longest-first, as BERT does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class TextExample:
+  """One GLUE example. `label`: class string, float (STS-B) or None (test split)."""
+
+  guid: str
+  text_a: str
+  text_b: Optional[str]
+  label: object
+
+
+@dataclasses.dataclass(frozen=True)
+class TsvFormat:
+  """Header names of the text, label and id columns in a task's TSV files."""
+
+  text_a: str
+  text_b: Optional[str]
+  label: Optional[str]
+  guid: str = "index"
+
+
+FORMATS = {
+    "cola": TsvFormat("sentence", None, "label"),
+    "sst2": TsvFormat("sentence", None, "label"),
+    "mrpc": TsvFormat("#1 String", "#2 String", "Quality"),
+    "stsb": TsvFormat("sentence1", "sentence2", "score"),
+    "qqp": TsvFormat("question1", "question2", "is_duplicate", guid="id"),
+    "mnli": TsvFormat("sentence1", "sentence2", "gold_label"),
+    "qnli": TsvFormat("question", "sentence", "label"),
+    "rte": TsvFormat("sentence1", "sentence2", "label"),
+    "wnli": TsvFormat("sentence1", "sentence2", "label"),
+}
+
+TFDS_TEXT_KEYS = {
+    "cola": ("sentence", None), "sst2": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
+    "stsb": ("sentence1", "sentence2"), "qqp": ("question1", "question2"),
+    "mnli": ("premise", "hypothesis"), "qnli": ("question", "sentence"),
+    "rte": ("sentence1", "sentence2"), "wnli": ("sentence1", "sentence2"),
+}
+
+_COLA_NO_HEADER = {"source": 0, "label": 1, "sentence": 3}
+
+
+class MalformedRows:
+  """Collects or raises on malformed rows (file:line: reason)."""
+
+  def __init__(self, on_malformed: str):
+    if on_malformed not in ("error", "skip"):
+      raise ValueError(f"on_malformed={on_malformed!r}; expected 'error' or 'skip'")
+    self.on_malformed = on_malformed
+    self.skipped: list[str] = []
+
+  def report(self, path: str, line: int, reason: str) -> None:
+    message = f"{path}:{line}: {reason}"
+    if self.on_malformed == "error":
+      raise ValueError(message + " (pass on_malformed='skip' to leave such rows out, reported)")
+    self.skipped.append(message)
+    print(f"skipping malformed row {message}", file=sys.stderr)
+
+
+def read_tsv(path: str, task_name: str, labels: Optional[Sequence[str]],
+             on_malformed: str = "error") -> list[TextExample]:
+  """Reads one GLUE TSV file of task `task_name` (a key of FORMATS).
+
+  labels: the task's class names (None for regression). A file without the label column
+  (a test split) gives examples with label None.
+  """
+  if task_name not in FORMATS:
+    raise ValueError(f"no GLUE TSV format for task {task_name!r}; known: {sorted(FORMATS)}")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"GLUE file not found: {path}")
+  fmt = FORMATS[task_name]
+  errors = MalformedRows(on_malformed)
+  with open(path, encoding="utf-8", newline="") as f:
+    rows = [line.rstrip("\r\n").split("\t") for line in f]
+  if not rows:
+    raise ValueError(f"{path}: empty file")
+  header = rows[0]
+  if task_name == "cola" and "sentence" not in header:
+    columns, first, width = _COLA_NO_HEADER, 0, None
+  else:
+    columns = {name: i for i, name in enumerate(header)}
+    first, width = 1, len(header)
+    if fmt.text_a not in columns or (fmt.text_b and fmt.text_b not in columns):
+      want = [c for c in (fmt.text_a, fmt.text_b) if c]
+      raise ValueError(f"{path}:1: header {header} lacks the {task_name} text columns {want}")
+  has_label = fmt.label in columns
+  examples = []
+  for line_no, row in enumerate(rows[first:], start=first + 1):
+    if width is not None and len(row) != width:
+      errors.report(path, line_no, f"expected {width} tab-separated fields, found {len(row)}")
+      continue
+    if width is None and len(row) < 4:
+      errors.report(path, line_no, f"expected 4 tab-separated fields, found {len(row)}")
+      continue
+    text_a = row[columns[fmt.text_a]]
+    text_b = row[columns[fmt.text_b]] if fmt.text_b else None
+    if not text_a.strip() or (fmt.text_b and not text_b.strip()):
+      errors.report(path, line_no, "empty text field")
+      continue
+    label = None
+    if has_label:
+      raw = row[columns[fmt.label]]
+      if labels is None:
+        try:
+          label = float(raw)
+        except ValueError:
+          errors.report(path, line_no, f"label {raw!r} is not a number")
+          continue
+      elif raw not in labels:
+        errors.report(path, line_no, f"label {raw!r} is not one of the {task_name} labels "
+                                     f"{list(labels)}")
+        continue
+      else:
+        label = raw
+    guid = row[columns[fmt.guid]] if fmt.guid in columns else str(line_no - first)
+    examples.append(TextExample(guid, text_a, text_b, label))
+  return examples
+
+
+def read_tfds(tfds_name: str, split: str, task_name: str, tfds_labels: Sequence[str],
+              data_dir: Optional[str] = None) -> list[TextExample]:
+  """Reads a GLUE split from TFDS (e.g. "glue/sst2", "validation").
+
+  tfds_labels[i] is the task label string for TFDS class id i (empty for regression); TFDS
+  label -1 (test splits) gives label None; guid is the TFDS `idx`.
+  """
+  from data_pipelines.tf_runtime import tensorflow
+  tensorflow()
+  import tensorflow_datasets as tfds
+
+  key_a, key_b = TFDS_TEXT_KEYS[task_name]
+  ds = tfds.load(tfds_name, split=split, data_dir=data_dir, shuffle_files=False)
+  examples = []
+  for ex in tfds.as_numpy(ds):
+    raw = ex["label"]
+    if not tfds_labels:
+      label = float(raw)
+    elif int(raw) < 0:
+      label = None
+    elif int(raw) >= len(tfds_labels):
+      raise ValueError(f"TFDS {tfds_name}[{split}] idx {ex['idx']}: label id {int(raw)} is "
+                       f"outside the task's {len(tfds_labels)} labels {list(tfds_labels)}")
+    else:
+      label = tfds_labels[int(raw)]
+    text_b = ex[key_b].decode("utf-8") if key_b else None
+    examples.append(TextExample(str(int(ex["idx"])), ex[key_a].decode("utf-8"), text_b, label))
+  return examples
+
+
+def _truncate_pair(a: list, b: list, budget: int) -> None:
+  while len(a) + len(b) > budget:
+    (a if len(a) >= len(b) else b).pop()
+
+
+def featurize(examples: Sequence[TextExample], tokenizer, max_seq_length: int) -> dict:
+  """Token features for a list of examples: input_ids, attention_mask, token_type_ids,
+  each [N, max_seq_length] int32."""
+  if max_seq_length < 4:
+    raise ValueError(f"max_seq_length={max_seq_length} is too short for [CLS] a [SEP] b [SEP]")
+  n = len(examples)
+  ids = np.full((n, max_seq_length), tokenizer.pad_id, np.int32)
+  mask = np.zeros((n, max_seq_length), np.int32)
+  types = np.zeros((n, max_seq_length), np.int32)
+  enc_a = tokenizer.encode([e.text_a for e in examples])
+  pair_idx = [i for i, e in enumerate(examples) if e.text_b is not None]
+  enc_b = dict(zip(pair_idx, tokenizer.encode([examples[i].text_b for i in pair_idx])))
+  for i in range(n):
+    a = list(enc_a[i])
+    if i in enc_b:
+      b = list(enc_b[i])
+      _truncate_pair(a, b, max_seq_length - 3)
+      seq = [tokenizer.cls_id] + a + [tokenizer.sep_id] + b + [tokenizer.sep_id]
+      seg = [0] * (len(a) + 2) + [1] * (len(b) + 1)
+    else:
+      a = a[:max_seq_length - 2]
+      seq = [tokenizer.cls_id] + a + [tokenizer.sep_id]
+      seg = [0] * len(seq)
+    ids[i, :len(seq)] = seq
+    mask[i, :len(seq)] = 1
+    types[i, :len(seq)] = seg
+  return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}

@@ -1,0 +1,51 @@
+"""`manifest.json`: what a directory of pre-training shards holds, and checks against a run.
+
+Layout (all counts are ints):
+  format: "electra_jax.pretraining/1"
+  seq_len, tokenizer: {spec, fingerprint, vocab_size, pad_id, unk_id, cls_id, sep_id, mask_id}
+  shards: [{file, split ("train"|"eval"), examples, tokens}]  tokens = non-pad positions
+  train_shards, eval_shards: file names in shard order
+  build: {corpus, seed, num_shards, pieces_per_shard, summary: {...counts...}}
+"""
+
+import json
+import os
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "electra_jax.pretraining/1"
+
+
+def write_json_atomically(path, data):
+    """Write `data` as indented JSON via a temp file and an atomic rename."""
+    temp = f"{path}.tmp-{os.getpid()}"
+    with open(temp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(temp, path)
+
+
+def read_manifest(data_dir):
+    """Load and sanity-check `data_dir/manifest.json`."""
+    path = os.path.join(data_dir, MANIFEST_NAME)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no {MANIFEST_NAME} in {data_dir}: build it with data_pipelines.build_pretraining_data")
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    return manifest
+
+
+def check_compatible(manifest, data_dir, seq_len=None, vocab_fingerprint=None):
+    """Raise ValueError naming both values if the shards disagree with the run's config."""
+    if seq_len is not None and int(seq_len) != manifest["seq_len"]:
+        raise ValueError(
+            f"seq_len mismatch: the run uses seq_len={seq_len} but the shards in {data_dir} "
+            f"have seq_len={manifest['seq_len']}"
+        )
+    if vocab_fingerprint is not None and vocab_fingerprint != manifest["tokenizer"]["fingerprint"]:
+        raise ValueError(
+            f"vocabulary mismatch: the run's tokenizer has fingerprint {vocab_fingerprint} but the "
+            f"shards in {data_dir} were built with fingerprint {manifest['tokenizer']['fingerprint']} "
+            f"({manifest['tokenizer']['spec']})"
+        )

@@ -1,0 +1,227 @@
+"""Fine-tuning configuration: one frozen dataclass plus the paper's per-size/per-task defaults.
+
+Fields left as None take the ELECTRA paper's defaults (Table 7, and the official
+configure_finetuning.py where the paper is silent):
+
+  size                      small      base      large
+  learning rate             3e-4       1e-4      5e-5
+  layer-wise lr decay       0.8        0.8       0.9
+
+  weight decay 0, batch 32, warmup 10% of the steps, epochs 3 (RTE and STS-B 10, SQuAD 2),
+  max sequence length 128 (SQuAD 512, chunking 256), SQuAD doc stride 128, max query length 64,
+  n-best 20, max answer length 30.
+
+The size comes from `size`, or else from the initial model's hidden size (<= 256 small,
+<= 768 base, larger large). `size="tiny"` (random init only) is a 2-layer, hidden-64 model for
+CPU demos and tests; it fine-tunes with the small defaults.
+
+Library code takes a `FinetuneConfig`; gin is read only by `resolve_config` at the command line:
+bindings look like `FinetuneConfig.learning_rate = 1e-4`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import re
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from electra_jax import config as model_configs
+from electra_jax.config import ModelConfig
+from electra_jax.tasks import Task
+
+LEARNING_RATE = {"small": 3e-4, "base": 1e-4, "large": 5e-5}
+LAYERWISE_LR_DECAY = {"small": 0.8, "base": 0.8, "large": 0.9}
+SIZES = ("tiny", "small", "base", "large")
+
+
+def tiny(**overrides) -> ModelConfig:
+  """A 2-layer, hidden-64 ELECTRA for CPU demos and tests (not a paper size)."""
+  kw = dict(embedding_size=64, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=256, max_position_embeddings=512)
+  kw.update(overrides)
+  return ModelConfig(**kw)
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+  """One fine-tuning run (several seeds) of one task.
+
+  task: a name from electra_jax.tasks (e.g. "sst2", "MNLI", "squad2.0", "chunk").
+  init: a Hugging Face ELECTRA directory, an official TF checkpoint, an electra_jax
+    pre-training checkpoint (its discriminator), or "random" (architecture `size` +
+    `model_overrides`, vocabulary size from the tokenizer).
+  data_dir: directory holding the task's native files (GLUE: DATA_DIR/SST-2/train.tsv or
+    DATA_DIR/train.tsv); tfds=True reads `task.tfds_name` instead (tfds_data_dir: TFDS's).
+  tokenizer: spec for data_pipelines.tokenizers.load; None: `wordpiece:INIT/vocab.txt`.
+  model_overrides: ((field, value), ...) ModelConfig changes for random init; dropout
+    overrides apply to loaded models too.
+  seeds: one fine-tuning run per seed (head init, dropout, data order).
+  evals_per_epoch: dev evaluations per epoch (the best one is kept); the last step is always
+    evaluated.
+  layerwise_lr_mode: "correct" or "official" (see electra_jax.layerwise_lr).
+  max_train_examples / max_eval_examples: use only the first N examples (quick runs).
+  squad_null_threshold: SQuAD 2.0 predicts no answer when null score - best span score exceeds it.
+  mesh_fsdp / mesh_tensor: mesh axes besides data parallelism (electra_jax.sharding.MeshConfig).
+  """
+
+  task: str
+  init: str
+  data_dir: Optional[str] = None
+  tfds: bool = False
+  tfds_data_dir: Optional[str] = None
+  tokenizer: Optional[str] = None
+  size: Optional[str] = None
+  model_overrides: tuple = ()
+  head: str = "official"
+  seeds: tuple = (1,)
+  learning_rate: Optional[float] = None
+  layerwise_lr_decay: Optional[float] = None
+  layerwise_lr_mode: str = "correct"
+  weight_decay: float = 0.0
+  warmup_fraction: float = 0.1
+  clip_norm: float = 1.0
+  bias_correction: bool = False
+  batch_size: int = 32
+  eval_batch_size: int = 32
+  num_epochs: Optional[float] = None
+  max_seq_length: Optional[int] = None
+  classifier_dropout: Optional[float] = None
+  evals_per_epoch: int = 1
+  doc_stride: int = 128
+  max_query_length: int = 64
+  n_best_size: int = 20
+  max_answer_length: int = 30
+  squad_null_threshold: float = 0.0
+  max_train_examples: Optional[int] = None
+  max_eval_examples: Optional[int] = None
+  on_malformed: str = "error"
+  mesh_fsdp: int = 1
+  mesh_tensor: int = 1
+  dtype: str = "float32"
+  save_best: bool = True
+  write_predictions: bool = True
+  progress: bool = True
+
+  def __post_init__(self):
+    if not self.seeds:
+      raise ValueError("FinetuneConfig.seeds is empty")
+    if self.size is not None and self.size not in SIZES:
+      raise ValueError(f"FinetuneConfig.size={self.size!r}; expected one of {SIZES}")
+    if self.head not in ("official", "hf"):
+      raise ValueError(f"FinetuneConfig.head={self.head!r}; expected 'official' or 'hf'")
+    if self.layerwise_lr_mode not in ("correct", "official"):
+      raise ValueError(f"FinetuneConfig.layerwise_lr_mode={self.layerwise_lr_mode!r}; "
+                       "expected 'correct' or 'official'")
+    for name in ("batch_size", "eval_batch_size", "evals_per_epoch", "doc_stride",
+                 "max_query_length", "n_best_size", "max_answer_length"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"FinetuneConfig.{name}={getattr(self, name)} must be positive")
+    if not 0 <= self.warmup_fraction <= 1:
+      raise ValueError(f"FinetuneConfig.warmup_fraction={self.warmup_fraction} must be in [0, 1]")
+    if self.data_dir is None and not self.tfds:
+      raise ValueError("FinetuneConfig needs data_dir=DIR or tfds=True")
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    bad = [k for k, _ in self.model_overrides if k not in known]
+    if bad:
+      raise ValueError(f"FinetuneConfig.model_overrides: unknown ModelConfig fields {bad}")
+
+  def replace(self, **changes) -> "FinetuneConfig":
+    return dataclasses.replace(self, **changes)
+
+  def random_init_config(self, vocab_size: int) -> ModelConfig:
+    """The architecture for init="random": `size` (default small) + overrides + vocab size."""
+    size = self.size or "small"
+    preset = tiny if size == "tiny" else model_configs.PRESETS[size]
+    return preset(**{**dict(self.model_overrides), "vocab_size": vocab_size})
+
+
+@dataclasses.dataclass(frozen=True)
+class Hparams:
+  """The concrete values a run uses (None fields of FinetuneConfig resolved)."""
+
+  size: str
+  learning_rate: float
+  layerwise_lr_decay: float
+  num_epochs: float
+  max_seq_length: int
+
+
+def size_of(model: ModelConfig) -> str:
+  """small / base / large from the hidden size (<= 256, <= 768, larger)."""
+  if model.hidden_size <= 256:
+    return "small"
+  return "base" if model.hidden_size <= 768 else "large"
+
+
+def resolve_hparams(config: FinetuneConfig, task: Task, model: ModelConfig) -> Hparams:
+  size = config.size or size_of(model)
+  defaults = "small" if size == "tiny" else size
+  max_len = config.max_seq_length or task.max_seq_length
+  max_len = min(max_len, model.max_position_embeddings)
+  return Hparams(
+      size=size,
+      learning_rate=config.learning_rate or LEARNING_RATE[defaults],
+      layerwise_lr_decay=config.layerwise_lr_decay or LAYERWISE_LR_DECAY[defaults],
+      num_epochs=config.num_epochs or task.epochs,
+      max_seq_length=max_len)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gin at the command-line edge.
+
+
+def _factory():
+  def FinetuneConfig_(**kwargs):  # noqa: N802 (gin uses the function name)
+    return kwargs
+
+  FinetuneConfig_.__signature__ = inspect.signature(FinetuneConfig)
+  FinetuneConfig_.__name__ = "FinetuneConfig"
+  return FinetuneConfig_
+
+
+_REGISTERED = {}
+
+
+def resolve_config(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = (),
+                   **fields: Any) -> FinetuneConfig:
+  """FinetuneConfig from gin files, then bindings (`FinetuneConfig.FIELD = VALUE`), then
+  `fields` (command-line flags; they win). Unknown fields raise ValueError with close matches."""
+  import gin
+
+  if "factory" not in _REGISTERED:
+    _REGISTERED["factory"] = gin.external_configurable(_factory(), name="FinetuneConfig")
+  for f in gin_files:
+    if not Path(f).is_file():
+      raise FileNotFoundError(f"gin file {f} does not exist")
+  gin.clear_config()
+  try:
+    gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings),
+                                        finalize_config=False)
+    bound = _REGISTERED["factory"]()
+  except ValueError as err:
+    raise _explain(err) from None
+  finally:
+    gin.clear_config()
+  bound.update({k: v for k, v in fields.items() if v is not None})
+  for key in ("seeds", "model_overrides"):
+    if isinstance(bound.get(key), list):
+      bound[key] = tuple(tuple(v) if isinstance(v, list) else v for v in bound[key])
+  return FinetuneConfig(**bound)
+
+
+def _explain(err: ValueError) -> ValueError:
+  text = str(err)
+  m = re.search(r"doesn't have a parameter named '([^']+)'", text)
+  names = [f.name for f in dataclasses.fields(FinetuneConfig)]
+  if m:
+    close = difflib.get_close_matches(m.group(1), names, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ValueError(f"unknown FinetuneConfig field {m.group(1)!r}.{hint}\n{text}")
+  m = re.search(r"No configurable matching '([^']+)'", text)
+  if m:
+    return ValueError(f"unknown gin binding target {m.group(1)!r}; fine-tuning bindings look "
+                      f"like FinetuneConfig.learning_rate = 1e-4\n{text}")
+  return err

@@ -1,0 +1,151 @@
+"""Device mesh, logical-axis rules and shardings.
+
+One mesh with axes ("data", "fsdp", "tensor"), all of type Auto (compiler-propagated shardings):
+- the batch is split over data x fsdp;
+- parameters and optimizer slots are split over fsdp along their embedding / hidden axis (ZeRO-3
+  style; XLA all-gathers them for the matmuls) and over tensor along vocab / FFN / heads
+  (Megatron style);
+- a dimension that a mesh axis does not divide stays replicated over that axis.
+
+Model code names axes logically (see `electra_jax.modeling`); `LOGICAL_AXIS_RULES` is the one
+table mapping them to mesh axes. Rules are tried in order and a mesh axis is used at most once per
+array, so "batch" (first) takes fsdp from "embed"/"hidden" in activations.
+
+The shardings are given to `jax.jit` explicitly (params, optimizer slots, batch) and XLA propagates
+them to the activations. No global mesh is set (`jax.set_mesh`) while tracing: with one, flax 0.12's
+DenseGeneral re-runs its boxed kernel initialiser under `jax.eval_shape` in every `apply` and
+applies the 3-d logical constraint to the flat 2-d kernel, which fails; so the model's activation
+`with_logical_constraint`s are inactive no-ops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+LOGICAL_AXIS_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("vocab", "tensor"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("hidden_out", "tensor"),
+    ("embed", "fsdp"),
+    ("hidden", "fsdp"),
+    ("length", None),
+    ("kv", None),
+    ("position", None),
+    ("type", None),
+    ("classes", None),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+  """Mesh axis sizes; at most one may be -1, meaning all the devices the others leave."""
+
+  data: int = -1
+  fsdp: int = 1
+  tensor: int = 1
+
+  def __post_init__(self):
+    sizes = self.sizes()
+    if any(s == 0 or s < -1 for s in sizes):
+      raise ValueError(f"MeshConfig sizes must be positive or -1 (fill): {self}")
+    if sizes.count(-1) > 1:
+      raise ValueError(f"MeshConfig: at most one axis may be -1 (fill): {self}")
+
+  def sizes(self) -> tuple:
+    return (self.data, self.fsdp, self.tensor)
+
+  def resolve(self, num_devices: int) -> tuple:
+    """The concrete (data, fsdp, tensor) sizes for `num_devices` devices."""
+    sizes = list(self.sizes())
+    fixed = math.prod(s for s in sizes if s != -1)
+    if -1 in sizes:
+      if num_devices % fixed:
+        raise ValueError(f"MeshConfig {self}: {num_devices} devices are not divisible by the "
+                         f"fixed axes' product {fixed}")
+      sizes[sizes.index(-1)] = num_devices // fixed
+    elif fixed != num_devices:
+      raise ValueError(f"MeshConfig {self}: data x fsdp x tensor = {fixed} but there are "
+                       f"{num_devices} devices")
+    return tuple(sizes)
+
+
+def make_mesh(cfg: MeshConfig, devices: Optional[Sequence[Any]] = None) -> Mesh:
+  """A Mesh over `devices` (default: all, every process) with axes ("data", "fsdp", "tensor")."""
+  devices = list(jax.devices() if devices is None else devices)
+  shape = cfg.resolve(len(devices))
+  return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
+                       devices=devices)
+
+
+def _fit_spec(spec: PartitionSpec, shape: Sequence[int], mesh: Mesh) -> PartitionSpec:
+  """Drops the mesh axes that do not evenly divide their dimension."""
+  out = []
+  for dim, entry in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
+    names = () if entry is None else ((entry,) if isinstance(entry, str) else tuple(entry))
+    kept, size = [], 1
+    for name in names:
+      if dim % (size * mesh.shape[name]) == 0:
+        kept.append(name)
+        size *= mesh.shape[name]
+    out.append(None if not kept else (kept[0] if len(kept) == 1 else tuple(kept)))
+  return PartitionSpec(*out)
+
+
+def logical_sharding(logical_axes: Optional[Sequence[Optional[str]]], shape: Sequence[int],
+                     mesh: Mesh) -> NamedSharding:
+  """The NamedSharding of an array of `shape` whose axes have these logical names."""
+  if logical_axes is None:
+    return NamedSharding(mesh, PartitionSpec())
+  spec = nn.logical_to_mesh_axes(tuple(logical_axes), LOGICAL_AXIS_RULES)
+  return NamedSharding(mesh, _fit_spec(spec, shape, mesh))
+
+
+def param_shardings(abstract_boxed_params, mesh: Mesh):
+  """Shardings (a tree like the unboxed params) for params boxed with logical axis names
+  (`nn.LogicallyPartitioned`, e.g. from `jax.eval_shape(model.init, ...)`); unboxed leaves are
+  replicated."""
+
+  def one(leaf):
+    if isinstance(leaf, nn.LogicallyPartitioned):
+      return logical_sharding(leaf.names, leaf.value.shape, mesh)
+    return NamedSharding(mesh, PartitionSpec())
+
+  return jax.tree_util.tree_map(one, abstract_boxed_params,
+                                is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Sharding of [B, ...] batch arrays: B split over data x fsdp."""
+  return NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def global_batch(local_batch: dict, mesh: Mesh) -> dict:
+  """This process's rows {name: np.ndarray [B_local, ...]} -> global jax.Arrays [B, ...] sharded
+  by `batch_sharding` (B = B_local x process count). B must divide by data x fsdp."""
+  sharding = batch_sharding(mesh)
+  shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  out = {}
+  for name, value in local_batch.items():
+    value = np.asarray(value)
+    global_rows = value.shape[0] * jax.process_count()
+    if global_rows % shards:
+      raise ValueError(f"batch field {name!r}: global batch {global_rows} is not divisible by "
+                       f"data x fsdp = {shards}")
+    out[name] = jax.make_array_from_process_local_data(sharding, value,
+                                                      (global_rows,) + value.shape[1:])
+  return out

@@ -1,0 +1,366 @@
+"""ELECTRA pre-training: `python -m electra_jax.train --experiment=NAME --workdir=DIR`.
+
+    python -m electra_jax.train --experiment=tiny --workdir=/tmp/electra_tiny
+    python -m electra_jax.train --experiment=small --workdir=gs://... \
+        --gin_bindings='DataConfig.data_dir = "/data/owt_len128"'
+
+`main` is a thin command line over `train_and_evaluate(config, workdir)`, which runs the whole
+pipeline: mesh, data, model, shardings, state (fresh, restored from WORKDIR/checkpoints, or
+initialised from a pre-trained checkpoint), then the loop of sharded train steps with logging,
+periodic evaluation, checkpointing and preemption handling. Every process of a multi-host job
+runs the same program; saving, evaluating and stopping are decided from the step number (or,
+for preemption, by JAX's cross-process sync point), and only process 0 writes logs.
+
+Metrics of step s are read from the device after step s + 1 is dispatched, so the host never
+waits on the device except when it has to (before a checkpoint, an evaluation or the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "electra_jax")
+
+
+class NonFiniteError(RuntimeError):
+  """A training metric became NaN or infinite; the message names the step and the metric."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces of the pipeline.
+
+
+def open_data(config):
+  """(train data, eval data or None, SpecialIds, data_dir) for `config`, checked against it.
+
+  Without DataConfig.data_dir, the built-in default data is built (once) under cache_dir with
+  the model's vocabulary size. Raises ValueError if the shards' seq_len or vocabulary size
+  disagree with the config.
+  """
+  from data_pipelines.pretraining_reader import PretrainingData
+  from electra_jax.objective import SpecialIds
+
+  data_cfg = config.data
+  data_dir = data_cfg.data_dir
+  if data_dir is None:
+    from data_pipelines.default_data import ensure_default_pretraining_data
+
+    data_dir = ensure_default_pretraining_data(data_cfg.cache_dir or DEFAULT_CACHE_DIR,
+                                               data_cfg.seq_len, config.model.vocab_size)
+  train = PretrainingData(data_dir, global_batch_size=data_cfg.global_batch_size,
+                          seed=data_cfg.seed, split="train", seq_len=data_cfg.seq_len)
+  tok = train.manifest["tokenizer"]
+  if tok["vocab_size"] != config.model.vocab_size:
+    raise ValueError(f"vocabulary mismatch: ModelConfig.vocab_size={config.model.vocab_size} but "
+                     f"the shards in {data_dir} use a {tok['vocab_size']}-token vocabulary "
+                     f"({tok['spec']}); set ModelConfig.vocab_size = {tok['vocab_size']}")
+  special = SpecialIds(pad=tok["pad_id"], cls=tok["cls_id"], sep=tok["sep_id"],
+                       mask=tok["mask_id"], vocab_size=tok["vocab_size"])
+  evaluation = None
+  if data_cfg.eval_every:
+    evaluation = PretrainingData(data_dir, global_batch_size=data_cfg.global_batch_size,
+                                 seed=data_cfg.seed, split=data_cfg.eval_split,
+                                 seq_len=data_cfg.seq_len)
+  return train, evaluation, special, data_dir
+
+
+def _memory_report(compiled) -> str:
+  """One line of the compiled step's memory use (MiB), or why there is none."""
+  try:
+    stats = compiled.memory_analysis()
+  except Exception as err:  # platforms without memory analysis raise various errors
+    return f"memory analysis unavailable: {type(err).__name__}: {err}"
+  if stats is None:
+    return "memory analysis unavailable on this platform"
+  mib = lambda b: f"{b / 2**20:.1f}"
+  return (f"compiled train step memory per device (MiB): arguments "
+          f"{mib(stats.argument_size_in_bytes)}, outputs {mib(stats.output_size_in_bytes)}, "
+          f"aliased {mib(stats.alias_size_in_bytes)}, temporaries {mib(stats.temp_size_in_bytes)}, "
+          f"code {mib(stats.generated_code_size_in_bytes)}")
+
+
+def _first_nonfinite(metrics: dict) -> Optional[str]:
+  import math
+
+  for name in ("loss", "grad_norm"):
+    if name in metrics and not math.isfinite(float(metrics[name])):
+      return name
+  for name, value in sorted(metrics.items()):
+    if not math.isfinite(float(value)):
+      return name
+  return None
+
+
+def _data_position(config, step: int) -> dict:
+  return {"step": int(step), "seed": config.data.seed,
+          "global_batch_size": config.data.global_batch_size}
+
+
+def _evaluate(eval_step, state, eval_data, mesh, num_batches: int) -> dict:
+  """Mean metrics over eval batches 0..num_batches-1 (the same batches every time)."""
+  import jax
+  import numpy as np
+
+  from electra_jax.sharding import global_batch
+
+  totals = None
+  for i in range(num_batches):
+    metrics = eval_step(state, global_batch(eval_data.batch(i), mesh))
+    totals = metrics if totals is None else jax.tree.map(lambda a, b: a + b, totals, metrics)
+  return {k: float(np.asarray(v)) / num_batches for k, v in jax.device_get(totals).items()}
+
+
+def _flops_and_peak(config) -> tuple:
+  """(analytic FLOPs of one train step, peak FLOP/s of all devices) for MFU; None where unknown."""
+  try:
+    from electra_jax import flops as flops_lib
+  except ImportError:
+    return None, None
+  return None, None
+
+
+class _StepTimer:
+  """Seconds per step and tokens per second between consecutive log records."""
+
+  def __init__(self, step: int, tokens_per_step: int):
+    self.tokens_per_step = tokens_per_step
+    self.reset(step)
+
+  def reset(self, step: int) -> None:
+    self.step, self.time = step, time.perf_counter()
+
+  def rates(self, step: int) -> dict:
+    now = time.perf_counter()
+    steps = max(step - self.step, 1)
+    step_time = (now - self.time) / steps
+    self.reset(step)
+    return {"step_time": step_time, "tokens_per_sec": self.tokens_per_step / step_time}
+
+
+# ---------------------------------------------------------------------------------------------
+# The run.
+
+
+def train_and_evaluate(config, workdir) -> dict:
+  """Pre-trains per `config` (a TrainConfig) in `workdir`; resumes from its latest checkpoint.
+
+  Writes WORKDIR/config.json and config.gin (the resolved config), metrics.jsonl,
+  eval_metrics.jsonl, tensorboard/, checkpoints/ (and profile/ with LogConfig.profile_steps).
+  Returns {"step": last completed step, "preempted": bool, "train": last logged training
+  metrics, "eval": last evaluation metrics (or {})}.
+  Raises NonFiniteError naming the step and metric when a loss or gradient is NaN/inf.
+  """
+  import jax
+
+  from electra_jax.checkpointing import Checkpointer, PreemptionWatcher, load_init_params
+  from electra_jax.metrics_writer import MetricsWriter
+  from electra_jax.objective import build_pretraining_model
+  from electra_jax.optim import make_optimizer
+  from electra_jax.sharding import global_batch, make_mesh
+  from electra_jax.train_config import save_config_json, to_gin
+  from electra_jax.train_step import (abstract_train_state, create_train_state, make_eval_step,
+                                      make_train_step)
+
+  workdir = Path(workdir)
+  is_main = jax.process_index() == 0
+  if is_main:
+    workdir.mkdir(parents=True, exist_ok=True)
+    save_config_json(config, workdir / "config.json")
+    (workdir / "config.gin").write_text(to_gin(config))
+
+  train_data, eval_data, special, data_dir = open_data(config)
+  mesh = make_mesh(config.mesh)
+  seq_len, batch_size = config.data.seq_len, config.data.global_batch_size
+  model = build_pretraining_model(config.model, config.generator, config.embedding_sharing,
+                                  config.objective)
+  optimizer = make_optimizer(config.optimizer)
+  checkpointer = Checkpointer(workdir, config.checkpoint)
+  last_step = config.train_steps
+  say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if is_main else (lambda msg: None)
+  say(f"devices: {jax.device_count()} x {jax.devices()[0].platform} over "
+      f"{jax.process_count()} process(es); mesh {dict(mesh.shape)}; data {data_dir}")
+
+  restored_step = checkpointer.latest_step()
+  if restored_step is not None:
+    abstract, shardings = abstract_train_state(model, optimizer, mesh, seq_len=seq_len)
+    state, _, position = checkpointer.restore(abstract, restored_step)
+    if position["seed"] != config.data.seed or position["global_batch_size"] != batch_size:
+      say(f"warning: checkpoint data position {position} differs from this run's data seed "
+          f"{config.data.seed} / batch {batch_size}; the data order changes from here")
+    say(f"restored step {restored_step} from {checkpointer.directory}")
+  else:
+    state, shardings = create_train_state(model, optimizer, mesh, seq_len=seq_len,
+                                          global_batch_size=batch_size, seed=config.data.seed)
+    if config.init_from:
+      params = load_init_params(config, state.params, shardings.params, say)
+      state = state.replace(params=params)
+  start_step = int(jax.device_get(state.step))
+  if start_step >= last_step:
+    say(f"nothing to do: step {start_step} >= num_train_steps {last_step}")
+    checkpointer.close()
+    return {"step": start_step, "preempted": False, "train": {}, "eval": {}}
+
+  train_step = make_train_step(model, optimizer, config.objective, special, mesh, shardings)
+  eval_step = (make_eval_step(model, config.objective, special, mesh, shardings,
+                              seed=config.data.seed) if eval_data is not None else None)
+  first_batch = global_batch(train_data.batch(start_step), mesh)
+  compiled = train_step.lower(state, first_batch).compile()
+  say(_memory_report(compiled))
+
+  step_flops, peak = _flops_and_peak(config)
+  writer = MetricsWriter(workdir, start_step=start_step, total_steps=last_step, is_main=is_main,
+                         tensorboard=config.log.tensorboard,
+                         progress_bar=config.log.progress_bar)
+  timer = _StepTimer(start_step, batch_size * seq_len)
+  profile = config.log.profile_steps
+  result = {"step": start_step, "preempted": False, "train": {}, "eval": {}}
+
+  def record(step: int, device_metrics) -> dict:
+    """Host copy of step `step`'s metrics; stops the run if one is not finite."""
+    metrics = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+    bad = _first_nonfinite(metrics)
+    if bad is not None:
+      checkpointer.wait()
+      saved = checkpointer.latest_step()
+      where = (f"the last checkpoint (step {saved}) in {checkpointer.directory} is intact"
+               if saved is not None else "no checkpoint was saved")
+      raise NonFiniteError(f"non-finite {bad} = {metrics[bad]} at step {step} "
+                           f"(loss={metrics.get('loss')}, grad_norm={metrics.get('grad_norm')}); "
+                           f"the run stopped without saving the corrupted state; {where}")
+    if step % config.log.log_every == 0 or step == last_step:
+      metrics.update(timer.rates(step))
+      if step_flops and peak:
+        metrics["mfu"] = step_flops / metrics["step_time"] / peak
+      writer.write_train(step, metrics)
+      result["train"] = metrics
+    return metrics
+
+  pending = None  # (step, device metrics) of the last dispatched step, not yet read
+  try:
+    with PreemptionWatcher() as preemption, contextlib.ExitStack() as stack:
+      for step in range(start_step, last_step):
+        if profile and step + 1 == profile[0]:
+          jax.profiler.start_trace(str(workdir / "profile"))
+          stack.callback(jax.profiler.stop_trace)
+        batch = first_batch if step == start_step else global_batch(train_data.batch(step), mesh)
+        state, metrics = compiled(state, batch)
+        done = step + 1
+        if pending is not None:
+          record(*pending)
+        pending = (done, metrics)
+        writer.advance(done)
+        if profile and done == profile[1]:
+          jax.block_until_ready(state)
+          stack.close()
+          say(f"profiler trace of steps {profile[0]}..{profile[1]} in {workdir / 'profile'}")
+        preempted = preemption.reached(done)
+        if preempted or checkpointer.should_save(done, last_step):
+          record(*pending)
+          pending = None
+          checkpointer.save(done, state, config.to_dict(), _data_position(config, done))
+        if eval_step is not None and (done % config.data.eval_every == 0 or done == last_step):
+          if pending is not None:
+            record(*pending)
+            pending = None
+          result["eval"] = _evaluate(eval_step, state, eval_data, mesh, config.data.eval_batches)
+          writer.write_eval(done, result["eval"])
+        result["step"] = done
+        if preempted:
+          result["preempted"] = True
+          say(f"preempted: saved step {done} to {checkpointer.directory}; exiting")
+          break
+      if pending is not None:
+        record(*pending)
+  finally:
+    writer.close()
+    checkpointer.close()
+  return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line.
+
+
+def initialize_distributed(args) -> None:
+  """jax.distributed.initialize when asked (--distributed, --coordinator_address or the
+  JAX_COORDINATOR_ADDRESS variable); on CPU, cross-process collectives go through gloo."""
+  import jax
+
+  wanted = args.distributed or args.coordinator_address or os.environ.get(
+      "JAX_COORDINATOR_ADDRESS")
+  if not wanted:
+    return
+  if (os.environ.get("JAX_PLATFORMS", "") or "").startswith("cpu") or args.cpu_collectives:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=args.coordinator_address,
+                             num_processes=args.num_processes, process_id=args.process_id)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+  from electra_jax.train_config import list_experiments
+
+  p = argparse.ArgumentParser(
+      prog="python -m electra_jax.train", description=__doc__.split("\n\n")[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog="experiments: " + ", ".join(list_experiments()))
+  p.add_argument("--experiment", help="experiments/NAME.gin (e.g. tiny, small, base, "
+                 "ablations/mlm); omit to use only --gin_file/--gin_bindings")
+  p.add_argument("--workdir", required=True, help="run directory: config, metrics, "
+                 "checkpoints; an existing run there is resumed")
+  p.add_argument("--gin_file", action="append", default=[], help="extra gin file (repeatable)")
+  p.add_argument("--gin_bindings", "--set", action="append", default=[], dest="gin_bindings",
+                 help="a gin binding such as 'ModelConfig.hidden_size = 64' (repeatable)")
+  p.add_argument("--profile_steps", help="FIRST,LAST: write a JAX profiler trace of these steps "
+                 "to WORKDIR/profile")
+  p.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize "
+                 "(auto-detects TPU pods, SLURM, Open MPI; else give the three flags below)")
+  p.add_argument("--coordinator_address", help="host:port of process 0 (multi-host)")
+  p.add_argument("--num_processes", type=int)
+  p.add_argument("--process_id", type=int)
+  p.add_argument("--cpu_collectives", action="store_true", help="use gloo collectives between "
+                 "CPU processes (automatic when JAX_PLATFORMS=cpu)")
+  args = p.parse_args(argv)
+  if args.experiment is None and not args.gin_file and not args.gin_bindings:
+    p.error("give --experiment (or --gin_file / --gin_bindings)")
+  return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  args = parse_args(argv)
+  import dataclasses
+
+  from electra_jax.train_config import resolve_config
+
+  try:
+    config = resolve_config(args.experiment, args.gin_file, args.gin_bindings)
+    if args.profile_steps:
+      first, last = (int(x) for x in args.profile_steps.split(","))
+      config = config.replace(log=dataclasses.replace(config.log, profile_steps=(first, last)))
+  except (ValueError, FileNotFoundError) as err:
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+  initialize_distributed(args)
+  try:
+    result = train_and_evaluate(config, args.workdir)
+  except NonFiniteError as err:
+    print(f"error: {err}", file=sys.stderr)
+    return 1
+  import jax
+
+  if jax.process_index() == 0:
+    print(json.dumps({"step": result["step"], "preempted": result["preempted"],
+                      **{k: result["train"].get(k) for k in ("loss", "disc_auc", "gen_accuracy")},
+                      **{f"eval_{k}": v for k, v in result["eval"].items()
+                         if k in ("loss", "disc_auc")}}))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,74 @@
+"""Shared pieces of the pre-training tests: a tiny config and the default data it reads.
+
+The default data (built-in corpus, 4000-piece SentencePiece vocabulary) is built once into a
+fixed directory under the system temp dir and reused by later tests and test sessions.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_CACHE = Path(tempfile.gettempdir()) / "electra_jax_test_data"
+VOCAB = 4000
+
+# Deterministic metrics (everything but timings) of one training step.
+DETERMINISTIC_KEYS = ("loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy",
+                      "disc_precision", "disc_recall", "disc_auc", "replaced_fraction",
+                      "grad_norm", "learning_rate")
+
+
+def tiny_bindings(steps: int, *, seq_len: int = 64, batch: int = 8, **extra) -> list[str]:
+  """Gin bindings of a 2-layer, hidden-32 ELECTRA on the default data, `steps` steps long.
+
+  extra: more bindings as {"Selector__field": value} (double underscore = dot).
+  """
+  bindings = {
+      "ModelConfig.vocab_size": VOCAB,
+      "ModelConfig.embedding_size": 32,
+      "ModelConfig.hidden_size": 32,
+      "ModelConfig.num_hidden_layers": 2,
+      "ModelConfig.num_attention_heads": 2,
+      "ModelConfig.intermediate_size": 64,
+      "ModelConfig.max_position_embeddings": 128,
+      "TrainConfig.generator_hidden_fraction": 0.5,
+      "OptimizerConfig.learning_rate": 2e-3,
+      "OptimizerConfig.warmup_steps": 10,
+      "OptimizerConfig.total_steps": steps,
+      "DataConfig.cache_dir": str(DATA_CACHE),
+      "DataConfig.seq_len": seq_len,
+      "DataConfig.global_batch_size": batch,
+      "DataConfig.eval_every": 0,
+      "CheckpointConfig.save_every": 0,
+      "CheckpointConfig.async_save": False,
+      "LogConfig.log_every": 1,
+      "LogConfig.tensorboard": False,
+      "LogConfig.progress_bar": False,
+  }
+  bindings.update({k.replace("__", "."): v for k, v in extra.items()})
+  return [f"{k} = {v!r}" for k, v in bindings.items()]
+
+
+def tiny_config(steps: int, **kw):
+  from electra_jax.train_config import resolve_config
+
+  return resolve_config(None, gin_bindings=tiny_bindings(steps, **kw))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+  return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def train_subprocess(workdir: Path, bindings: list[str], env_extra: dict | None = None,
+                     extra_args: tuple = (), **popen) -> subprocess.Popen:
+  """`python -m electra_jax.train` on the tiny config in a child process (CPU only)."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
+             TF_CPP_MIN_LOG_LEVEL="2", **(env_extra or {}))
+  cmd = [sys.executable, "-m", "electra_jax.train", f"--workdir={workdir}", *extra_args]
+  for b in bindings:
+    cmd.append(f"--gin_bindings={b}")
+  return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, **popen)
