@@ -165,16 +165,19 @@ def load_task_data(task: Task, config: FinetuneConfig, hp: Hparams, tokenizer) -
   if not train_ex:
     raise ValueError(f"task {task.name}: the training split is empty")
   train = _featurize(task, config, hp, tokenizer, "train", train_ex, labels, True)
-  dev = [_featurize(task, config, hp, tokenizer, s,
-                    _read_examples(task, config, s, config.max_eval_examples), labels, False)
-         for s in task.dev_splits]
+  dev = []
+  for s in task.dev_splits:
+    examples = _read_examples(task, config, s, config.max_eval_examples)
+    if not examples:
+      raise ValueError(f"task {task.name}: the {s} split is empty")
+    dev.append(_featurize(task, config, hp, tokenizer, s, examples, labels, False))
   test = []
   if config.write_predictions:
     for s in task.test_splits:
       if have(s) and s in task.files:
-        test.append(_featurize(task, config, hp, tokenizer, s,
-                               _read_examples(task, config, s, config.max_eval_examples),
-                               labels, False))
+        examples = _read_examples(task, config, s, config.max_eval_examples)
+        if examples:
+          test.append(_featurize(task, config, hp, tokenizer, s, examples, labels, False))
   return TaskData(labels, train, dev, test)
 
 

@@ -135,7 +135,7 @@ class FinetuneConfig:
     """The architecture for init="random": `size` (default small) + overrides + vocab size."""
     size = self.size or "small"
     preset = tiny if size == "tiny" else model_configs.PRESETS[size]
-    return preset(**{**dict(self.model_overrides), "vocab_size": vocab_size})
+    return preset().replace(**{**dict(self.model_overrides), "vocab_size": vocab_size})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -353,8 +353,13 @@ def check_params(model, params: dict, what: str = "params") -> None:
   for p in sorted(bad):
     problems.append(f"{'/'.join(p)} has shape {got[p]} but the model config implies {expected[p]}")
   if problems:
+    if hasattr(model, "disc_config"):
+      hint = (f"discriminator: {_shape_hint(model.disc_config)}; "
+              f"generator: {_shape_hint(model.gen_config)}")
+    else:
+      hint = _shape_hint(model.config)
     raise CheckpointError(f"{what} do not match {type(model).__name__} "
-                          f"({_shape_hint(model.config)}):\n  " + "\n  ".join(problems))
+                          f"({hint}):\n  " + "\n  ".join(problems))
 
 
 # ---------------------------------------------------------------------------------------------

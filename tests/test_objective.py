@@ -1,5 +1,6 @@
 """The ELECTRA objective: masking statistics, label rules, loss terms of every kind, sampling."""
 
+import functools
 import math
 
 import flax.linen as nn
@@ -14,9 +15,13 @@ from electra_jax.config import ModelConfig
 
 V, L = 200, 32
 SPECIAL = ob.SpecialIds(pad=0, cls=1, sep=2, mask=3, vocab_size=V)
+# Dropout off except where a test is about dropout: XLA CPU compiles each dropout's threefry
+# generator slowly. Tests compile with LLVM optimisation off for the same reason.
 DISC = ModelConfig(vocab_size=V, embedding_size=16, hidden_size=32, num_hidden_layers=2,
-                   num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+                   num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 GEN = DISC.replace(hidden_size=16, intermediate_size=64, num_attention_heads=1)
+FAST = {"xla_backend_optimization_level": 0}
 
 
 def make_batch(batch=4, seed=0, lengths=(32, 20, 9, 32)):
@@ -35,15 +40,33 @@ def make_batch(batch=4, seed=0, lengths=(32, 20, 9, 32)):
 
 def init_params(model, objective, seed=1):
   p = objective.num_predictions(L)
-  ids = jnp.zeros((2, L), jnp.int32)
-  variables = model.init(jax.random.PRNGKey(seed), ids, jnp.ones_like(ids), jnp.zeros_like(ids),
-                         jnp.zeros((2, p), jnp.int32))
-  return nn.unbox(variables["params"])
+
+  def init():
+    ids = jnp.zeros((2, L), jnp.int32)
+    variables = model.init(jax.random.PRNGKey(seed), ids, jnp.ones_like(ids),
+                           jnp.zeros_like(ids), jnp.zeros((2, p), jnp.int32))
+    return nn.unbox(variables["params"])
+
+  return jax.jit(init, compiler_options=FAST)()
 
 
+@functools.lru_cache(maxsize=None)
+def setup(objective, sharing="tied", disc=DISC, gen=GEN):
+  model = ob.build_pretraining_model(disc, gen, sharing, objective)
+  return model, init_params(model, objective)
+
+
+@functools.lru_cache(maxsize=None)
 def loss_fn(objective, model, deterministic=False):
   return jax.jit(lambda p, b, r: ob.pretraining_loss(
-      p, b, r, model=model, objective=objective, special=SPECIAL, deterministic=deterministic))
+      p, b, r, model=model, objective=objective, special=SPECIAL, deterministic=deterministic),
+      compiler_options=FAST)
+
+
+def grad_fn(objective, model):
+  return jax.jit(jax.grad(lambda p, b, r: ob.pretraining_loss(
+      p, b, r, model=model, objective=objective, special=SPECIAL, deterministic=False),
+      has_aux=True), compiler_options=FAST)
 
 
 # ------------------------------------------------------------------------------------------
@@ -55,7 +78,7 @@ def test_mask_counts_positions_and_candidates():
   batch = make_batch(batch=64, lengths=lengths)
   ids, mask = np.asarray(batch["input_ids"]), np.asarray(batch["input_mask"])
   out = jax.jit(lambda r: ob.mask_tokens(r, batch["input_ids"], batch["input_mask"], SPECIAL,
-                                         objective))(jax.random.PRNGKey(0))
+                                         objective), compiler_options=FAST)(jax.random.PRNGKey(0))
   out = jax.tree.map(np.asarray, out)
   p = objective.num_predictions(L)
   assert p == int((0.15 + 0.005) * L) == 4
@@ -100,7 +123,7 @@ def test_mask_statistics_over_many_samples():
   ids = np.asarray(batch["input_ids"])
   cfg = ob.ObjectiveConfig(mask_prob=0.25)  # count = round(32 x .25) = 8 <= P = 8
   run = jax.jit(lambda r, c: ob.mask_tokens(r, batch["input_ids"], batch["input_mask"], SPECIAL,
-                                            c), static_argnums=1)
+                                            c), static_argnums=1, compiler_options=FAST)
   shown, chosen = [], np.zeros(L)
   for seed in range(8):
     out = jax.tree.map(np.asarray, run(jax.random.PRNGKey(seed), cfg))
@@ -222,8 +245,7 @@ def reference_electra(params, batch, rng, model, objective):
 @pytest.mark.parametrize("kind", ["electra", "electra_15"])
 def test_electra_losses_match_reference(kind):
   objective = ob.ObjectiveConfig(kind=kind, mask_prob=0.3, max_predictions=8)
-  model = ob.build_pretraining_model(DISC, GEN, "tied", objective)
-  params = init_params(model, objective)
+  model, params = setup(objective)
   batch = make_batch()
   rng = jax.random.PRNGKey(7)
   loss, m = loss_fn(objective, model)(params, batch, rng)
@@ -238,31 +260,26 @@ def test_electra_losses_match_reference(kind):
     assert m[name].dtype == jnp.float32 and m[name].shape == ()
 
 
-def test_loss_weights_and_dropout():
-  base = ob.ObjectiveConfig()
-  model = ob.build_pretraining_model(DISC, GEN, "tied", base)
-  params = init_params(model, base)
+def test_dropout_is_on_in_both_networks_during_training():
+  objective = ob.ObjectiveConfig()
+  drop = dict(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+  model, params = setup(objective, disc=DISC.replace(**drop), gen=GEN.replace(**drop))
   batch, rng = make_batch(), jax.random.PRNGKey(2)
-  _, m = loss_fn(base, model)(params, batch, rng)
-  weighted = ob.ObjectiveConfig(gen_weight=2.0, disc_weight=3.0)
-  loss, m2 = loss_fn(weighted, model)(params, batch, rng)
-  np.testing.assert_allclose(float(loss), 2 * float(m["gen_loss"]) + 3 * float(m["disc_loss"]),
-                             rtol=1e-6)
-  _, m_det = loss_fn(base, model, deterministic=True)(params, batch, rng)
-  # dropout is on in both networks during training
-  assert float(m_det["gen_loss"]) != float(m["gen_loss"])
-  assert float(m_det["disc_loss"]) != float(m["disc_loss"])
+  _, m = loss_fn(objective, model)(params, batch, rng)
+  _, m_det = loss_fn(objective, model, deterministic=True)(params, batch, rng)
+  # same masks and (nearly) same samples; only dropout differs
+  assert abs(float(m_det["gen_loss"]) - float(m["gen_loss"])) > 1e-4
+  assert abs(float(m_det["disc_loss"]) - float(m["disc_loss"])) > 1e-4
 
 
-def test_no_gradient_through_sampling():
+def test_no_gradient_through_sampling_and_loss_weights():
   """With gen_weight = 0 the generator tower gets exactly zero gradient: the discriminator loss
   reaches it only through the sampled ids, which are discrete and under stop_gradient."""
-  objective = ob.ObjectiveConfig(gen_weight=0.0)
-  model = ob.build_pretraining_model(DISC, GEN, "tied", objective)
-  params = init_params(model, objective)
-  grads = jax.grad(lambda p: ob.pretraining_loss(
-      p, make_batch(), jax.random.PRNGKey(0), model=model, objective=objective, special=SPECIAL,
-      deterministic=False)[0])(params)
+  objective = ob.ObjectiveConfig(gen_weight=0.0, disc_weight=3.0)
+  model, params = setup(objective)
+  grads, m = grad_fn(objective, model)(params, make_batch(), jax.random.PRNGKey(0))
+  np.testing.assert_allclose(float(m["loss"]), 3.0 * float(m["disc_loss"]), rtol=1e-6)
+  assert float(m["gen_loss"]) > 0
   gen_leaves = jax.tree.leaves(grads["generator"])
   assert gen_leaves and all(float(jnp.abs(g).max()) == 0.0 for g in gen_leaves)
   assert float(jnp.abs(grads["discriminator"]["discriminator_predictions"]["dense"]["kernel"])
@@ -276,8 +293,7 @@ def test_ablation_kinds_build_the_right_towers_and_terms():
   results = {}
   for kind in ("replace_mlm", "all_tokens_mlm", "mlm"):
     objective = ob.ObjectiveConfig(kind=kind)
-    model = ob.build_pretraining_model(DISC, GEN, "tied", objective)
-    params = init_params(model, objective)
+    model, params = setup(objective)
     loss, m = loss_fn(objective, model)(params, batch, rng)
     results[kind] = (params, m)
     assert float(m["disc_loss"]) == 0.0 and float(m["mlm_loss"]) > 0
@@ -295,25 +311,27 @@ def test_ablation_kinds_build_the_right_towers_and_terms():
   assert float(m["replaced_fraction"]) > 0  # [MASK]ed / random tokens in the input
 
 
-def test_replace_mlm_input_has_generator_samples_not_mask():
-  """The big network's MLM target at masked positions: loss equals CE of its logits recomputed
-  on the corrupted input."""
+def test_replace_mlm_big_network_predicts_originals_from_samples():
+  """The big network sees generator samples at the masked positions; its loss is the CE of its
+  logits there against the original ids."""
   objective = ob.ObjectiveConfig(kind="replace_mlm")
-  model = ob.build_pretraining_model(DISC, GEN, "tied", objective)
-  params = init_params(model, objective)
-  batch, rng = make_batch(), jax.random.PRNGKey(9)
-  _, m = loss_fn(objective, model, deterministic=True)(params, batch, rng)
+  model, params = setup(objective)
+  batch, rng = make_batch(), jax.random.PRNGKey(5)
+  _, m = loss_fn(objective, model)(params, batch, rng)
   k_mask, _, k_sample, _ = jax.random.split(rng, 4)
   masked = ob.mask_tokens(k_mask, batch["input_ids"], batch["input_mask"], SPECIAL, objective)
   g = model.apply({"params": params}, masked["input_ids"], batch["input_mask"],
                   batch["segment_ids"], masked["positions"], True, method="generator_logits")
+  sampled = ob.sample_tokens(k_sample, g)
   corrupted = ob.scatter_positions(batch["input_ids"], masked["positions"], masked["weights"],
-                                   ob.sample_tokens(k_sample, g))
-  assert not np.any(np.asarray(corrupted) == SPECIAL.mask)
+                                   sampled)
+  w = np.asarray(masked["weights"]) > 0
+  got = np.take_along_axis(np.asarray(corrupted), np.asarray(masked["positions"]), 1)
+  np.testing.assert_array_equal(got[w], np.asarray(sampled)[w])
   out = model.apply({"params": params}, corrupted, batch["input_mask"], batch["segment_ids"],
                     masked["positions"], True, method="discriminator_outputs")
   want, _ = ob.weighted_cross_entropy(out["mlm"], masked["masked_lm_ids"], masked["weights"])
-  np.testing.assert_allclose(float(m["mlm_loss"]), float(want), rtol=1e-6)
+  np.testing.assert_allclose(float(m["mlm_loss"]), float(want), rtol=1e-5)
 
 
 def test_copy_mechanism_loss_matches_numpy():
@@ -340,8 +358,7 @@ def test_copy_mechanism_loss_matches_numpy():
 
 def test_uniform_generator_has_no_generator_and_constant_gen_loss():
   objective = ob.ObjectiveConfig(uniform_generator=True)
-  model = ob.build_pretraining_model(DISC, GEN, "tied", objective)
-  params = init_params(model, objective)
+  model, params = setup(objective)
   assert "generator" not in params
   loss, m = loss_fn(objective, model)(params, make_batch(), jax.random.PRNGKey(0))
   np.testing.assert_allclose(float(m["gen_loss"]), math.log(V), rtol=1e-6)
@@ -349,26 +366,23 @@ def test_uniform_generator_has_no_generator_and_constant_gen_loss():
   assert float(m["replaced_fraction"]) > 0
 
 
-@pytest.mark.parametrize("sharing", ["untied", "gdes"])
-def test_embedding_sharing_variants_train(sharing):
+def test_untied_embeddings_layout():
   objective = ob.ObjectiveConfig()
-  model = ob.build_pretraining_model(DISC, GEN, sharing, objective)
-  params = init_params(model, objective)
-  grads = jax.grad(lambda p: ob.pretraining_loss(
-      p, make_batch(), jax.random.PRNGKey(0), model=model, objective=objective, special=SPECIAL,
-      deterministic=True)[0])(params)
-  if sharing == "untied":
-    assert "embeddings" not in params
-    assert "embeddings" in params["generator"]["electra"]
-  else:
-    # gdes: the discriminator's loss moves only its delta, never the shared table
-    objective0 = ob.ObjectiveConfig(gen_weight=0.0)
-    g0 = jax.grad(lambda p: ob.pretraining_loss(
-        p, make_batch(), jax.random.PRNGKey(0), model=model, objective=objective0,
-        special=SPECIAL, deterministic=True)[0])(params)
-    assert float(jnp.abs(g0["embeddings"]["word_embeddings"]["embedding"]).max()) == 0.0
-    assert float(jnp.abs(g0["discriminator"]["word_embeddings_delta"]).max()) > 0
-  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+  model = ob.build_pretraining_model(DISC, GEN, "untied", objective)
+  ids = jnp.zeros((1, L), jnp.int32)
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), ids, ids, ids,
+                          jnp.zeros((1, 2), jnp.int32))["params"]
+  assert "embeddings" not in shapes
+  assert "embeddings" in shapes["generator"]["electra"]
+  assert "embeddings" in shapes["discriminator"]["electra"]
+
+
+def test_gdes_discriminator_moves_only_its_delta():
+  objective = ob.ObjectiveConfig(gen_weight=0.0)
+  model, params = setup(objective, "gdes")
+  grads, _ = grad_fn(objective, model)(params, make_batch(), jax.random.PRNGKey(0))
+  assert float(jnp.abs(grads["embeddings"]["word_embeddings"]["embedding"]).max()) == 0.0
+  assert float(jnp.abs(grads["discriminator"]["word_embeddings_delta"]).max()) > 0
 
 
 # ------------------------------------------------------------------------------------------

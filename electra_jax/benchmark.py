@@ -1,0 +1,195 @@
+"""Throughput of the pre-training step: tokens/s, step time and MFU, optionally against PyTorch.
+
+  python -m electra_jax.benchmark --size small --batch 32 --seq_len 128 [--steps N]
+      [--dtype bfloat16] [--compare_torch]
+
+Times our jitted, sharded train step (ELECTRA objective, official optimizer) after compilation and
+warm-up, with block_until_ready. In the same run it measures this machine's dense float32 matmul
+FLOP/s (2048 x 2048 through XLA) and prints MFU against that and against the device's listed peak
+(electra_jax.flops.PEAK_FLOPS). With --compare_torch it also times Hugging Face transformers'
+PyTorch ElectraForMaskedLM generator + ElectraForPreTraining discriminator (shared embeddings,
+same sizes and batch, masking, Gumbel sampling, loss gen + 50 x disc, clip 1.0, AdamW) and prints
+the tokens/s ratio. Quote the ratios: absolute numbers move with machine load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from electra_jax import config as config_lib
+from electra_jax import flops as flops_lib
+from electra_jax import objective as ob
+from electra_jax import optim
+from electra_jax import sharding as shd
+from electra_jax import train_step as ts
+
+GENERATOR_FRACTION = {"small": 0.25, "base": 1 / 3, "large": 0.25}
+SPECIAL = ob.SpecialIds(pad=0, cls=101, sep=102, mask=103, vocab_size=30522)  # BERT uncased
+
+
+def synthetic_batch(batch: int, seq_len: int, vocab: int, seed: int = 0) -> dict:
+  """[CLS] random word ids [SEP], every token real (int32 [B,L])."""
+  rs = np.random.RandomState(seed)
+  ids = rs.randint(1000, vocab, (batch, seq_len)).astype(np.int32)
+  ids[:, 0], ids[:, -1] = SPECIAL.cls, SPECIAL.sep
+  return {"input_ids": ids, "input_mask": np.ones_like(ids), "segment_ids": np.zeros_like(ids)}
+
+
+def measure_matmul_flops(n: int = 2048, repeats: int = 10) -> float:
+  """Best-of-`repeats` float32 n x n matmul FLOP/s through XLA on the default device."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+  f = jax.jit(jnp.dot)
+  f(a, b).block_until_ready()
+  best = math.inf
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - t)
+  return 2.0 * n ** 3 / best
+
+
+def time_jax_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int) -> dict:
+  """Compile, warm up, then time `steps` train steps; returns seconds per step and compile time."""
+  objective = ob.ObjectiveConfig()
+  model = ob.build_pretraining_model(disc, gen, "tied", objective)
+  tx = optim.make_optimizer(optim.OptimizerConfig())
+  mesh = shd.make_mesh(shd.MeshConfig())
+  state, shardings = ts.create_train_state(model, tx, mesh, seq_len=seq_len,
+                                           global_batch_size=batch, seed=0)
+  step = ts.make_train_step(model, tx, objective, SPECIAL, mesh, shardings)
+  data = shd.global_batch(synthetic_batch(batch, seq_len, disc.vocab_size), mesh)
+  t = time.perf_counter()
+  state, metrics = step(state, data)
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - t
+  for _ in range(warmup):
+    state, metrics = step(state, data)
+  jax.block_until_ready((state, metrics))
+  t = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = step(state, data)
+  jax.block_until_ready((state, metrics))
+  return {"step_s": (time.perf_counter() - t) / steps, "compile_s": compile_s,
+          "loss": float(metrics["loss"]),
+          "flops": flops_lib.training_flops_per_step(disc, gen, objective, batch, seq_len)}
+
+
+def time_torch_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int) -> float:
+  """Seconds per step of the transformers PyTorch generator + discriminator step (float32)."""
+  import torch
+  from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
+
+  def hf(cfg):
+    return ElectraConfig(**{k: v for k, v in cfg.to_hf_dict().items() if k != "model_type"})
+
+  torch.manual_seed(0)
+  generator, discriminator = ElectraForMaskedLM(hf(gen)), ElectraForPreTraining(hf(disc))
+  generator.electra.embeddings = discriminator.electra.embeddings  # ELECTRA's shared embeddings
+  generator.tie_weights()
+  generator.train()
+  discriminator.train()
+  params = list({id(p): p for p in [*generator.parameters(), *discriminator.parameters()]}
+                .values())
+  optimizer = torch.optim.AdamW(params, lr=5e-4, betas=(0.9, 0.999), eps=1e-6,
+                                weight_decay=0.01)
+  data = {k: torch.from_numpy(v).long()
+          for k, v in synthetic_batch(batch, seq_len, disc.vocab_size).items()}
+  p = ob.ObjectiveConfig().num_predictions(seq_len)
+
+  def step():
+    ids, mask, types = data["input_ids"], data["input_mask"], data["segment_ids"]
+    candidates = (ids != SPECIAL.cls) & (ids != SPECIAL.sep) & mask.bool()
+    scores = torch.where(candidates, torch.rand(ids.shape), torch.full(ids.shape, -1.0))
+    positions = scores.topk(p, dim=-1).indices  # [B,P]
+    chosen = torch.zeros_like(ids, dtype=torch.bool).scatter_(1, positions, True)
+    to_mask = chosen & (torch.rand(ids.shape) < 0.85)
+    masked_ids = torch.where(to_mask, torch.full_like(ids, SPECIAL.mask), ids)
+    labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+    out = generator(input_ids=masked_ids, attention_mask=mask, token_type_ids=types,
+                    labels=labels)
+    with torch.no_grad():
+      logits = out.logits[chosen]  # [B*P, V]
+      u = torch.rand(logits.shape).clamp_(1e-9, 1.0)
+      sampled = (logits - torch.log(-torch.log(u))).argmax(-1)
+      fake = ids.clone()
+      fake[chosen] = sampled
+      is_replaced = (fake != ids).float()
+    disc_out = discriminator(input_ids=fake, attention_mask=mask, token_type_ids=types)
+    disc_loss = torch.nn.functional.binary_cross_entropy_with_logits(
+        disc_out.logits, is_replaced, weight=mask.float(), reduction="sum") / mask.sum()
+    loss = out.loss + 50.0 * disc_loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+
+  for _ in range(warmup + 1):
+    step()
+  t = time.perf_counter()
+  for _ in range(steps):
+    step()
+  return (time.perf_counter() - t) / steps
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--size", choices=sorted(config_lib.PRESETS), default="small")
+  parser.add_argument("--batch", type=int, default=32)
+  parser.add_argument("--seq_len", type=int, default=128)
+  parser.add_argument("--steps", type=int, default=5, help="timed steps")
+  parser.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation")
+  parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+  parser.add_argument("--compare_torch", action="store_true")
+  parser.add_argument("--json", action="store_true", help="also print one JSON line of results")
+  args = parser.parse_args(argv)
+
+  disc = config_lib.PRESETS[args.size](dtype=args.dtype)
+  gen = config_lib.generator_config(disc, GENERATOR_FRACTION[args.size])
+  devices = jax.devices()
+  print(f"devices: {len(devices)} x {devices[0].device_kind} ({jax.default_backend()}); "
+        f"ELECTRA-{args.size} {args.dtype}, batch {args.batch} x {args.seq_len}", flush=True)
+  matmul = measure_matmul_flops()
+  print(f"measured float32 matmul (2048^2, XLA): {matmul / 1e9:.1f} GFLOP/s per device",
+        flush=True)
+  r = time_jax_step(disc, gen, args.batch, args.seq_len, args.steps, args.warmup)
+  tokens = args.batch * args.seq_len
+  result = {"size": args.size, "dtype": args.dtype, "batch": args.batch, "seq_len": args.seq_len,
+            "devices": len(devices), "device_kind": devices[0].device_kind,
+            "step_s": r["step_s"], "steps_per_s": 1 / r["step_s"],
+            "tokens_per_s": tokens / r["step_s"], "compile_s": r["compile_s"],
+            "flops_per_step": r["flops"], "matmul_flops_per_s": matmul,
+            "mfu_vs_measured_matmul": flops_lib.mfu(r["flops"], r["step_s"],
+                                                    matmul * len(devices))}
+  peak = flops_lib.peak_flops(devices[0].device_kind, args.dtype)
+  if peak:
+    result["mfu_vs_peak"] = flops_lib.mfu(r["flops"], r["step_s"], peak * len(devices))
+  print(f"electra_jax: {result['step_s'] * 1e3:.1f} ms/step, {result['steps_per_s']:.2f} "
+        f"steps/s, {result['tokens_per_s']:.0f} tokens/s (compile {r['compile_s']:.1f} s, "
+        f"loss {r['loss']:.3f})")
+  print(f"  analytic {r['flops'] / 1e9:.1f} GFLOP/step -> "
+        f"{r['flops'] / r['step_s'] / 1e9:.1f} GFLOP/s; MFU "
+        f"{100 * result['mfu_vs_measured_matmul']:.1f}% of measured matmul"
+        + (f", {100 * result['mfu_vs_peak']:.1f}% of listed peak {peak / 1e12:.0f} TFLOP/s"
+           if peak else ", no listed peak for this device"))
+  if args.compare_torch:
+    torch_s = time_torch_step(disc, gen, args.batch, args.seq_len, args.steps, args.warmup)
+    result["torch_step_s"] = torch_s
+    result["torch_tokens_per_s"] = tokens / torch_s
+    result["speedup_vs_torch"] = torch_s / r["step_s"]
+    print(f"transformers PyTorch float32: {torch_s * 1e3:.1f} ms/step, "
+          f"{tokens / torch_s:.0f} tokens/s -> electra_jax is {result['speedup_vs_torch']:.2f}x")
+  if args.json:
+    print(json.dumps(result))
+  return result
+
+
+if __name__ == "__main__":
+  main()

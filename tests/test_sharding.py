@@ -1,0 +1,136 @@
+"""Mesh, logical-axis rules, batch placement, and 8 simulated devices equal to 1 device."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from electra_jax import sharding as shd
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_mesh_config_resolution_and_errors():
+  assert shd.MeshConfig().resolve(8) == (8, 1, 1)
+  assert shd.MeshConfig(data=-1, fsdp=2, tensor=2).resolve(8) == (2, 2, 2)
+  assert shd.MeshConfig(data=2, fsdp=-1, tensor=1).resolve(8) == (2, 4, 1)
+  with pytest.raises(ValueError, match=r"data x fsdp x tensor = 4 but there are 8 devices"):
+    shd.MeshConfig(data=2, fsdp=2, tensor=1).resolve(8)
+  with pytest.raises(ValueError, match=r"8 devices are not divisible by the fixed axes' product 3"):
+    shd.MeshConfig(data=-1, fsdp=3).resolve(8)
+  with pytest.raises(ValueError, match="at most one axis may be -1"):
+    shd.MeshConfig(data=-1, fsdp=-1)
+  with pytest.raises(ValueError, match="sizes must be positive or -1"):
+    shd.MeshConfig(tensor=0)
+  mesh = shd.make_mesh(shd.MeshConfig())
+  assert mesh.axis_names == ("data", "fsdp", "tensor")
+  assert dict(mesh.shape) == {"data": len(jax.devices()), "fsdp": 1, "tensor": 1}
+
+
+class _Tiny(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    init = nn.initializers.normal()
+    w = self.param("w", nn.with_logical_partitioning(init, ("vocab", "embed")), (6, 4))
+    k = self.param("k", nn.with_logical_partitioning(init, ("embed", "hidden")), (4, 4))
+    b = self.param("b", nn.initializers.zeros, (4,))
+    return x @ w @ k + b
+
+
+def test_param_shardings_follow_rules_and_drop_non_dividing_axes():
+  """Uses an abstract 4-device mesh so the rule table is checked without 4 devices."""
+  mesh = jax.sharding.AbstractMesh((1, 2, 2), shd.MESH_AXES)
+  boxed = jax.eval_shape(_Tiny().init, jax.random.PRNGKey(0), jnp.ones((1, 6)))["params"]
+  specs = jax.tree.map(lambda s: s.spec, shd.param_shardings(boxed, mesh))
+  assert specs["w"] == P("tensor", "fsdp")  # 6 % 2 == 0 and 4 % 2 == 0
+  assert specs["k"] == P("fsdp", None)  # fsdp is taken by "embed" first
+  assert specs["b"] == P()  # unboxed: replicated
+  odd = jax.sharding.AbstractMesh((1, 1, 4), shd.MESH_AXES)
+  specs = jax.tree.map(lambda s: s.spec, shd.param_shardings(boxed, odd))
+  assert specs["w"] == P(None, "fsdp")  # 6 rows do not split 4 ways: not over tensor
+  assert shd.logical_sharding(("batch", "length", "hidden"), (8, 3, 4), mesh).spec == \
+      P(("data", "fsdp"), None, None)
+
+
+def test_global_batch_places_rows_on_the_batch_axes():
+  mesh = shd.make_mesh(shd.MeshConfig())
+  local = {"input_ids": np.arange(12, dtype=np.int32).reshape(4, 3)}
+  out = shd.global_batch(local, mesh)
+  assert out["input_ids"].shape == (4 * jax.process_count(), 3)
+  assert out["input_ids"].sharding == shd.batch_sharding(mesh)
+  np.testing.assert_array_equal(np.asarray(out["input_ids"]), local["input_ids"])
+
+
+_EIGHT_DEVICES = textwrap.dedent('''
+    import json, sys
+    import jax, numpy as np
+    from electra_jax.config import ModelConfig
+    from electra_jax import objective as ob, optim, sharding as shd, train_step as ts
+
+    assert len(jax.devices()) == 8, jax.devices()
+    disc = ModelConfig(vocab_size=256, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    gen = disc.replace(hidden_size=16, intermediate_size=64, num_attention_heads=1)
+    special = ob.SpecialIds(pad=0, cls=1, sep=2, mask=3, vocab_size=256)
+    objective = ob.ObjectiveConfig()
+    model = ob.build_pretraining_model(disc, gen, "tied", objective)
+    tx = optim.make_optimizer(optim.OptimizerConfig(learning_rate=1e-3, warmup_steps=1,
+                                                    total_steps=100))
+    rs = np.random.RandomState(0)
+    batches = []
+    for _ in range(3):
+      ids = rs.randint(5, 256, (8, 32)).astype(np.int32)
+      mask = np.ones_like(ids)
+      mask[::3, 20:] = 0
+      ids[:, 0] = 1
+      ids[mask == 0] = 0
+      batches.append(dict(input_ids=ids, input_mask=mask, segment_ids=np.zeros_like(ids)))
+
+    def run(mesh):
+      state, shardings = ts.create_train_state(model, tx, mesh, seq_len=32, global_batch_size=8,
+                                               seed=0)
+      step = ts.make_train_step(model, tx, objective, special, mesh, shardings)
+      metrics = []
+      for b in batches:
+        state, m = step(state, shd.global_batch(b, mesh))
+        metrics.append({k: float(v) for k, v in m.items()})
+      emb = state.params["embeddings"]["word_embeddings"]["embedding"]
+      return metrics, jax.device_get(state.params), str(emb.sharding.spec)
+
+    one = run(shd.make_mesh(shd.MeshConfig(data=1), devices=jax.devices()[:1]))
+    eight = run(shd.make_mesh(shd.MeshConfig(data=2, fsdp=2, tensor=2)))
+    leaves1, leaves8 = jax.tree.leaves(one[1]), jax.tree.leaves(eight[1])
+    param_err = max(float(np.max(np.abs(a - b)) / (np.max(np.abs(a)) + 1e-12))
+                    for a, b in zip(leaves1, leaves8))
+    json.dump({"metrics1": one[0], "metrics8": eight[0], "param_rel_err": param_err,
+               "spec8": eight[2]}, sys.stdout)
+''')
+
+
+@pytest.mark.slow
+def test_eight_devices_match_one_device():
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+                      " --xla_backend_optimization_level=0")
+  env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+  env["JAX_PLATFORMS"] = "cpu"
+  proc = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES], env=env, capture_output=True,
+                        text=True, timeout=800)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout)
+  assert out["spec8"] == "PartitionSpec('tensor', 'fsdp')"
+  for step, (m1, m8) in enumerate(zip(out["metrics1"], out["metrics8"])):
+    for name in ("loss", "gen_loss", "disc_loss", "grad_norm", "gen_accuracy", "disc_accuracy",
+                 "disc_auc", "replaced_fraction", "learning_rate"):
+      assert m8[name] == pytest.approx(m1[name], rel=1e-5, abs=1e-7), (step, name)
+  assert out["metrics1"][2]["loss"] != out["metrics1"][0]["loss"]  # the steps did train
+  assert out["param_rel_err"] < 1e-5
