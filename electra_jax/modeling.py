@@ -362,7 +362,7 @@ class ElectraForMultipleChoice(nn.Module):
     h = Backbone(cfg, name="electra")(flat(input_ids), flat(attention_mask),
                                       flat(token_type_ids), deterministic)
     x = dense(cfg, cfg.hidden_size, ("hidden",), ("hidden_out",), "summary")(h[:, 0])
-    x = activation(cfg.hidden_act)(x)
+    x = activation("gelu")(x)  # HF's summary_activation="gelu" (exact), whatever hidden_act
     rate = cfg.hidden_dropout_prob if self.classifier_dropout is None else self.classifier_dropout
     x = nn.Dropout(rate)(x, deterministic=deterministic)
     logits = dense(cfg, 1, ("hidden_out",), ("classes",), "classifier")(x)

@@ -37,7 +37,7 @@ import numpy as np
 
 from electra_jax.config import ModelConfig
 from electra_jax.hf_io import (CheckpointError, ImportReport, Progress, _fmt_list, _shape_hint,
-                               _check_table, expected_shapes, unflatten, flatten)
+                               _check_table, expected_shapes, unflatten)
 
 WHICH = ("discriminator", "generator")
 

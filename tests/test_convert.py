@@ -2,7 +2,6 @@
 formats, and the `python -m electra_jax.convert` CLI."""
 
 import json
-import os
 import pickle
 import subprocess
 import sys

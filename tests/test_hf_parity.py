@@ -219,3 +219,19 @@ def test_export_checks_params_against_model(tmp_path):
   assert "electra/encoder/layer_0/intermediate/kernel has shape (32, 40)" in msg
   assert "(32, 37)" in msg
   assert "missing parameters: discriminator_predictions/dense/bias" in msg
+
+
+@pytest.mark.parametrize("act", ["relu", "gelu_new"])
+@pytest.mark.parametrize("cls", F.HF_CLASSES)
+def test_hidden_act_variants(tmp_path, cls, act):
+  """hidden_act reaches exactly the places HF uses it (FFN, discriminator head) and no others
+  (generator head, classification head and multiple-choice summary are fixed exact GELU)."""
+  torch_model = F.make_hf_model(cls, "small", seed=2, hidden_act=act)
+  torch_model.save_pretrained(tmp_path)
+  model, params = load_pretrained(str(tmp_path))
+  assert model.config.hidden_act == act
+  inputs = _inputs(cls)
+  diff = F.max_abs_diff(F.jax_outputs(model, params, *inputs),
+                        F.torch_outputs(torch_model, *inputs))
+  print(f"PARITY hidden_act={act:8s} {cls:34s} max_abs_diff={diff:.3e}")
+  assert diff <= TOL

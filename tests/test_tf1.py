@@ -11,7 +11,6 @@ array under the semantics of the official code (TF kernels [in, out]).
 
 import numpy as np
 import pytest
-import torch
 import transformers
 
 import electra_fixtures as F

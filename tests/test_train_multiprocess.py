@@ -1,0 +1,55 @@
+"""Two processes on localhost (jax.distributed, gloo CPU collectives) train like one process.
+
+The reference is one process with two CPU devices: the same ("data": 2) mesh and global batch,
+so the two runs differ only in where the devices live. Each of the two processes reads its own
+half of every global batch.
+"""
+
+import socket
+
+import numpy as np
+import pytest
+
+from train_testlib import DETERMINISTIC_KEYS, read_jsonl, tiny_bindings, train_subprocess
+
+STEPS = 6
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process(tmp_path):
+  bindings = tiny_bindings(STEPS, CheckpointConfig__save_every=3)
+
+  single = tmp_path / "single"
+  proc = train_subprocess(single, bindings,
+                          {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0, out
+  assert "devices: 2 x cpu over 1 process(es); mesh {'data': 2" in out
+
+  multi = tmp_path / "multi"
+  port = _free_port()
+  procs = [train_subprocess(multi, bindings, {"XLA_FLAGS": ""},
+                            extra_args=(f"--coordinator_address=localhost:{port}",
+                                        "--num_processes=2", f"--process_id={i}"))
+           for i in range(2)]
+  outs = [p.communicate(timeout=600)[0] for p in procs]
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out
+  assert "devices: 2 x cpu over 2 process(es); mesh {'data': 2" in outs[0]
+  assert "devices:" not in outs[1]  # only process 0 logs
+
+  want = read_jsonl(single / "metrics.jsonl")
+  got = read_jsonl(multi / "metrics.jsonl")
+  assert [r["step"] for r in got] == [r["step"] for r in want] == list(range(1, STEPS + 1))
+  for w, g in zip(want, got):
+    for k in DETERMINISTIC_KEYS:
+      np.testing.assert_allclose(g[k], w[k], rtol=1e-5, atol=1e-7,
+                                 err_msg=f"step {w['step']} {k}")
+  saved = sorted(p.name for p in (multi / "checkpoints").iterdir() if p.name.isdigit())
+  assert saved == ["3", "6"]
