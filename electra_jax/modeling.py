@@ -14,7 +14,7 @@ Parameter names mirror Hugging Face's ElectraModel so that conversion is a renam
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -34,12 +34,43 @@ def _zeros(axes: tuple):
   return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
 
 
+class DenseGeneral(nn.Module):
+  """y = x . kernel + bias, contracting the `axis` dims of x with the kernel's leading dims.
+
+  kernel [*in_dims, *features] (float32, truncated normal), bias [*features] (zeros). Unlike
+  flax's DenseGeneral the kernel is created at its full shape, so its logical axis names apply
+  to the array they describe (flax initialises a flattened 2-D kernel, which a 3-name logical
+  constraint cannot annotate under a mesh).
+  """
+
+  features: tuple
+  in_axes: tuple
+  out_axes: tuple
+  axis: tuple
+  init_std: float
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    axis = tuple(a % x.ndim for a in self.axis)
+    in_shape = tuple(x.shape[a] for a in axis)
+    init = nn.with_logical_partitioning(nn.initializers.truncated_normal(stddev=self.init_std),
+                                        self.in_axes + self.out_axes)
+    kernel = self.param("kernel", init, in_shape + self.features, jnp.float32)
+    bias = self.param("bias", _zeros(self.out_axes), self.features, jnp.float32)
+    y = jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype),
+                            ((axis, tuple(range(len(axis)))), ((), ())))
+    return y + bias.astype(self.dtype)
+
+
 def dense(cfg: ModelConfig, features, in_axes: tuple, out_axes: tuple, name: str, axis=-1,
-          dtype=None) -> nn.DenseGeneral:
-  """A DenseGeneral with truncated-normal(initializer_range) kernel and zero bias."""
-  return nn.DenseGeneral(
-      features=features, axis=axis, dtype=dtype or cfg.compute_dtype, param_dtype=jnp.float32,
-      kernel_init=_init(cfg, in_axes + out_axes), bias_init=_zeros(out_axes), name=name)
+          dtype=None) -> DenseGeneral:
+  """A dense layer (truncated-normal(initializer_range) kernel, zero bias) in the compute dtype."""
+  return DenseGeneral(
+      features=tuple(features) if isinstance(features, (tuple, list)) else (features,),
+      in_axes=in_axes, out_axes=out_axes,
+      axis=tuple(axis) if isinstance(axis, (tuple, list)) else (axis,),
+      init_std=cfg.initializer_range, dtype=dtype or cfg.compute_dtype, name=name)
 
 
 def layer_norm(cfg: ModelConfig, axis_name: str, name: str, dtype=None) -> nn.LayerNorm:
