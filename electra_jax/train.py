@@ -118,12 +118,17 @@ def _evaluate(eval_step, state, eval_data, mesh, num_batches: int) -> dict:
 
 
 def _flops_and_peak(config) -> tuple:
-  """(analytic FLOPs of one train step, peak FLOP/s of all devices) for MFU; None where unknown."""
-  try:
-    from electra_jax import flops as flops_lib
-  except ImportError:
-    return None, None
-  return None, None
+  """(analytic matmul FLOPs of one train step, peak FLOP/s of all devices together) for MFU;
+  the peak is None on devices without a known peak (CPUs), and then no MFU is logged."""
+  import jax
+
+  from electra_jax import flops as flops_lib
+
+  step_flops = flops_lib.training_flops_per_step(config.model, config.generator,
+                                                 config.objective, config.data.global_batch_size,
+                                                 config.data.seq_len)
+  per_device = flops_lib.peak_flops(jax.devices()[0].device_kind, config.model.dtype)
+  return step_flops, (per_device * jax.device_count() if per_device else None)
 
 
 class _StepTimer:
@@ -159,6 +164,7 @@ def train_and_evaluate(config, workdir) -> dict:
   """
   import jax
 
+  from electra_jax import flops as flops_lib
   from electra_jax.checkpointing import Checkpointer, PreemptionWatcher, load_init_params
   from electra_jax.metrics_writer import MetricsWriter
   from electra_jax.objective import build_pretraining_model
@@ -236,8 +242,8 @@ def train_and_evaluate(config, workdir) -> dict:
                            f"the run stopped without saving the corrupted state; {where}")
     if step % config.log.log_every == 0 or step == last_step:
       metrics.update(timer.rates(step))
-      if step_flops and peak:
-        metrics["mfu"] = step_flops / metrics["step_time"] / peak
+      if peak:
+        metrics["mfu"] = flops_lib.mfu(step_flops, metrics["step_time"], peak)
       writer.write_train(step, metrics)
       result["train"] = metrics
     return metrics

@@ -179,17 +179,27 @@ def test_replaced_labels_rules():
   assert int(labels[0, 5]) == 0
 
 
-def test_sample_tokens_follows_softmax_and_temperature():
+@pytest.mark.parametrize("method", ["inverse_cdf", "gumbel"])
+def test_sample_tokens_follows_softmax_and_temperature(method):
   logits = jnp.log(jnp.asarray([0.5, 0.3, 0.15, 0.05]))
   tiled = jnp.broadcast_to(logits, (20000, 4))
+  sample = jax.jit(ob.sample_tokens, static_argnums=(2, 4), compiler_options=FAST)
   for temp in (1.0, 2.0):
-    ids = np.asarray(ob.sample_tokens(jax.random.PRNGKey(3), tiled, temp))
+    ids = np.asarray(sample(jax.random.PRNGKey(3), tiled, temp, None, method))
     freq = np.bincount(ids, minlength=4) / len(ids)
     want = np.asarray(jax.nn.softmax(logits / temp))
     np.testing.assert_allclose(freq, want, atol=0.012)
-  ids = np.asarray(ob.sample_tokens(jax.random.PRNGKey(4), tiled, 1.0,
-                                    disallow=jnp.zeros((20000,), jnp.int32)))
+  ids = np.asarray(sample(jax.random.PRNGKey(4), tiled, 1.0, jnp.zeros((20000,), jnp.int32),
+                          method))
   assert not np.any(ids == 0)
+  # V = 37 (not a square: padded blocks), peaked and flat regions, [2, 20000] leading shape
+  rs = np.random.RandomState(0)
+  logits = jnp.asarray(rs.randn(37) * 2, jnp.float32)
+  ids = np.asarray(sample(jax.random.PRNGKey(5), jnp.broadcast_to(logits, (2, 20000, 37)), 1.0,
+                          None, method))
+  assert ids.shape == (2, 20000) and ids.min() >= 0 and ids.max() < 37
+  freq = np.bincount(ids.ravel(), minlength=37) / ids.size
+  np.testing.assert_allclose(freq, np.asarray(jax.nn.softmax(logits)), atol=0.006)
 
 
 def test_binary_auc_matches_sklearn_with_ties_and_weights():
@@ -400,6 +410,7 @@ def test_gdes_discriminator_moves_only_its_delta():
     (dict(max_predictions=0), "max_predictions=0 must be >= 1"),
     (dict(disc_weight=-1.0), "disc_weight=-1.0 must be >= 0"),
     (dict(temperature=0.0), "temperature=0.0 must be > 0"),
+    (dict(sampler="multinomial"), "ObjectiveConfig.sampler='multinomial'"),
     (dict(kind="mlm", uniform_generator=True), "kind 'mlm' has no generator"),
     (dict(mask_token_prob=0.9, random_token_prob=0.2), "with a sum <= 1"),
 ])

@@ -127,7 +127,7 @@ def test_eight_devices_match_one_device():
                         text=True, timeout=800)
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = json.loads(proc.stdout)
-  assert out["spec8"] == "PartitionSpec('tensor', 'fsdp')"
+  assert out["spec8"].endswith("('tensor', 'fsdp')")  # word table: vocab x embed
   for step, (m1, m8) in enumerate(zip(out["metrics1"], out["metrics8"])):
     for name in ("loss", "gen_loss", "disc_loss", "grad_norm", "gen_accuracy", "disc_accuracy",
                  "disc_auc", "replaced_fraction", "learning_rate"):
