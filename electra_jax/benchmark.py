@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 
 import jax
@@ -149,13 +150,18 @@ def main(argv=None):
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
   parser.add_argument("--compare_torch", action="store_true")
   parser.add_argument("--json", action="store_true", help="also print one JSON line of results")
+  parser.add_argument("--no_cpu_flags", action="store_true",
+                      help="do not add sharding.CPU_XLA_FLAGS to $XLA_FLAGS")
   args = parser.parse_args(argv)
+  if not args.no_cpu_flags:
+    shd.set_cpu_xla_flags()
 
   disc = config_lib.PRESETS[args.size](dtype=args.dtype)
   gen = config_lib.generator_config(disc, GENERATOR_FRACTION[args.size])
   devices = jax.devices()
   print(f"devices: {len(devices)} x {devices[0].device_kind} ({jax.default_backend()}); "
-        f"ELECTRA-{args.size} {args.dtype}, batch {args.batch} x {args.seq_len}", flush=True)
+        f"ELECTRA-{args.size} {args.dtype}, batch {args.batch} x {args.seq_len}; "
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
   matmul = measure_matmul_flops()
   print(f"measured float32 matmul (2048^2, XLA): {matmul / 1e9:.1f} GFLOP/s per device",
         flush=True)

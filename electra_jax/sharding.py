@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -30,6 +31,20 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "tensor")
+
+# XLA:CPU options that made the ELECTRA-Small step ~20-30% faster on a 2-core CPU: XNNPACK kernels
+# and a scheduler that runs independent ops concurrently. Harmless on GPU/TPU (CPU-only flags).
+CPU_XLA_FLAGS = ("--xla_cpu_enable_concurrency_optimized_scheduler=true",
+                 "--xla_cpu_use_xnnpack=true")
+
+
+def set_cpu_xla_flags() -> None:
+  """Appends CPU_XLA_FLAGS to $XLA_FLAGS (flags already named there win). Call it before the
+  first JAX computation in the process; later calls have no effect on the running backend."""
+  current = os.environ.get("XLA_FLAGS", "")
+  names = {f.split("=")[0] for f in current.split()}
+  extra = [f for f in CPU_XLA_FLAGS if f.split("=")[0] not in names]
+  os.environ["XLA_FLAGS"] = " ".join([current] + extra).strip()
 
 LOGICAL_AXIS_RULES = (
     ("batch", ("data", "fsdp")),

@@ -277,6 +277,7 @@ def train_and_evaluate(config, workdir) -> dict:
             pending = None
           result["eval"] = _evaluate(eval_step, state, eval_data, mesh, config.data.eval_batches)
           writer.write_eval(done, result["eval"])
+          timer.reset(done)  # keep evaluation time out of the next step_time
         result["step"] = done
         if preempted:
           result["preempted"] = True

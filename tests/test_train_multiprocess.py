@@ -23,7 +23,9 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
-  bindings = tiny_bindings(STEPS, CheckpointConfig__save_every=3)
+  bindings = tiny_bindings(STEPS, CheckpointConfig__save_every=3,
+                           ModelConfig__hidden_dropout_prob=0.0,
+                           ModelConfig__attention_probs_dropout_prob=0.0)
 
   single = tmp_path / "single"
   proc = train_subprocess(single, bindings,
