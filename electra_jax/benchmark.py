@@ -57,9 +57,10 @@ def measure_matmul_flops(n: int = 2048, repeats: int = 10) -> float:
   return 2.0 * n ** 3 / best
 
 
-def time_jax_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int) -> dict:
+def time_jax_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int,
+                  sampler: str = "gumbel") -> dict:
   """Compile, warm up, then time `steps` train steps; returns seconds per step and compile time."""
-  objective = ob.ObjectiveConfig()
+  objective = ob.ObjectiveConfig(sampler=sampler)
   model = ob.build_pretraining_model(disc, gen, "tied", objective)
   tx = optim.make_optimizer(optim.OptimizerConfig())
   mesh = shd.make_mesh(shd.MeshConfig())
@@ -148,6 +149,8 @@ def main(argv=None):
   parser.add_argument("--steps", type=int, default=5, help="timed steps")
   parser.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation")
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+  parser.add_argument("--sampler", choices=["gumbel", "inverse_cdf"], default="gumbel",
+                      help="ObjectiveConfig.sampler of the timed step")
   parser.add_argument("--compare_torch", action="store_true")
   parser.add_argument("--json", action="store_true", help="also print one JSON line of results")
   parser.add_argument("--no_cpu_flags", action="store_true",
@@ -160,12 +163,13 @@ def main(argv=None):
   gen = config_lib.generator_config(disc, GENERATOR_FRACTION[args.size])
   devices = jax.devices()
   print(f"devices: {len(devices)} x {devices[0].device_kind} ({jax.default_backend()}); "
-        f"ELECTRA-{args.size} {args.dtype}, batch {args.batch} x {args.seq_len}; "
+        f"ELECTRA-{args.size} {args.dtype}, sampler {args.sampler}, "
+        f"batch {args.batch} x {args.seq_len}; "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
   matmul = measure_matmul_flops()
   print(f"measured float32 matmul (2048^2, XLA): {matmul / 1e9:.1f} GFLOP/s per device",
         flush=True)
-  r = time_jax_step(disc, gen, args.batch, args.seq_len, args.steps, args.warmup)
+  r = time_jax_step(disc, gen, args.batch, args.seq_len, args.steps, args.warmup, args.sampler)
   tokens = args.batch * args.seq_len
   result = {"size": args.size, "dtype": args.dtype, "batch": args.batch, "seq_len": args.seq_len,
             "devices": len(devices), "device_kind": devices[0].device_kind,

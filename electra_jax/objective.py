@@ -11,9 +11,10 @@ Rules (google-research/electra `pretrain_helpers.mask`, `run_pretraining.Pretrai
 - Of the masked positions 85% become [MASK] and 15% keep their token (kind "mlm": BERT's
   80% [MASK] / 10% uniform random id / 10% kept).
 - Generator: cross-entropy at the masked positions, weighted mean. Replacements are sampled from
-  softmax(logits / temperature) in float32 under stop_gradient: by Gumbel-max as official
-  (sampler="gumbel"), or by default by an exact inverse-CDF sampler of the same distribution that
-  needs 2 instead of V random numbers per position (see `sample_tokens`).
+  softmax(logits / temperature) in float32 under stop_gradient: by default by Gumbel-max as the
+  official code does (sampler="gumbel"), or by an exact inverse-CDF sampler of the same
+  distribution that needs 2 instead of V random numbers per position (sampler="inverse_cdf",
+  about 5x cheaper on CPU; see `sample_tokens`).
 - Discriminator: sigmoid cross-entropy on every non-pad token ([CLS]/[SEP] included), weighted
   mean; label 1 where the input differs from the original, so a sampled token equal to the original
   is labelled original.
@@ -85,7 +86,7 @@ class ObjectiveConfig:
   disallow_correct: bool = False
   mask_token_prob: Optional[float] = None
   random_token_prob: Optional[float] = None
-  sampler: str = "inverse_cdf"
+  sampler: str = "gumbel"
 
   def __post_init__(self):
     if self.kind not in KINDS:

@@ -108,10 +108,10 @@ _EIGHT_DEVICES = textwrap.dedent('''
 
     one = run(shd.make_mesh(shd.MeshConfig(data=1), devices=jax.devices()[:1]))
     eight = run(shd.make_mesh(shd.MeshConfig(data=2, fsdp=2, tensor=2)))
-    leaves1, leaves8 = jax.tree.leaves(one[1]), jax.tree.leaves(eight[1])
-    param_err = max(float(np.max(np.abs(a - b)) / (np.max(np.abs(a)) + 1e-12))
-                    for a, b in zip(leaves1, leaves8))
-    json.dump({"metrics1": one[0], "metrics8": eight[0], "param_rel_err": param_err,
+    errors = {jax.tree_util.keystr(path): float(np.max(np.abs(a - b)) / np.max(np.abs(a)))
+              for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(one[1]),
+                                      jax.tree.leaves(eight[1]))}
+    json.dump({"metrics1": one[0], "metrics8": eight[0], "param_rel_err": errors,
                "spec8": eight[2]}, sys.stdout)
 ''')
 
@@ -133,4 +133,8 @@ def test_eight_devices_match_one_device():
                  "disc_auc", "replaced_fraction", "learning_rate"):
       assert m8[name] == pytest.approx(m1[name], rel=1e-5, abs=1e-7), (step, name)
   assert out["metrics1"][2]["loss"] != out["metrics1"][0]["loss"]  # the steps did train
-  assert out["param_rel_err"] < 1e-5
+  # The attention key bias gets a mathematically zero gradient (softmax ignores a per-query
+  # constant): Adam normalises its ~1e-9 rounding noise to steps of +-lr whose sign depends on
+  # the reduction order, so it is excluded; every other parameter agrees to 1e-5 relative.
+  errors = {k: v for k, v in out["param_rel_err"].items() if "['key']['bias']" not in k}
+  assert len(errors) > 40 and max(errors.values()) < 1e-5, errors
