@@ -197,18 +197,10 @@ def build_pretraining_data(
          "examples": s["examples"], "tokens": s["tokens"]}
         for i, s in enumerate(all_stats)
     ]
-    manifest = {
-        "format": manifest_lib.FORMAT,
-        "seq_len": seq_len,
-        "tokenizer": {"spec": tokenizer.spec, "fingerprint": tokenizer.fingerprint(),
-                      "vocab_size": tokenizer.vocab_size, **tokenizer.special_ids()},
-        "shards": shards,
-        "train_shards": [s["file"] for s in shards if s["split"] == "train"],
-        "eval_shards": [s["file"] for s in shards if s["split"] == "eval"],
-        "build": {"corpus": corpus.spec, "seed": seed, "num_shards": num_shards,
-                  "pieces_per_shard": pieces_per_shard,
-                  "summary": _summary(all_stats, skipped, time.perf_counter() - started)},
-    }
+    build = {"corpus": corpus.spec, "seed": seed, "num_shards": num_shards,
+             "pieces_per_shard": pieces_per_shard,
+             "summary": _summary(all_stats, skipped, time.perf_counter() - started)}
+    manifest = manifest_lib.make_manifest(seq_len, tokenizer, shards, build)
     manifest_lib.write_json_atomically(os.path.join(output_dir, manifest_lib.MANIFEST_NAME), manifest)
     return manifest
 

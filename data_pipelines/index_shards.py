@@ -182,18 +182,10 @@ def index_shards(pattern, tokenizer_spec, output_dir=None, eval_shards=0, progre
         bar.close()
     if seq_len is None:
         raise ValueError(f"the {len(paths)} shard(s) matching {pattern!r} hold no records")
-    manifest = {
-        "format": manifest_lib.FORMAT,
-        "seq_len": seq_len,
-        "tokenizer": {"spec": tokenizer.spec, "fingerprint": tokenizer.fingerprint(),
-                      "vocab_size": tokenizer.vocab_size, **tokenizer.special_ids()},
-        "shards": shards,
-        "train_shards": [s["file"] for s in shards if s["split"] == "train"],
-        "eval_shards": [s["file"] for s in shards if s["split"] == "eval"],
-        "build": {"indexed_from": os.path.abspath(pattern), "num_shards": len(shards),
-                  "summary": {"examples": sum(s["examples"] for s in shards),
-                              "tokens": sum(s["tokens"] for s in shards)}},
-    }
+    build = {"indexed_from": os.path.abspath(pattern), "num_shards": len(shards),
+             "summary": {"examples": sum(s["examples"] for s in shards),
+                         "tokens": sum(s["tokens"] for s in shards)}}
+    manifest = manifest_lib.make_manifest(seq_len, tokenizer, shards, build)
     target = os.path.join(directory, manifest_lib.MANIFEST_NAME)
     if os.path.exists(target):
         with open(target, encoding="utf-8") as f:

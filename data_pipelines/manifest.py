@@ -15,6 +15,21 @@ MANIFEST_NAME = "manifest.json"
 FORMAT = "electra_jax.pretraining/1"
 
 
+def make_manifest(seq_len, tokenizer, shards, build):
+    """The manifest dict for `shards` ([{file, split, examples, tokens}] in shard order) of
+    `seq_len`-token examples made with `tokenizer`; `build` records how they were made."""
+    return {
+        "format": FORMAT,
+        "seq_len": seq_len,
+        "tokenizer": {"spec": tokenizer.spec, "fingerprint": tokenizer.fingerprint(),
+                      "vocab_size": tokenizer.vocab_size, **tokenizer.special_ids()},
+        "shards": shards,
+        "train_shards": [s["file"] for s in shards if s["split"] == "train"],
+        "eval_shards": [s["file"] for s in shards if s["split"] == "eval"],
+        "build": build,
+    }
+
+
 def write_json_atomically(path, data):
     """Write `data` as indented JSON via a temp file and an atomic rename."""
     temp = f"{path}.tmp-{os.getpid()}"

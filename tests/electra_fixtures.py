@@ -11,6 +11,8 @@ import re
 
 import numpy as np
 
+from electra_jax.hf_io import ARCHITECTURES
+
 # Two tiny shapes: "small" has embedding_size != hidden_size (factorised embeddings with an
 # embeddings_project), "base" has embedding_size == hidden_size.
 SHAPES = {
@@ -22,15 +24,7 @@ SHAPES = {
                  type_vocab_size=2),
 }
 
-HF_CLASSES = (
-    "ElectraModel",
-    "ElectraForPreTraining",
-    "ElectraForMaskedLM",
-    "ElectraForSequenceClassification",
-    "ElectraForTokenClassification",
-    "ElectraForQuestionAnswering",
-    "ElectraForMultipleChoice",
-)
+HF_CLASSES = ARCHITECTURES
 
 
 def hf_config(shape: str, **overrides):
