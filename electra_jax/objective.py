@@ -265,7 +265,7 @@ def mask_tokens(rng: Array, input_ids: Array, input_mask: Array, special: Specia
 
 
 def sample_tokens(rng: Array, logits: Array, temperature: float = 1.0,
-                  disallow: Optional[Array] = None, method: str = "inverse_cdf") -> Array:
+                  disallow: Optional[Array] = None, method: str = "gumbel") -> Array:
   """A sample from softmax(logits / temperature) in float32, without gradient.
 
   logits [..., V]; disallow [...] optional ids whose logit is lowered by 1000 (official

@@ -228,7 +228,7 @@ def reference_electra(params, batch, rng, model, objective):
   gen_logits = model.apply({"params": params}, masked["input_ids"], batch["input_mask"],
                            batch["segment_ids"], masked["positions"], False,
                            method="generator_logits", rngs={"dropout": k_gen})
-  sampled = ob.sample_tokens(k_sample, gen_logits)
+  sampled = ob.sample_tokens(k_sample, gen_logits, method=objective.sampler)
   corrupted = ob.scatter_positions(batch["input_ids"], masked["positions"], masked["weights"],
                                    sampled)
   disc_logits = np.asarray(model.apply({"params": params}, corrupted, batch["input_mask"],
@@ -337,7 +337,7 @@ def test_replace_mlm_big_network_predicts_originals_from_samples():
   masked = ob.mask_tokens(k_mask, batch["input_ids"], batch["input_mask"], SPECIAL, objective)
   g = model.apply({"params": params}, masked["input_ids"], batch["input_mask"],
                   batch["segment_ids"], masked["positions"], True, method="generator_logits")
-  sampled = ob.sample_tokens(k_sample, g)
+  sampled = ob.sample_tokens(k_sample, g, method=objective.sampler)
   corrupted = ob.scatter_positions(batch["input_ids"], masked["positions"], masked["weights"],
                                    sampled)
   w = np.asarray(masked["weights"]) > 0
