@@ -59,6 +59,9 @@ def detect_format(path: str) -> str:
     has = lambda name: os.path.exists(os.path.join(path, name))
     if has(NATIVE_CONFIG):
       return "electra_jax-safetensors"
+    if has("checkpoints") or has("_CHECKPOINT_METADATA"):
+      # a trainer workdir (its config.json is the run's config, not an HF one) or a step dir
+      return "electra_jax"
     if has("config.json") or has("model.safetensors") or has("model.safetensors.index.json") \
         or has("pytorch_model.bin"):
       return "hf"

@@ -261,6 +261,8 @@ def _write_electra_jax_checkpoint(workdir: Path, joint, params, step: int = 10,
            "opt_state": {"mu": jax.tree.map(jnp.zeros_like, params)}}
   ckpt.save(step, state, config_dict, {"step": step, "seed": 0, "global_batch_size": 8})
   ckpt.close()
+  # The trainer also writes its resolved config as WORKDIR/config.json: not an HF config.json.
+  (workdir / "config.json").write_text(json.dumps(config_dict))
   return config_dict
 
 
