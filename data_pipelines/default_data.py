@@ -50,7 +50,16 @@ def ensure_default_pretraining_data(cache_dir: str, seq_len: int = 128, vocab_si
         _write_builtin_corpus(corpus_path)
         model_path = os.path.join(root, "spm.model")
         if not os.path.isfile(model_path):
-            train_tokenizer.train_sentencepiece(corpus_path, os.path.join(root, "spm"), vocab_size=vocab_size)
+            try:
+                train_tokenizer.train_sentencepiece(corpus_path, os.path.join(root, "spm"),
+                                                    vocab_size=vocab_size)
+            except ValueError as err:
+                raise ValueError(
+                    f"the built-in smoke-test corpus cannot serve a {vocab_size}-token vocabulary "
+                    f"({err}). Real-size models (small/base/large use the 30522-token BERT "
+                    "WordPiece vocabulary) need real data: build shards with "
+                    "python -m data_pipelines.build_pretraining_data and set "
+                    "DataConfig.data_dir, or lower ModelConfig.vocab_size") from None
         manifest = builder.build_pretraining_data(
             corpus_path, f"sentencepiece:{model_path}", data_dir, seq_len=seq_len,
             num_shards=NUM_SHARDS, eval_shards=EVAL_SHARDS, num_workers=1,

@@ -10,6 +10,7 @@ Load the result with `tokenizers.load("sentencepiece:PREFIX.model")`.
 
 import argparse
 import os
+import re
 import time
 
 from data_pipelines import corpora, text_io
@@ -44,6 +45,23 @@ def train_sentencepiece(
     temp_prefix = os.path.join(directory, f".{os.path.basename(output_prefix)}.tmp-{os.getpid()}")
     stats = text_io.InputStats()
     spm.set_random_generator_seed(seed)
+    try:
+        _train(spm, corpus, stats, temp_prefix, vocab_size, model_type, character_coverage,
+               max_sentences)
+    except RuntimeError as err:
+        limit = re.search(r"Vocabulary size too high \(\d+\)\. Please set it to a value <= (\d+)",
+                          str(err))
+        if limit is None:
+            raise
+        raise ValueError(f"vocab_size={vocab_size} is too large for corpus {corpus.spec}: "
+                         f"SentencePiece can make at most {limit.group(1)} pieces from it") from None
+    for suffix in (".vocab", ".model"):  # .model last: its presence means the pair is complete
+        os.replace(temp_prefix + suffix, output_prefix + suffix)
+    return output_prefix + ".model"
+
+
+def _train(spm, corpus, stats, temp_prefix, vocab_size, model_type, character_coverage,
+           max_sentences):
     spm.SentencePieceTrainer.train(
         sentence_iterator=_units(corpus, stats),
         model_prefix=temp_prefix,
@@ -62,9 +80,6 @@ def train_sentencepiece(
         num_threads=NUM_THREADS,
         minloglevel=2,
     )
-    for suffix in (".vocab", ".model"):  # .model last: its presence means the pair is complete
-        os.replace(temp_prefix + suffix, output_prefix + suffix)
-    return output_prefix + ".model"
 
 
 def main(argv=None):

@@ -359,6 +359,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   except NonFiniteError as err:
     print(f"error: {err}", file=sys.stderr)
     return 1
+  except (ValueError, FileNotFoundError) as err:  # data / config / mesh mismatches
+    print(f"error: {err}", file=sys.stderr)
+    return 2
   import jax
 
   if jax.process_index() == 0:

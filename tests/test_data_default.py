@@ -31,3 +31,11 @@ def test_default_data_is_built_once_and_readable(tmp_path):
     assert (batch["input_ids"][:, 0] == tok.cls_id).all()
     assert "return" in tok.decode(batch["input_ids"].ravel().tolist()).lower()
     assert build_seconds < 120
+
+
+def test_a_bert_sized_vocab_on_the_smoke_test_corpus_is_refused_with_the_way_out(tmp_path):
+    """`--experiment=small` without a data_dir asks the built-in corpus for 30522 pieces, more
+    than SentencePiece can make from it: one clear error that says what to do instead."""
+    with pytest.raises(ValueError, match=r"cannot serve a 30522-token vocabulary .*at most \d+ "
+                                         r"pieces.*set DataConfig\.data_dir"):
+        ensure_default_pretraining_data(str(tmp_path), seq_len=128, vocab_size=30522)

@@ -159,3 +159,14 @@ def test_sentencepiece_model_without_special_pieces_is_a_clear_error(tmp_path):
                                    minloglevel=2)
     with pytest.raises(ValueError, match=r"lacks the special tokens \['\[PAD\]', '\[UNK\]', '\[CLS\]', '\[SEP\]', '\[MASK\]'\]"):
         tokenizers.load(f"sentencepiece:{tmp_path / 'plain.model'}")
+
+
+def test_sentencepiece_vocab_larger_than_the_corpus_allows_is_a_clear_error(tmp_path):
+    from data_pipelines.train_tokenizer import train_sentencepiece
+
+    corpus = tmp_path / "small.txt"
+    corpus.write_text("the cat sat on the mat\n\nthe dog sat on the log\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"vocab_size=5000 is too large for corpus .*small\.txt"
+                                         r".*: SentencePiece can make at most \d+ pieces from it"):
+        train_sentencepiece(str(corpus), str(tmp_path / "spm"), vocab_size=5000)
+    assert not (tmp_path / "spm.model").exists()
