@@ -149,7 +149,7 @@ def main(argv=None):
   parser.add_argument("--steps", type=int, default=5, help="timed steps")
   parser.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation")
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-  parser.add_argument("--sampler", choices=["gumbel", "inverse_cdf"], default="gumbel",
+  parser.add_argument("--sampler", choices=ob.SAMPLERS, default="gumbel",
                       help="ObjectiveConfig.sampler of the timed step")
   parser.add_argument("--compare_torch", action="store_true")
   parser.add_argument("--json", action="store_true", help="also print one JSON line of results")

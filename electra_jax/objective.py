@@ -62,6 +62,9 @@ METRIC_NAMES = ("loss", "gen_loss", "gen_accuracy", "disc_loss", "disc_accuracy"
                 "replaced_fraction")
 
 
+SAMPLERS = ("gumbel", "inverse_cdf")  # see sample_tokens
+
+
 @dataclasses.dataclass(frozen=True)
 class ObjectiveConfig:
   """What is masked, what each network predicts, and how the losses are weighted.
@@ -101,7 +104,7 @@ class ObjectiveConfig:
         raise ValueError(f"ObjectiveConfig.{name}={getattr(self, name)} must be >= 0")
     if not self.temperature > 0:
       raise ValueError(f"ObjectiveConfig.temperature={self.temperature} must be > 0")
-    if self.sampler not in ("inverse_cdf", "gumbel"):
+    if self.sampler not in SAMPLERS:
       raise ValueError(f"ObjectiveConfig.sampler={self.sampler!r}; expected 'inverse_cdf' or "
                        "'gumbel'")
     if self.kind == "mlm" and self.uniform_generator:
