@@ -5,11 +5,12 @@
 
 Times our jitted, sharded train step (ELECTRA objective, official optimizer) after compilation and
 warm-up, with block_until_ready. In the same run it measures this machine's dense float32 matmul
-FLOP/s (2048 x 2048 through XLA) and prints MFU against that and against the device's listed peak
-(electra_jax.flops.PEAK_FLOPS). With --compare_torch it also times Hugging Face transformers'
-PyTorch ElectraForMaskedLM generator + ElectraForPreTraining discriminator (shared embeddings,
-same sizes and batch, masking, Gumbel sampling, loss gen + 50 x disc, clip 1.0, AdamW) and prints
-the tokens/s ratio. Quote the ratios: absolute numbers move with machine load.
+FLOP/s in the run's dtype (2048^2 on CPU, 8192^2 on an accelerator, through XLA) and prints MFU
+against that and against the device's listed peak (electra_jax.flops.PEAK_FLOPS). With
+--compare_torch it also times Hugging Face transformers' PyTorch ElectraForMaskedLM generator +
+ElectraForPreTraining discriminator (shared embeddings, same sizes and batch, masking, Gumbel
+sampling, loss gen + 50 x disc, clip 1.0, AdamW; on CUDA when JAX runs on a GPU, with bf16
+autocast for --dtype bfloat16) and prints the tokens/s ratio. Quote the ratios: absolute numbers move with machine load.
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ def synthetic_batch(batch: int, seq_len: int, vocab: int, seed: int = 0) -> dict
   return {"input_ids": ids, "input_mask": np.ones_like(ids), "segment_ids": np.zeros_like(ids)}
 
 
-def measure_matmul_flops(n: int = 2048, repeats: int = 10) -> float:
-  """Best-of-`repeats` float32 n x n matmul FLOP/s through XLA on the default device."""
-  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+def measure_matmul_flops(n: int, dtype: str, repeats: int = 10) -> float:
+  """Best-of-`repeats` n x n `dtype` matmul FLOP/s through XLA on the default device (random
+  normal operands, never zeros)."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32).astype(dtype)
+  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32).astype(dtype)
   f = jax.jit(jnp.dot)
   f(a, b).block_until_ready()
   best = math.inf
@@ -84,16 +86,27 @@ def time_jax_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int,
           "flops": flops_lib.training_flops_per_step(disc, gen, objective, batch, seq_len)}
 
 
-def time_torch_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int) -> float:
-  """Seconds per step of the transformers PyTorch generator + discriminator step (float32)."""
+def time_torch_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int,
+                    device: str = "cpu", dtype: str = "float32") -> float:
+  """Seconds per step of the transformers PyTorch generator + discriminator step on `device`
+  ("cpu" or "cuda"). Parameters are float32; dtype="bfloat16" runs the forward and backward under
+  bf16 autocast, and float32 matmuls on CUDA use TF32 as XLA's default precision does on GPU."""
+  import contextlib
+
   import torch
   from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
+
+  if device == "cuda":
+    torch.set_float32_matmul_precision("high")
+  autocast = (torch.autocast(device_type=device, dtype=torch.bfloat16)
+              if dtype == "bfloat16" else contextlib.nullcontext())
 
   def hf(cfg):
     return ElectraConfig(**{k: v for k, v in cfg.to_hf_dict().items() if k != "model_type"})
 
   torch.manual_seed(0)
-  generator, discriminator = ElectraForMaskedLM(hf(gen)), ElectraForPreTraining(hf(disc))
+  generator = ElectraForMaskedLM(hf(gen)).to(device)
+  discriminator = ElectraForPreTraining(hf(disc)).to(device)
   generator.electra.embeddings = discriminator.electra.embeddings  # ELECTRA's shared embeddings
   generator.tie_weights()
   generator.train()
@@ -102,42 +115,48 @@ def time_torch_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int
                 .values())
   optimizer = torch.optim.AdamW(params, lr=5e-4, betas=(0.9, 0.999), eps=1e-6,
                                 weight_decay=0.01)
-  data = {k: torch.from_numpy(v).long()
+  data = {k: torch.from_numpy(v).long().to(device)
           for k, v in synthetic_batch(batch, seq_len, disc.vocab_size).items()}
   p = ob.ObjectiveConfig().num_predictions(seq_len)
 
   def step():
     ids, mask, types = data["input_ids"], data["input_mask"], data["segment_ids"]
     candidates = (ids != SPECIAL.cls) & (ids != SPECIAL.sep) & mask.bool()
-    scores = torch.where(candidates, torch.rand(ids.shape), torch.full(ids.shape, -1.0))
+    scores = torch.where(candidates, torch.rand(ids.shape, device=device),
+                         torch.full(ids.shape, -1.0, device=device))
     positions = scores.topk(p, dim=-1).indices  # [B,P]
     chosen = torch.zeros_like(ids, dtype=torch.bool).scatter_(1, positions, True)
-    to_mask = chosen & (torch.rand(ids.shape) < 0.85)
+    to_mask = chosen & (torch.rand(ids.shape, device=device) < 0.85)
     masked_ids = torch.where(to_mask, torch.full_like(ids, SPECIAL.mask), ids)
     labels = torch.where(chosen, ids, torch.full_like(ids, -100))
-    out = generator(input_ids=masked_ids, attention_mask=mask, token_type_ids=types,
-                    labels=labels)
+    with autocast:
+      out = generator(input_ids=masked_ids, attention_mask=mask, token_type_ids=types,
+                      labels=labels)
     with torch.no_grad():
-      logits = out.logits[chosen]  # [B*P, V]
-      u = torch.rand(logits.shape).clamp_(1e-9, 1.0)
+      logits = out.logits[chosen].float()  # [B*P, V]
+      u = torch.rand(logits.shape, device=device).clamp_(1e-9, 1.0)
       sampled = (logits - torch.log(-torch.log(u))).argmax(-1)
       fake = ids.clone()
       fake[chosen] = sampled
       is_replaced = (fake != ids).float()
-    disc_out = discriminator(input_ids=fake, attention_mask=mask, token_type_ids=types)
+    with autocast:
+      disc_out = discriminator(input_ids=fake, attention_mask=mask, token_type_ids=types)
     disc_loss = torch.nn.functional.binary_cross_entropy_with_logits(
-        disc_out.logits, is_replaced, weight=mask.float(), reduction="sum") / mask.sum()
-    loss = out.loss + 50.0 * disc_loss
+        disc_out.logits.float(), is_replaced, weight=mask.float(), reduction="sum") / mask.sum()
+    loss = out.loss.float() + 50.0 * disc_loss
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
     optimizer.step()
 
+  sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
   for _ in range(warmup + 1):
     step()
+  sync()
   t = time.perf_counter()
   for _ in range(steps):
     step()
+  sync()
   return (time.perf_counter() - t) / steps
 
 
@@ -166,8 +185,10 @@ def main(argv=None):
         f"ELECTRA-{args.size} {args.dtype}, sampler {args.sampler}, "
         f"batch {args.batch} x {args.seq_len}; "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
-  matmul = measure_matmul_flops()
-  print(f"measured float32 matmul (2048^2, XLA): {matmul / 1e9:.1f} GFLOP/s per device",
+  on_cpu = jax.default_backend() == "cpu"
+  n = 2048 if on_cpu else 8192  # big enough to reach the ceiling, small enough for a laptop
+  matmul = measure_matmul_flops(n, args.dtype)
+  print(f"measured {args.dtype} matmul ({n}^2, XLA): {matmul / 1e9:.1f} GFLOP/s per device",
         flush=True)
   r = time_jax_step(disc, gen, args.batch, args.seq_len, args.steps, args.warmup, args.sampler)
   tokens = args.batch * args.seq_len
@@ -190,11 +211,13 @@ def main(argv=None):
         + (f", {100 * result['mfu_vs_peak']:.1f}% of listed peak {peak / 1e12:.0f} TFLOP/s"
            if peak else ", no listed peak for this device"))
   if args.compare_torch:
-    torch_s = time_torch_step(disc, gen, args.batch, args.seq_len, args.steps, args.warmup)
+    torch_device = "cpu" if on_cpu else "cuda"
+    torch_s = time_torch_step(disc, gen, args.batch, args.seq_len, args.steps, args.warmup,
+                              torch_device, args.dtype)
     result["torch_step_s"] = torch_s
     result["torch_tokens_per_s"] = tokens / torch_s
     result["speedup_vs_torch"] = torch_s / r["step_s"]
-    print(f"transformers PyTorch float32: {torch_s * 1e3:.1f} ms/step, "
+    print(f"transformers PyTorch {args.dtype} on {torch_device}: {torch_s * 1e3:.1f} ms/step, "
           f"{tokens / torch_s:.0f} tokens/s -> electra_jax is {result['speedup_vs_torch']:.2f}x")
   if args.json:
     print(json.dumps(result))

@@ -102,8 +102,12 @@ class Embeddings(nn.Module):
 
   def setup(self):
     cfg = self.config
+    # Lookups run in float32 whatever the compute dtype: the gradient of a gather is a
+    # scatter-add, and GPUs have no native bfloat16 atomic add (XLA emulates it with
+    # compare-and-swap loops, which serialise on rows many tokens share, e.g. [MASK] and the
+    # two token types: a 10x slower ELECTRA-Small step on an H100).
     emb = functools.partial(nn.Embed, features=cfg.embedding_size, param_dtype=jnp.float32,
-                            dtype=cfg.compute_dtype)
+                            dtype=jnp.float32)
     self.word_embeddings = emb(cfg.vocab_size, embedding_init=_init(cfg, ("vocab", "embed")))
     self.position_embeddings = emb(cfg.max_position_embeddings,
                                    embedding_init=_init(cfg, ("position", "embed")))
@@ -125,10 +129,10 @@ class Embeddings(nn.Module):
       words = self.word_embeddings(input_ids)
     else:
       table = jax.lax.stop_gradient(self.word_embeddings.embedding) + word_embeddings_delta
-      words = jnp.take(table, input_ids, axis=0).astype(cfg.compute_dtype)
-    positions = self.position_embeddings(jnp.arange(length)[None, :])
+      words = jnp.take(table, input_ids, axis=0)
+    positions = self.position_embeddings.embedding[None, :length]  # a slice, not a gather
     types = self.token_type_embeddings(token_type_ids)
-    x = self.LayerNorm(words + positions + types)
+    x = self.LayerNorm(words + positions + types)  # float32 sum in, compute dtype out
     x = self.dropout(x, deterministic=deterministic)
     return constrain(x, ("batch", "length", "embed"))
 
@@ -269,8 +273,10 @@ class DiscriminatorHead(nn.Module):
 
 
 def gather_positions(x: Array, positions: Array) -> Array:
-  """x [B,L,...], positions [B,P] int -> [B,P,...]."""
-  return jnp.take_along_axis(x, positions.reshape(positions.shape + (1,) * (x.ndim - 2)), axis=1)
+  """x [B,L,...], positions [B,P] int -> [B,P,...] in x's dtype. Gathers in float32 so that the
+  gradient's scatter-add uses native atomics on GPU (see Embeddings)."""
+  idx = positions.reshape(positions.shape + (1,) * (x.ndim - 2))
+  return jnp.take_along_axis(x.astype(jnp.float32), idx, axis=1).astype(x.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
