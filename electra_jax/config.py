@@ -50,6 +50,9 @@ class ModelConfig:
                  "intermediate_size", "max_position_embeddings", "type_vocab_size"):
       if getattr(self, name) <= 0:
         raise ValueError(f"{name}={getattr(self, name)} must be positive")
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+      if not 0 <= getattr(self, name) < 1:
+        raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1)")
 
   @property
   def compute_dtype(self) -> Any:

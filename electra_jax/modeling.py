@@ -95,6 +95,33 @@ def constrain(x: Array, axes: tuple) -> Array:
   return nn.with_logical_constraint(x, axes)
 
 
+class Dropout(nn.Module):
+  """Inverted dropout with half the random-bit work of `nn.Dropout`: x [...] -> x's shape/dtype.
+
+  Each element draws a 16-bit uniform, two from every 32-bit threefry word, and is kept when it
+  falls below round((1 - rate) * 2^16); kept elements are scaled by the exact inverse of that
+  keep probability, so E[output] = x (rate 0.1 keeps with probability 0.899994). The bits depend
+  only on the rng and each element's index, so any sharding draws the same mask. Random bits are
+  13% of the ELECTRA-Small step on a CPU; nn.Dropout spends a whole threefry call per element.
+  """
+
+  rate: float
+
+  @nn.compact
+  def __call__(self, x: Array, deterministic: bool) -> Array:
+    if deterministic or self.rate == 0:
+      return x
+    threshold = round((1.0 - self.rate) * 65536)  # keep iff u16 < threshold
+    if threshold == 0:
+      return jnp.zeros_like(x)
+    n = x.shape[-1]
+    half = (n + 1) // 2
+    bits = jax.random.bits(self.make_rng("dropout"), x.shape[:-1] + (half,), jnp.uint32)
+    u16 = jax.lax.bitcast_convert_type(bits, jnp.uint16).reshape(x.shape[:-1] + (2 * half,))
+    keep = u16[..., :n].astype(jnp.uint32) < threshold
+    return jnp.where(keep, x * (65536.0 / threshold), 0).astype(x.dtype)
+
+
 class Embeddings(nn.Module):
   """word + position + token-type embeddings, LayerNorm, dropout: ids [B,L] -> [B,L,E]."""
 
@@ -114,7 +141,7 @@ class Embeddings(nn.Module):
     self.token_type_embeddings = emb(cfg.type_vocab_size,
                                      embedding_init=_init(cfg, ("type", "embed")))
     self.LayerNorm = layer_norm(cfg, "embed", "LayerNorm")
-    self.dropout = nn.Dropout(cfg.hidden_dropout_prob)
+    self.dropout = Dropout(cfg.hidden_dropout_prob)
 
   def __call__(self, input_ids: Array, token_type_ids: Array, deterministic: bool,
                word_embeddings_delta: Optional[Array] = None) -> Array:
@@ -163,7 +190,7 @@ class SelfAttention(nn.Module):
       logits = logits / jnp.sqrt(jnp.float32(d))
       logits = jnp.where(keep, logits, jnp.finfo(jnp.float32).min)
       probs = jax.nn.softmax(logits, axis=-1)
-      probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=False)
+      probs = Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=False)
       out = jnp.einsum("bnqk,bknd->bqnd", probs.astype(cfg.compute_dtype), v)
     else:
       # Fused path (cuDNN flash attention on GPU where it applies, XLA elsewhere); its softmax
@@ -181,7 +208,7 @@ class TransformerLayer(nn.Module):
   @nn.compact
   def __call__(self, x: Array, mask: Array, deterministic: bool) -> Array:
     cfg = self.config
-    drop = nn.Dropout(cfg.hidden_dropout_prob)
+    drop = Dropout(cfg.hidden_dropout_prob)
     a = SelfAttention(cfg, name="attention")(x, mask, deterministic)
     x = layer_norm(cfg, "hidden", "attention_LayerNorm")(x + drop(a, deterministic=deterministic))
     h = dense(cfg, cfg.intermediate_size, ("hidden",), ("mlp",), "intermediate")(x)
@@ -342,11 +369,11 @@ class ElectraForSequenceClassification(nn.Module):
       raise ValueError(f"head={self.head!r}; expected 'official' or 'hf'")
     rate = cfg.hidden_dropout_prob if self.classifier_dropout is None else self.classifier_dropout
     h = Backbone(cfg, name="electra")(input_ids, attention_mask, token_type_ids, deterministic)
-    x = nn.Dropout(rate)(h[:, 0], deterministic=deterministic)
+    x = Dropout(rate)(h[:, 0], deterministic=deterministic)
     if self.head == "hf":
       x = dense(cfg, cfg.hidden_size, ("hidden",), ("hidden_out",), "dense")(x)
       x = activation("gelu")(x)  # HF's head fixes exact GELU
-      x = nn.Dropout(rate)(x, deterministic=deterministic)
+      x = Dropout(rate)(x, deterministic=deterministic)
       in_axes = ("hidden_out",)
     else:
       in_axes = ("hidden",)
@@ -366,7 +393,7 @@ class ElectraForTokenClassification(nn.Module):
     cfg = self.config
     rate = cfg.hidden_dropout_prob if self.classifier_dropout is None else self.classifier_dropout
     h = Backbone(cfg, name="electra")(input_ids, attention_mask, token_type_ids, deterministic)
-    h = nn.Dropout(rate)(h, deterministic=deterministic)
+    h = Dropout(rate)(h, deterministic=deterministic)
     logits = dense(cfg, self.num_labels, ("hidden",), ("classes",), "classifier")(h)
     return logits.astype(jnp.float32)
 
@@ -401,7 +428,7 @@ class ElectraForMultipleChoice(nn.Module):
     x = dense(cfg, cfg.hidden_size, ("hidden",), ("hidden_out",), "summary")(h[:, 0])
     x = activation("gelu")(x)  # HF's summary_activation="gelu" (exact), whatever hidden_act
     rate = cfg.hidden_dropout_prob if self.classifier_dropout is None else self.classifier_dropout
-    x = nn.Dropout(rate)(x, deterministic=deterministic)
+    x = Dropout(rate)(x, deterministic=deterministic)
     logits = dense(cfg, 1, ("hidden_out",), ("classes",), "classifier")(x)
     return logits.reshape(b, c).astype(jnp.float32)
 

@@ -38,6 +38,8 @@ def small_cfg(**kw):
     (dict(vocab_size=0), "vocab_size=0 must be positive"),
     (dict(num_hidden_layers=-1), "num_hidden_layers=-1 must be positive"),
     (dict(intermediate_size=0), "intermediate_size=0 must be positive"),
+    (dict(hidden_dropout_prob=1.0), "hidden_dropout_prob=1.0 must be in"),
+    (dict(attention_probs_dropout_prob=-0.1), "attention_probs_dropout_prob=-0.1 must be in"),
 ])
 def test_config_validation_errors(kwargs, message):
   with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -220,6 +222,35 @@ def test_dropout_is_active_only_when_not_deterministic(small_model):
   train = model.apply({"params": params}, ids, mask, types, deterministic=False,
                       rngs={"dropout": jax.random.key(1)})
   assert float(jnp.max(jnp.abs(det - train))) > 1e-3
+
+
+@pytest.mark.parametrize("rate, width", [(0.1, 1000), (0.5, 999), (0.15, 7)])
+def test_dropout_keeps_at_its_rate_and_is_unbiased(rate, width):
+  """16-bit uniforms: keep probability round((1-rate) 2^16) / 2^16, kept values scaled by its
+  inverse exactly, the two halves of one 32-bit word independent, odd widths handled."""
+  x = jnp.full((1_000_000 // width, width), 3.0, jnp.float32)
+  y = np.asarray(m.Dropout(rate).apply({}, x, False, rngs={"dropout": jax.random.key(4)}))
+  threshold = round((1 - rate) * 65536)
+  keep = y != 0
+  np.testing.assert_array_equal(y[keep], np.float32(3.0 * 65536 / threshold))
+  p, n = threshold / 65536, keep.size
+  sigma = np.sqrt(p * (1 - p) / n)
+  assert abs(keep.mean() - p) < 5 * sigma
+  assert abs(y.mean() - 3.0) < 5 * 3.0 * np.sqrt((1 - p) / (p * n))  # E[y] = x
+  if width % 2 == 0:  # elements 2i and 2i+1 come from one word: their masks are uncorrelated
+    a, b = keep[:, 0::2].ravel().astype(float), keep[:, 1::2].ravel().astype(float)
+    assert abs(np.corrcoef(a, b)[0, 1]) < 5 / np.sqrt(a.size)
+  other = np.asarray(m.Dropout(rate).apply({}, x, False, rngs={"dropout": jax.random.key(5)}))
+  assert (other != y).any()  # the mask follows the rng
+
+
+def test_dropout_identity_when_deterministic_or_rate_zero():
+  x = jax.random.normal(jax.random.key(0), (4, 9), jnp.bfloat16)
+  for rate, det in [(0.1, True), (0.0, False)]:
+    y = m.Dropout(rate).apply({}, x, det, rngs={"dropout": jax.random.key(1)})
+    assert y is x
+  dropped = m.Dropout(1.0).apply({}, x, False, rngs={"dropout": jax.random.key(1)})
+  assert dropped.dtype == jnp.bfloat16 and not jnp.any(dropped)
 
 
 @pytest.mark.parametrize("shape", list(F.SHAPES))
