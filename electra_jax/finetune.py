@@ -301,11 +301,9 @@ def _local_rows(batch: dict) -> dict:
 class Runner:
   """Jitted train and predict steps for one task model on one mesh.
 
-  Shardings come from the jit boundaries: parameters and optimizer slots as
-  electra_jax.sharding.param_shardings lays them out, batches split over the data axes, XLA
-  propagating the rest. The model's activation constraints (logical axis rules) are not entered:
-  under `sharding.mesh_context`, flax re-runs DenseGeneral's kernel initialiser to check shapes
-  and applies the 3-axis (hidden, heads, kv) constraint to its flattened 2-D kernel, which fails."""
+  Parameters and optimizer slots are laid out as electra_jax.sharding.param_shardings says and
+  batches split over the data axes at the jit boundaries; the steps are `sharding.MeshJit`s, so
+  the model's activation constraints pin the activations and XLA propagates the rest."""
 
   def __init__(self, model, kind: str, mesh, tx, param_shardings):
     self.model, self.kind, self.mesh, self.tx = model, kind, mesh, tx
@@ -333,8 +331,9 @@ class Runner:
       return _eval_outputs(kind, out)
 
     self._train_fn = train_step
-    self._predict = jax.jit(predict_step, in_shardings=(param_shardings, self.batch_sharding),
-                            out_shardings=self.batch_sharding)
+    self._predict = shd.MeshJit(predict_step, mesh,
+                                in_shardings=(param_shardings, self.batch_sharding),
+                                out_shardings=self.batch_sharding)
     self._train = None
 
   def init_state(self, params: dict, dropout_key: jax.Array) -> dict:
@@ -347,9 +346,10 @@ class Runner:
       state_shardings = {"params": self.param_shardings, "opt_state": self._opt_shardings,
                          "step": self.replicated, "dropout_key": self.replicated}
       self._opt_init = jax.jit(self.tx.init, out_shardings=self._opt_shardings)
-      self._train = jax.jit(self._train_fn, in_shardings=(state_shardings, self.batch_sharding),
-                            out_shardings=(state_shardings, self.replicated),
-                            donate_argnums=(0,))
+      self._train = shd.MeshJit(self._train_fn, self.mesh,
+                                in_shardings=(state_shardings, self.batch_sharding),
+                                out_shardings=(state_shardings, self.replicated),
+                                donate_argnums=(0,))
     return {"params": params, "opt_state": self._opt_init(params),
             "step": jax.device_put(jnp.zeros((), jnp.int32), self.replicated),
             "dropout_key": jax.device_put(dropout_key, self.replicated)}
@@ -680,6 +680,7 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 
 def main(argv=None) -> int:
   args = parse_args(argv)
+  shd.set_cpu_xla_flags()  # before JAX starts its backend; CPU-only flags
   try:
     config = config_from_args(args)
     results = finetune_and_evaluate(config, args.workdir)

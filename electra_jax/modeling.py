@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from electra_jax import random_bits
+from electra_jax import sharding as shd
 from electra_jax.config import ModelConfig
 
 Array = jax.Array
@@ -93,7 +94,8 @@ def activation(name: str):
 
 
 def constrain(x: Array, axes: tuple) -> Array:
-  return nn.with_logical_constraint(x, axes)
+  """x pinned to the sharding of its logical `axes` (see `sharding.logical_constraint`)."""
+  return shd.logical_constraint(x, axes)
 
 
 class Dropout(nn.Module):
@@ -149,13 +151,15 @@ class Embeddings(nn.Module):
     if length > cfg.max_position_embeddings:
       raise ValueError(f"sequence length {length} exceeds max_position_embeddings="
                        f"{cfg.max_position_embeddings}")
-    if word_embeddings_delta is None:
-      words = self.word_embeddings(input_ids)
-    else:
-      table = jax.lax.stop_gradient(self.word_embeddings.embedding) + word_embeddings_delta
-      words = jnp.take(table, input_ids, axis=0)
+    table = self.word_embeddings.embedding
+    if word_embeddings_delta is not None:
+      table = jax.lax.stop_gradient(table) + word_embeddings_delta
+    # Lookups read whole rows: gathering from a table whose E axis is split over fsdp would give
+    # E-split rows that XLA can only turn into batch-split ones by replicating them.
+    words = jnp.take(constrain(table, ("vocab", None)), input_ids, axis=0)
     positions = self.position_embeddings.embedding[None, :length]  # a slice, not a gather
-    types = self.token_type_embeddings(token_type_ids)
+    types = jnp.take(constrain(self.token_type_embeddings.embedding, ("type", None)),
+                     token_type_ids, axis=0)
     x = self.LayerNorm(words + positions + types)  # float32 sum in, compute dtype out
     x = self.dropout(x, deterministic=deterministic)
     return constrain(x, ("batch", "length", "embed"))

@@ -1,4 +1,5 @@
-"""Device mesh, logical-axis rules and shardings.
+"""Device mesh, logical-axis rules, shardings, and the context that makes activation
+constraints real.
 
 One mesh with axes ("data", "fsdp", "tensor"), all of type Auto (compiler-propagated shardings):
 - the batch is split over data x fsdp;
@@ -8,21 +9,28 @@ One mesh with axes ("data", "fsdp", "tensor"), all of type Auto (compiler-propag
 - a dimension that a mesh axis does not divide stays replicated over that axis.
 
 Model code names axes logically (see `electra_jax.modeling`); `LOGICAL_AXIS_RULES` is the one
-table mapping them to mesh axes. Rules are tried in order and a mesh axis is used at most once per
-array, so "batch" (first) takes fsdp from "embed"/"hidden" in activations.
+table mapping them to mesh axes, for parameters (`param_shardings`) and activations alike. Rules
+are tried in order and a mesh axis is used at most once per array, so "batch" (first) takes fsdp
+from "embed"/"hidden" in activations.
 
-The shardings are given to `jax.jit` explicitly (params, optimizer slots, batch) and XLA propagates
-them to the activations. The train step is traced without a global mesh (`jax.set_mesh`), so the
-model's activation `with_logical_constraint`s are no-ops there; the 8-device test shows the
-propagated layout computes the same numbers as one device.
+Parameters, optimizer slots and batches get their shardings at the `jax.jit` boundary. Activations
+are pinned by the model's logical constraints (`modeling.constrain`). Those are no-ops unless the
+function is traced with a global mesh (`jax.set_mesh`) and the rules (`nn.logical_axis_rules`) in
+effect: `activation_sharding(mesh)` enters both, and `MeshJit` jits a function so that every trace
+(a call or `.lower`) happens inside it. The train and eval steps are `MeshJit`s, so their lowered
+StableHLO carries one `sdy.sharding_constraint` per annotation (and its transpose in the
+backward pass); XLA propagates the rest. `logical_constraint` is the rules-driven constraint that
+also drops mesh axes not dividing their dimension (flax's `with_logical_constraint` keeps them,
+asking XLA for a padded, uneven split, e.g. 1 generator head over tensor=2).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -137,6 +145,53 @@ def param_shardings(abstract_boxed_params, mesh: Mesh):
 
   return jax.tree_util.tree_map(one, abstract_boxed_params,
                                 is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+
+
+def logical_constraint(x: jax.Array, logical_axes: Sequence[Optional[str]]) -> jax.Array:
+  """`x` constrained to the sharding the active logical-axis rules give `logical_axes` (one name
+  or None per dimension of x), without the mesh axes that do not evenly divide their dimension
+  (e.g. 1 generator head over tensor=2 stays replicated rather than padded). Like
+  `nn.with_logical_constraint`, a no-op unless traced with rules and a global mesh in effect
+  (see `activation_sharding`)."""
+  rules = nn.get_logical_axis_rules()
+  mesh = jax.sharding.get_abstract_mesh()
+  if not rules or mesh.empty:
+    return x
+  if len(logical_axes) != x.ndim:
+    raise ValueError(f"logical axes {tuple(logical_axes)} name {len(logical_axes)} dimensions "
+                     f"but the array has shape {x.shape}")
+  spec = nn.logical_to_mesh_axes(tuple(logical_axes), rules)
+  return jax.lax.with_sharding_constraint(x, _fit_spec(spec, x.shape, mesh))
+
+
+@contextlib.contextmanager
+def activation_sharding(mesh: Mesh):
+  """Context in which tracing model code turns its logical activation constraints into real
+  sharding constraints: `mesh` is the global mesh (`jax.set_mesh`; allowed only outside a jit
+  trace) and LOGICAL_AXIS_RULES the logical-axis rules (`nn.logical_axis_rules`)."""
+  with jax.set_mesh(mesh), nn.logical_axis_rules(LOGICAL_AXIS_RULES):
+    yield
+
+
+class MeshJit:
+  """`jax.jit(fun, **jit_kwargs)` traced under `activation_sharding(mesh)` when called or lowered.
+
+  `jitted` is the plain jitted function: called or lowered directly it traces without the mesh
+  and rules, so the model's activation constraints vanish from it (kept for comparisons). The
+  rules are read while tracing, so a `.lower(...).compile()`d step keeps its constraints wherever
+  it is later called."""
+
+  def __init__(self, fun: Callable, mesh: Mesh, **jit_kwargs):
+    self.mesh = mesh
+    self.jitted = jax.jit(fun, **jit_kwargs)
+
+  def __call__(self, *args, **kwargs):
+    with activation_sharding(self.mesh):
+      return self.jitted(*args, **kwargs)
+
+  def lower(self, *args, **kwargs):
+    with activation_sharding(self.mesh):
+      return self.jitted.lower(*args, **kwargs)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

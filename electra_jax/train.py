@@ -343,7 +343,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   import dataclasses
 
+  from electra_jax import sharding
   from electra_jax.train_config import resolve_config
+
+  sharding.set_cpu_xla_flags()  # before JAX starts its backend; CPU-only flags
 
   try:
     config = resolve_config(args.experiment, args.gin_file, args.gin_bindings)

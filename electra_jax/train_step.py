@@ -1,7 +1,9 @@
 """Train state created sharded from the start, and the jit-compiled sharded train / eval steps.
 
 The step is one `jax.jit` with explicit in/out shardings over a ("data", "fsdp", "tensor") mesh and
-a donated state; XLA propagates shardings from the parameters and the batch to the activations. Randomness of step s is fold_in(state.rng, s), so a run resumed from a checkpoint
+a donated state, traced under that mesh and the logical-axis rules (`sharding.MeshJit`), so the
+model's activation constraints are real sharding constraints; XLA propagates the rest.
+Randomness of step s is fold_in(state.rng, s), so a run resumed from a checkpoint
 at step s replays exactly the steps an uninterrupted run would have taken. Parameters, optimizer
 slots, sampling and losses are float32; matmuls run in ModelConfig.dtype (e.g. bfloat16); layers
 are rematerialised when ModelConfig.remat is set.
@@ -9,7 +11,7 @@ are rematerialised when ModelConfig.remat is set.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import flax
 import flax.linen as nn
@@ -74,7 +76,9 @@ def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation
                        ) -> tuple[TrainState, TrainState]:
   """(state, state_shardings): a fresh TrainState at step 0, initialised by a jit whose
   out_shardings place every parameter and slot on its devices directly (nothing is materialised
-  unsharded). Parameters come from fold_in(PRNGKey(seed), 0), the step rng root from ..., 1)."""
+  unsharded). Parameters come from fold_in(PRNGKey(seed), 0), the step rng root from ..., 1).
+  The init is traced without the activation rules: its dummy batch of 1 row would not split over
+  the batch axes, and its output shardings are fixed by out_shardings anyway."""
   _check_batch(mesh, global_batch_size)
   shardings = _state_shardings(model, optimizer, mesh, seq_len)
 
@@ -108,11 +112,12 @@ def abstract_train_state(model: nn.Module, optimizer: optax.GradientTransformati
 
 def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
                     objective: ObjectiveConfig, special: SpecialIds, mesh,
-                    state_shardings: TrainState) -> Callable[[TrainState, dict], tuple]:
-  """(state, batch) -> (new_state, metrics). batch: global int32 arrays `input_ids`,
-  `input_mask`, `segment_ids` [B,L] (see sharding.global_batch). The input state is donated.
-  Metrics: those of `objective.pretraining_loss` plus `grad_norm` (global L2 norm before
-  clipping) and `learning_rate` (the rate this update used), float32 scalars, replicated."""
+                    state_shardings: TrainState) -> shd.MeshJit:
+  """(state, batch) -> (new_state, metrics), a `sharding.MeshJit` (call it or `.lower` it).
+  batch: global int32 arrays `input_ids`, `input_mask`, `segment_ids` [B,L] (see
+  sharding.global_batch). The input state is donated. Metrics: those of
+  `objective.pretraining_loss` plus `grad_norm` (global L2 norm before clipping) and
+  `learning_rate` (the rate this update used), float32 scalars, replicated."""
 
   def loss_fn(params, batch, rng):
     return pretraining_loss(params, batch, rng, model=model, objective=objective,
@@ -134,20 +139,20 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
   if optax.tree_utils.tree_get(probe, "learning_rate") is None:
     raise ValueError("the optimizer's state has no 'learning_rate' entry; build it with "
                      "electra_jax.optim.make_optimizer")
-  return jax.jit(step, in_shardings=(state_shardings, shd.batch_sharding(mesh)),
-                 out_shardings=(state_shardings, shd.replicated(mesh)), donate_argnums=0)
+  return shd.MeshJit(step, mesh, in_shardings=(state_shardings, shd.batch_sharding(mesh)),
+                     out_shardings=(state_shardings, shd.replicated(mesh)), donate_argnums=0)
 
 
 def make_eval_step(model: nn.Module, objective: ObjectiveConfig, special: SpecialIds, mesh,
-                   state_shardings: TrainState, seed: int = 0
-                   ) -> Callable[[TrainState, dict], dict]:
+                   state_shardings: TrainState, seed: int = 0) -> shd.MeshJit:
   """(state, batch) -> metrics of `pretraining_loss` with dropout off and a fixed rng
-  (PRNGKey(seed)), so an eval batch always gets the same masks and samples."""
+  (PRNGKey(seed)), so an eval batch always gets the same masks and samples; a
+  `sharding.MeshJit` like the train step."""
 
   def evaluate(state: TrainState, batch: dict):
     _, metrics = pretraining_loss(state.params, batch, jax.random.PRNGKey(seed), model=model,
                                   objective=objective, special=special, deterministic=True)
     return metrics
 
-  return jax.jit(evaluate, in_shardings=(state_shardings, shd.batch_sharding(mesh)),
-                 out_shardings=shd.replicated(mesh))
+  return shd.MeshJit(evaluate, mesh, in_shardings=(state_shardings, shd.batch_sharding(mesh)),
+                     out_shardings=shd.replicated(mesh))

@@ -1,4 +1,5 @@
-"""Mesh, logical-axis rules, batch placement, and 8 simulated devices equal to 1 device."""
+"""Mesh, logical-axis rules, batch placement, activation constraints that reach the lowered 8-device
+step, and 8 simulated devices equal to 1 device."""
 
 import json
 import os
@@ -70,6 +71,91 @@ def test_global_batch_places_rows_on_the_batch_axes():
   np.testing.assert_array_equal(np.asarray(out["input_ids"]), local["input_ids"])
 
 
+def test_logical_constraint_drops_non_dividing_axes_and_is_inert_outside_the_rules():
+  """Traced on an abstract 2x2x2 mesh: batch 2 keeps data but not fsdp, 1 head is not split over
+  tensor=2 (flax's own with_logical_constraint keeps both, i.e. pads); no rules, no constraint."""
+  mesh = jax.sharding.AbstractMesh((2, 2, 2), shd.MESH_AXES)
+  axes = ("batch", "length", "heads", "kv")
+  x = jax.ShapeDtypeStruct((2, 3, 1, 4), jnp.float32)
+
+  def constraint_specs(fn):
+    eqns = jax.make_jaxpr(fn)(x).eqns
+    return [e.params["sharding"].spec for e in eqns if e.primitive.name == "sharding_constraint"]
+
+  ours = lambda a: shd.logical_constraint(a, axes)
+  flax_own = lambda a: nn.with_logical_constraint(a, axes)
+  assert constraint_specs(ours) == []  # neither mesh nor rules
+  with nn.logical_axis_rules(shd.LOGICAL_AXIS_RULES):
+    assert constraint_specs(ours) == []  # rules without a global mesh
+  with jax.sharding.use_abstract_mesh(mesh), nn.logical_axis_rules(shd.LOGICAL_AXIS_RULES):
+    assert constraint_specs(ours) == [P("data", None, None, None)]
+    assert constraint_specs(flax_own) == [P(("data", "fsdp"), None, "tensor", None)]
+    wide = jax.ShapeDtypeStruct((8, 3, 2, 4), jnp.float32)
+    specs = [e.params["sharding"].spec for e in jax.make_jaxpr(ours)(wide).eqns]
+    assert specs == [P(("data", "fsdp"), None, "tensor", None)]
+    with pytest.raises(ValueError, match=r"name 2 dimensions but .* shape \(2, 3, 1, 4\)"):
+      jax.make_jaxpr(lambda a: shd.logical_constraint(a, ("batch", "length")))(x)
+
+
+_LOWER_EIGHT = textwrap.dedent('''
+    import json, re, sys
+    import jax
+    from electra_jax.config import ModelConfig
+    from electra_jax import objective as ob, optim, sharding as shd, train_step as ts
+
+    assert len(jax.devices()) == 8, jax.devices()
+    disc = ModelConfig(vocab_size=256, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    gen = disc.replace(hidden_size=16, intermediate_size=64, num_attention_heads=1)
+    special = ob.SpecialIds(pad=0, cls=1, sep=2, mask=3, vocab_size=256)
+    objective = ob.ObjectiveConfig()
+    model = ob.build_pretraining_model(disc, gen, "tied", objective)
+    tx = optim.make_optimizer(optim.OptimizerConfig(learning_rate=1e-3, warmup_steps=1,
+                                                    total_steps=100))
+    mesh = shd.make_mesh(shd.MeshConfig(data=2, fsdp=2, tensor=2))
+    state, shardings = ts.abstract_train_state(model, tx, mesh, seq_len=32)
+    ids = jax.ShapeDtypeStruct((8, 32), "int32", sharding=shd.batch_sharding(mesh))
+    batch = dict(input_ids=ids, input_mask=ids, segment_ids=ids)
+    train = ts.make_train_step(model, tx, objective, special, mesh, shardings)
+    evaluate = ts.make_eval_step(model, objective, special, mesh, shardings)
+    pattern = re.compile(r"sdy.sharding_constraint %[^ ]+ (<@mesh, [^>]*>) : (tensor<[^>]*>)")
+    found = lambda text: [" : ".join(m) for m in pattern.findall(text)]
+    json.dump({"train": found(train.lower(state, batch).as_text()),
+               "eval": found(evaluate.lower(state, batch).as_text()),
+               "train_plain": found(train.jitted.lower(state, batch).as_text()),
+               "eval_plain": found(evaluate.jitted.lower(state, batch).as_text())}, sys.stdout)
+''')
+
+
+def _eight_device_env():
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+                      " --xla_backend_optimization_level=0")
+  env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+  env["JAX_PLATFORMS"] = "cpu"
+  return env
+
+
+def test_lowered_eight_device_steps_carry_the_activation_constraints():
+  """On a data 2 x fsdp 2 x tensor 2 mesh the lowered train and eval steps hold the model's
+  activation constraints (forward, and their transposes in the train step's backward pass); the
+  same steps jitted without the mesh and rules hold none."""
+  proc = subprocess.run([sys.executable, "-c", _LOWER_EIGHT], env=_eight_device_env(),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout)
+  assert out["train_plain"] == [] and out["eval_plain"] == []
+  layers, models = 2, 2
+  assert len(out["eval"]) >= models * (1 + 3 * layers), out["eval"]  # embeddings + 3 per layer
+  assert len(out["train"]) == 2 * len(out["eval"]), (out["train"], out["eval"])
+  for expected in (
+      '<@mesh, [{"data", "fsdp"}, {}, {}]> : tensor<8x32x32xf32>',  # disc hidden [B,L,H]
+      '<@mesh, [{"data", "fsdp"}, {}, {"tensor"}]> : tensor<8x32x64xf32>',  # FFN [B,L,mlp]
+      '<@mesh, [{"data", "fsdp"}, {}, {"tensor"}, {}]> : tensor<8x32x2x16xf32>',  # disc heads
+      '<@mesh, [{"data", "fsdp"}, {}, {}]> : tensor<8x32x16xf32>'):  # embeddings, gen hidden
+    assert out["train"].count(expected) == 2 * out["eval"].count(expected) > 0, expected
+
+
 _EIGHT_DEVICES = textwrap.dedent('''
     import json, sys
     import jax, numpy as np
@@ -118,13 +204,8 @@ _EIGHT_DEVICES = textwrap.dedent('''
 
 @pytest.mark.slow
 def test_eight_devices_match_one_device():
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-                      " --xla_backend_optimization_level=0")
-  env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-  env["JAX_PLATFORMS"] = "cpu"
-  proc = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES], env=env, capture_output=True,
-                        text=True, timeout=800)
+  proc = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES], env=_eight_device_env(),
+                        capture_output=True, text=True, timeout=800)
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = json.loads(proc.stdout)
   assert out["spec8"].endswith("('tensor', 'fsdp')")  # word table: vocab x embed

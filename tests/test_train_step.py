@@ -1,4 +1,5 @@
-"""The jitted train step: resumable bit for bit, abstract state, deterministic eval, errors."""
+"""The jitted train step: resumable bit for bit, abstract state, deterministic eval, activation
+constraints that change no bit on one device, errors."""
 
 import jax
 import jax.numpy as jnp
@@ -92,6 +93,33 @@ def test_eval_step_is_deterministic(setup):
   first, second = jax.device_get(evaluate(state, b)), jax.device_get(evaluate(state, b))
   assert first == second and set(first) == set(ob.METRIC_NAMES)
   assert first["loss"] > 0
+
+
+def test_activation_constraints_change_nothing_on_one_device(setup):
+  """The steps are traced under the mesh and the logical-axis rules, so their lowered StableHLO
+  holds the model's activation constraints (forward; and backward in the train step); the train
+  step jitted without them (`.jitted`) holds none and computes bit-identical results."""
+  mesh, state, shardings, step = setup
+  evaluate = ts.make_eval_step(MODEL, OBJECTIVE, SPECIAL, mesh, shardings)
+  data = [shd.global_batch(b, mesh) for b in batches(2)]
+  count = lambda lowered: lowered.as_text().count("sdy.sharding_constraint")
+  n_train, n_eval = count(step.lower(state, data[0])), count(evaluate.lower(state, data[0]))
+  assert n_eval >= 2 * (1 + 3 * DISC.num_hidden_layers)  # 2 models: embeddings + 3 per layer
+  assert n_train == 2 * n_eval
+  assert count(step.jitted.lower(state, data[0])) == 0
+  assert count(evaluate.jitted.lower(state, data[0])) == 0
+
+  initial = jax.device_get(state)
+  runs = []
+  for train_fn in (step, step.jitted):
+    s = jax.device_put(initial, shardings)  # a copy: the step donates its input
+    metrics = []
+    for b in data:
+      s, m = train_fn(s, b)
+      metrics.append(jax.device_get(m))
+    runs.append((metrics, jax.device_get(s)))
+  assert runs[0][0] == runs[1][0]
+  jax.tree.map(np.testing.assert_array_equal, runs[0][1], runs[1][1])
 
 
 def test_errors(setup):
