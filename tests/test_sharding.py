@@ -97,9 +97,10 @@ def test_logical_constraint_drops_non_dividing_axes_and_is_inert_outside_the_rul
       jax.make_jaxpr(lambda a: shd.logical_constraint(a, ("batch", "length")))(x)
 
 
-_LOWER_EIGHT = textwrap.dedent('''
+# Both 8-device scripts start here: the tiny joint model, its objective and optimizer.
+_TINY_MODEL = textwrap.dedent('''
     import json, re, sys
-    import jax
+    import jax, numpy as np
     from electra_jax.config import ModelConfig
     from electra_jax import objective as ob, optim, sharding as shd, train_step as ts
 
@@ -112,6 +113,10 @@ _LOWER_EIGHT = textwrap.dedent('''
     model = ob.build_pretraining_model(disc, gen, "tied", objective)
     tx = optim.make_optimizer(optim.OptimizerConfig(learning_rate=1e-3, warmup_steps=1,
                                                     total_steps=100))
+''')
+
+
+_LOWER_EIGHT = _TINY_MODEL + textwrap.dedent('''
     mesh = shd.make_mesh(shd.MeshConfig(data=2, fsdp=2, tensor=2))
     state, shardings = ts.abstract_train_state(model, tx, mesh, seq_len=32)
     ids = jax.ShapeDtypeStruct((8, 32), "int32", sharding=shd.batch_sharding(mesh))
@@ -156,21 +161,7 @@ def test_lowered_eight_device_steps_carry_the_activation_constraints():
     assert out["train"].count(expected) == 2 * out["eval"].count(expected) > 0, expected
 
 
-_EIGHT_DEVICES = textwrap.dedent('''
-    import json, sys
-    import jax, numpy as np
-    from electra_jax.config import ModelConfig
-    from electra_jax import objective as ob, optim, sharding as shd, train_step as ts
-
-    assert len(jax.devices()) == 8, jax.devices()
-    disc = ModelConfig(vocab_size=256, embedding_size=16, hidden_size=32, num_hidden_layers=2,
-                       num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
-    gen = disc.replace(hidden_size=16, intermediate_size=64, num_attention_heads=1)
-    special = ob.SpecialIds(pad=0, cls=1, sep=2, mask=3, vocab_size=256)
-    objective = ob.ObjectiveConfig()
-    model = ob.build_pretraining_model(disc, gen, "tied", objective)
-    tx = optim.make_optimizer(optim.OptimizerConfig(learning_rate=1e-3, warmup_steps=1,
-                                                    total_steps=100))
+_EIGHT_DEVICES = _TINY_MODEL + textwrap.dedent('''
     rs = np.random.RandomState(0)
     batches = []
     for _ in range(3):
