@@ -4,13 +4,14 @@
       [--dtype bfloat16] [--compare_torch]
 
 Times our jitted, sharded train step (ELECTRA objective, official optimizer) after compilation and
-warm-up, with block_until_ready. In the same run it measures this machine's dense float32 matmul
-FLOP/s in the run's dtype (2048^2 on CPU, 8192^2 on an accelerator, through XLA) and prints MFU
+warm-up, with block_until_ready. In the same run it measures this machine's dense matmul FLOP/s in
+the run's dtype (2048^2 on CPU, 8192^2 on an accelerator, through XLA) and prints MFU
 against that and against the device's listed peak (electra_jax.flops.PEAK_FLOPS). With
 --compare_torch it also times Hugging Face transformers' PyTorch ElectraForMaskedLM generator +
 ElectraForPreTraining discriminator (shared embeddings, same sizes and batch, masking, Gumbel
 sampling, loss gen + 50 x disc, clip 1.0, AdamW; on CUDA when JAX runs on a GPU, with bf16
-autocast for --dtype bfloat16) and prints the tokens/s ratio. Quote the ratios: absolute numbers move with machine load.
+autocast for --dtype bfloat16) and prints the tokens/s ratio. Quote the ratios: absolute numbers
+move with machine load.
 """
 
 from __future__ import annotations

@@ -286,7 +286,7 @@ def _scatter_dtypes(jaxpr) -> list:
 def test_bfloat16_gradients_scatter_in_float32():
   """The gradients of the embedding lookups and of the generator's masked-position gather are
   scatter-adds; in bfloat16 they become compare-and-swap loops on GPU that serialise on shared
-  rows (measured: a 10x slower ELECTRA-Small step on an H100). They must run in float32."""
+  rows (measured on an H100: an ELECTRA-Small step took 269 ms instead of 17 ms). They must run in float32."""
   cfg = small_cfg(dtype="bfloat16")
   gen = C.generator_config(cfg, 0.5).replace(num_attention_heads=2)
   model = m.ElectraPretrainingModel(cfg, gen)
