@@ -138,6 +138,7 @@ def _eight_device_env():
                       " --xla_backend_optimization_level=0")
   env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
   env["JAX_PLATFORMS"] = "cpu"
+  env["TF_CPP_MIN_LOG_LEVEL"] = "1"  # XLA's warnings reach stderr (conftest mutes them)
   return env
 
 
