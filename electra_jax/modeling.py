@@ -99,14 +99,10 @@ def constrain(x: Array, axes: tuple) -> Array:
 
 
 class Dropout(nn.Module):
-  """Inverted dropout at a quarter of `nn.Dropout`'s random-bit work: x [...] -> x's shape/dtype.
-
-  Each element draws a 16-bit uniform (four per threefry evaluation, see
-  `electra_jax.random_bits`) and is kept when it falls below round((1 - rate) * 2^16); kept
-  elements are scaled by the exact inverse of that keep probability, so E[output] = x (rate 0.1
-  keeps with probability 0.899994). The mask depends only on the rng and each element's index, so
-  any sharding draws the same mask.
-  """
+  """`nn.Dropout`, bit for bit (same rng stream, mask and scaling), with the mask drawn by
+  `electra_jax.random_bits`, which XLA fuses into the select on CPU: x [...] -> x's shape/dtype.
+  Kept elements are x / (1 - rate); the mask depends only on the rng and each element's index,
+  so any sharding draws the same mask."""
 
   rate: float
 
@@ -114,11 +110,11 @@ class Dropout(nn.Module):
   def __call__(self, x: Array, deterministic: bool) -> Array:
     if deterministic or self.rate == 0:
       return x
-    threshold = round((1.0 - self.rate) * 65536)  # keep iff u16 < threshold
-    if threshold == 0:
+    if self.rate == 1.0:
       return jnp.zeros_like(x)
-    keep = random_bits.uint16_uniforms(self.make_rng("dropout"), x.shape) < threshold
-    return jnp.where(keep, x * (65536.0 / threshold), 0).astype(x.dtype)
+    keep_prob = 1.0 - self.rate
+    keep = random_bits.bernoulli(self.make_rng("dropout"), keep_prob, x.shape)
+    return jax.lax.select(keep, x / keep_prob, jnp.zeros_like(x))
 
 
 class Embeddings(nn.Module):

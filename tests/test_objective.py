@@ -202,6 +202,16 @@ def test_sample_tokens_follows_softmax_and_temperature(method):
   np.testing.assert_allclose(freq, np.asarray(jax.nn.softmax(logits)), atol=0.006)
 
 
+def test_first_argmax_is_argmax_with_ties():
+  """The first index of the maximum, like np.argmax, also where many values tie."""
+  x = np.round(np.random.RandomState(0).randn(6, 5, 301) * 2).astype(np.float32) / 2
+  x[0, 0] = 1.0  # a row that is all ties
+  got = np.asarray(jax.jit(ob.first_argmax)(jnp.asarray(x)))
+  assert got.dtype == np.int32
+  np.testing.assert_array_equal(got, x.argmax(-1))
+  assert got[0, 0] == 0
+
+
 def test_binary_auc_matches_sklearn_with_ties_and_weights():
   rs = np.random.RandomState(0)
   scores = np.round(rs.randn(8, 16), 1).astype(np.float32)  # many ties
