@@ -30,16 +30,12 @@ def _dot_flops(jaxpr) -> float:
   total = 0.0
   for eqn in jaxpr.eqns:
     if eqn.primitive.name == "dot_general":
-      (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+      (_, rhs_contract), (_, rhs_batch) = eqn.params["dimension_numbers"]
       lhs, rhs = eqn.invars[0].aval.shape, eqn.invars[1].aval.shape
-      rhs_free = [d for i, d in enumerate(rhs) if i not in rc and i not in rb]
+      rhs_free = [d for i, d in enumerate(rhs) if i not in rhs_contract and i not in rhs_batch]
       total += 2.0 * math.prod(lhs) * math.prod(rhs_free)
-    for param in eqn.params.values():
-      for sub in param if isinstance(param, (list, tuple)) else [param]:
-        if isinstance(sub, jax.extend.core.ClosedJaxpr):
-          total += _dot_flops(sub.jaxpr)
-        elif isinstance(sub, jax.extend.core.Jaxpr):
-          total += _dot_flops(sub)
+    for sub in jax.core.jaxprs_in_params(eqn.params):
+      total += _dot_flops(sub)
   return total
 
 
