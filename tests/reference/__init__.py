@@ -1,0 +1,1 @@
+"""An independent PyTorch reference of ELECTRA pre-training (see torch_electra.py)."""
