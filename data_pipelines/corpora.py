@@ -20,6 +20,10 @@ is cut into `num_parts` parts (`iter_units(parts, num_parts, stats)` reads a set
 files by byte ranges of their concatenation (each line belongs to the part holding its first
 byte), gzip and builtin source files whole (file j in part j % num_parts), TFDS by
 `tfds.even_splits`. The parts are disjoint and together cover the corpus exactly.
+
+Loading a file corpus checks every file's first KiB and refuses, naming the file, anything that
+is not text (Parquet, Arrow, zip, gzip without the .gz suffix, NUL bytes: text_io.refuse_binary);
+a text spec also refuses JSON Lines files (.jsonl, .ndjson), which need the jsonl: spec.
 """
 
 import abc
@@ -33,6 +37,7 @@ import urllib.parse
 from data_pipelines import builtin_corpus, text_io
 
 MAX_JSON_LINE_BYTES = 64 << 20
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 
 class Corpus(abc.ABC):
@@ -76,6 +81,8 @@ class _FileCorpus(Corpus):
     """Shared part logic for file corpora: byte ranges for plain files, whole gzip files."""
 
     def __init__(self, paths):
+        for path in paths:
+            text_io.refuse_binary(path)
         self.paths = paths
         self._plain = [(p, os.path.getsize(p)) for p in paths if not p.endswith(".gz")]
         self._gzip = [p for p in paths if p.endswith(".gz")]
@@ -113,7 +120,14 @@ class TextFiles(_FileCorpus):
     def __init__(self, patterns, docs="blank"):
         if docs not in ("blank", "line"):
             raise ValueError(f"corpus option docs={docs!r}: expected 'blank' or 'line'")
-        super().__init__(resolve_paths(patterns))
+        paths = resolve_paths(patterns)
+        for path in paths:
+            if path.removesuffix(".gz").endswith(JSONL_SUFFIXES):
+                raise ValueError(
+                    f"{path}: looks like JSON Lines, not plain text; read it with the spec "
+                    f"jsonl:{patterns} (text in the field 'text'; add ?field=NAME for another)"
+                )
+        super().__init__(paths)
         self.docs = docs
         self.spec = f"{patterns}?docs={docs}"
 

@@ -57,7 +57,7 @@ def read_json(path: str, check_answers: bool = True, on_malformed: str = "error"
   """
   if not os.path.isfile(path):
     raise FileNotFoundError(f"SQuAD file not found: {path}")
-  with open(path, encoding="utf-8") as f:
+  with open(path, encoding="utf-8-sig") as f:
     try:
       data = json.load(f)
     except json.JSONDecodeError as err:

@@ -43,7 +43,7 @@ def read_conll(path: str, tag_column: int = -1, on_malformed: str = "error"
       sentences.append(TaggedSentence(tuple(words), tuple(tags)))
     words, tags, bad = [], [], False
 
-  with open(path, encoding="utf-8") as f:
+  with open(path, encoding="utf-8-sig") as f:
     for line_no, line in enumerate(f, start=1):
       fields = line.split()
       if not fields:

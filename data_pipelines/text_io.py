@@ -2,7 +2,9 @@
 
 Lines are read in chunks of at most `CHUNK_BYTES` bytes, so a single multi-GB line never sits in
 memory: such a line comes out as several pieces, cut at the last whitespace of each chunk (or
-mid-word when a chunk has none). Invalid UTF-8 bytes become U+FFFD and are counted.
+mid-word when a chunk has none). Invalid UTF-8 bytes become U+FFFD and are counted; a UTF-8
+byte-order mark at the start of a file is dropped. `refuse_binary` turns away files that are not
+text at all (Parquet, Arrow, archives, compressed data without the .gz suffix, NUL bytes).
 """
 
 import codecs
@@ -58,6 +60,52 @@ def open_binary(path):
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
+SNIFF_BYTES = 1024
+
+_TO_JSONL = "export the text to JSON Lines (one {\"text\": ...} object a line) and use the spec jsonl:PATH"
+_ONLY_GZIP = "only gzip (.gz) is decompressed: decompress it, or recompress it with gzip"
+
+# (leading bytes, what the file looks like, what to do instead); longer magics before their prefixes.
+_MAGIC = (
+    (b"PAR1", "a Parquet file", "Parquet is not supported as a corpus; " + _TO_JSONL),
+    (b"ARROW1", "an Arrow IPC file", "Arrow is not supported as a corpus; " + _TO_JSONL),
+    (
+        b"\xff\xff\xff\xff",
+        "an Arrow stream (e.g. a Hugging Face datasets cache file)",
+        "Arrow is not supported as a corpus; " + _TO_JSONL + " (datasets: Dataset.to_json(PATH))",
+    ),
+    (b"\x1f\x8b", "gzip data without the .gz suffix", "rename it to end in .gz"),
+    (b"PK\x03\x04", "a zip archive", "zip is not supported: unzip it and give the text files"),
+    (b"BZh", "bzip2 data", _ONLY_GZIP),
+    (b"\xfd7zXZ\x00", "xz data", _ONLY_GZIP),
+    (b"\x28\xb5\x2f\xfd", "zstd data", _ONLY_GZIP),
+    (b"\xff\xfe", "UTF-16 text", "re-encode it as UTF-8"),
+    (b"\xfe\xff", "UTF-16 text", "re-encode it as UTF-8"),
+)
+
+
+def refuse_binary(path):
+    """Raise ValueError naming `path` if its first KiB (decompressed for .gz) is not text.
+
+    Refused: known binary formats by their leading bytes (Parquet, Arrow, gzip without the .gz
+    suffix, zip, bzip2, xz, zstd, UTF-16) and NUL bytes anywhere in the first KiB. The message
+    says what the file looks like and what to use instead.
+    """
+    try:
+        with open_binary(path) as f:
+            head = f.read(SNIFF_BYTES)
+    except gzip.BadGzipFile:
+        raise ValueError(f"{path}: has the .gz suffix but is not gzip data") from None
+    for magic, what, advice in _MAGIC:
+        if head.startswith(magic):
+            raise ValueError(f"{path}: looks like {what}, not UTF-8 text; {advice}")
+    if b"\x00" in head:
+        raise ValueError(
+            f"{path}: has NUL bytes in its first {SNIFF_BYTES} bytes: binary data, not UTF-8 text; "
+            "corpus files must be plain or gzip (.gz) UTF-8 text"
+        )
+
+
 def _skip_partial_line(f):
     while True:
         part = f.readline(CHUNK_BYTES)
@@ -82,6 +130,7 @@ def iter_line_pieces(path, stats, start=0, end=None):
         decoder = codecs.getincrementaldecoder("utf-8")(errors=ERRORS)
         carry = ""
         at_line_start = True
+        at_file_start = start == 0
         while True:
             if at_line_start and end is not None and pos >= end:
                 break
@@ -92,6 +141,8 @@ def iter_line_pieces(path, stats, start=0, end=None):
             complete = raw.endswith(b"\n")
             final = complete or len(raw) < CHUNK_BYTES
             text = carry + decoder.decode(raw, final=final)
+            if at_file_start:
+                text, at_file_start = text.removeprefix("\ufeff"), False
             if final:
                 decoder.reset()
                 stats.lines += 1

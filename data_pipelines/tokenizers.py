@@ -93,7 +93,7 @@ class WordPieceTokenizer(Tokenizer):
 
         if not os.path.isfile(vocab_path):
             raise FileNotFoundError(f"WordPiece vocab file not found: {vocab_path}")
-        with open(vocab_path, encoding="utf-8") as f:
+        with open(vocab_path, encoding="utf-8-sig") as f:
             self._tokens = [line.rstrip("\n") for line in f]
         token_to_id = {}
         for index, token in enumerate(self._tokens):

@@ -61,6 +61,58 @@ def test_glob_matching_nothing_names_the_pattern(tmp_path):
         corpora.load(f"jsonl:{tmp_path / 'missing.jsonl'}")
 
 
+def test_utf8_bom_and_crlf_line_ends_are_accepted(tmp_path):
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "a.txt").write_bytes(bom + b"first line\r\nsecond\r\n\r\nnext doc\r\n")
+    (tmp_path / "b.txt.gz").write_bytes(gzip.compress(bom + b"zipped\r\n"))
+    units, stats = _units(corpora.load(str(tmp_path / "*.txt*")))
+    assert units == ["first line", "second", "", "next doc", "", "zipped", ""]
+    assert stats.replaced_bytes == 0
+    (tmp_path / "d.jsonl").write_bytes(bom + b'{"text": "one"}\r\n{"text": "two"}\r\n')
+    units, stats = _units(corpora.load(f"jsonl:{tmp_path / 'd.jsonl'}"))
+    assert units == ["one", "", "two", "", ""]  # each document ends, then the file
+    assert stats.bad_json_lines == 0
+
+
+NOT_TEXT = "not UTF-8 text; "
+
+
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("data.parquet", b"PAR1\x15\x04", "looks like a Parquet file, " + NOT_TEXT + "Parquet is not supported"),
+        ("data.arrow", b"ARROW1\x00\x00", "looks like an Arrow IPC file, " + NOT_TEXT + "Arrow is not supported"),
+        ("cache.arrow", b"\xff\xff\xff\xff\x88", "looks like an Arrow stream (e.g. a Hugging Face datasets"),
+        ("packed.txt", gzip.compress(b"text\n", mtime=0), "looks like gzip data without the .gz suffix, " + NOT_TEXT),
+        ("text.zip", b"PK\x03\x04\x14\x00", "looks like a zip archive, " + NOT_TEXT + "zip is not supported"),
+        ("text.bz2", b"BZh91AY&SY", "looks like bzip2 data, " + NOT_TEXT + "only gzip (.gz) is decompressed"),
+        ("utf16.txt", "text\n".encode("utf-16"), "looks like UTF-16 text, " + NOT_TEXT + "re-encode it as UTF-8"),
+        ("odd.bin", b"hello\x00\x00world\n", "has NUL bytes in its first 1024 bytes: binary data, not UTF-8 text"),
+        ("fake.txt.gz", b"plain text\n", "has the .gz suffix but is not gzip data"),
+        ("inner.txt.gz", gzip.compress(b"PAR1\x00", mtime=0), "looks like a Parquet file"),
+    ],
+)
+def test_binary_files_given_as_text_are_refused_naming_the_file(tmp_path, name, data, message):
+    (tmp_path / "good.txt").write_text("fine text\n", encoding="utf-8")
+    path = tmp_path / name
+    path.write_bytes(data)
+    for spec in (str(tmp_path), f"jsonl:{path}"):
+        with pytest.raises(ValueError, match=re.escape(f"{path}: {message}")):
+            corpora.load(spec)
+
+
+def test_jsonl_file_given_as_text_names_the_jsonl_spec(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"text": "one"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=re.escape(
+        f"{path}: looks like JSON Lines, not plain text; read it with the spec jsonl:{path} "
+        "(text in the field 'text'; add ?field=NAME for another)"
+    )):
+        corpora.load(str(path))
+    units, _ = _units(corpora.load(f"jsonl:{path}"))
+    assert [u for u in units if u] == ["one"]
+
+
 def test_long_line_is_cut_into_bounded_pieces_at_whitespace(tmp_path, monkeypatch):
     monkeypatch.setattr(text_io, "CHUNK_BYTES", 64)
     words = " ".join(f"w{i}é" for i in range(300))

@@ -2,6 +2,7 @@
 
 import hashlib
 import itertools
+import re
 from pathlib import Path
 
 import pytest
@@ -97,8 +98,14 @@ def test_wordpiece_special_ids_vocab_size_fingerprint_decode(hf_tokenizers):
 def test_vocab_without_special_tokens_is_a_clear_error(tmp_path):
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("[PAD]\n[UNK]\n[CLS]\nhello\nworld\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"lacks the special tokens \['\[SEP\]', '\[MASK\]'\]"):
+    with pytest.raises(ValueError, match=re.escape(
+        f"vocab {vocab} lacks the special tokens ['[SEP]', '[MASK]']; ELECTRA needs all of "
+        "['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']"
+    )):
         tokenizers.load(f"wordpiece:{vocab}")
+    vocab.write_bytes(b"\xef\xbb\xbf[PAD]\r\n[UNK]\r\n[CLS]\r\n[SEP]\r\n[MASK]\r\nhello\r\n")  # BOM, CRLF
+    tok = tokenizers.load(f"wordpiece:{vocab}")
+    assert (tok.pad_id, tok.mask_id, tok.encode(["hello"])) == (0, 4, [[5]])
 
 
 def test_bad_specs_name_the_problem(tmp_path):
