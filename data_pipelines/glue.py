@@ -4,6 +4,7 @@ Native layout: `DATA_DIR/<TASK>/{train,dev,test}.tsv` as distributed by GLUE (MN
 dev_matched.tsv, dev_mismatched.tsv, test_matched.tsv, test_mismatched.tsv). Columns are found
 by header name; CoLA's train/dev files have no header (source, label, original label,
 sentence). Fields are split on tabs with no quote processing (GLUE texts contain bare quotes).
+A UTF-8 byte-order mark (the official MRPC files start with one) and CRLF line ends are accepted.
 
 Every row is either read or reported: a row with the wrong number of fields, an empty text or a
 label outside the task's label set raises ValueError naming `file:line`; with
@@ -83,11 +84,12 @@ class MalformedRows:
 
 
 def read_tsv(path: str, task_name: str, labels: Optional[Sequence[str]],
-             on_malformed: str = "error") -> list[TextExample]:
+             on_malformed: str = "error", require_label: bool = False) -> list[TextExample]:
   """Reads one GLUE TSV file of task `task_name` (a key of FORMATS).
 
   labels: the task's class names (None for regression). A file without the label column
-  (a test split) gives examples with label None.
+  (a test split) gives examples with label None, or, with `require_label` (train and dev
+  splits), a ValueError naming the file, the columns found and the columns expected.
   """
   if task_name not in FORMATS:
     raise ValueError(f"no GLUE TSV format for task {task_name!r}; known: {sorted(FORMATS)}")
@@ -95,7 +97,7 @@ def read_tsv(path: str, task_name: str, labels: Optional[Sequence[str]],
     raise FileNotFoundError(f"GLUE file not found: {path}")
   fmt = FORMATS[task_name]
   errors = MalformedRows(on_malformed)
-  with open(path, encoding="utf-8", newline="") as f:
+  with open(path, encoding="utf-8-sig", newline="") as f:
     rows = [line.rstrip("\r\n").split("\t") for line in f]
   if not rows:
     raise ValueError(f"{path}: empty file")
@@ -109,6 +111,10 @@ def read_tsv(path: str, task_name: str, labels: Optional[Sequence[str]],
       want = [c for c in (fmt.text_a, fmt.text_b) if c]
       raise ValueError(f"{path}:1: header {header} lacks the {task_name} text columns {want}")
   has_label = fmt.label in columns
+  if require_label and not has_label:
+    want = [c for c in (fmt.text_a, fmt.text_b, fmt.label) if c]
+    raise ValueError(f"{path}: no {task_name} label column {fmt.label!r}: found columns {header}, "
+                     f"expected {want} (train and dev files need their labels)")
   examples = []
   for line_no, row in enumerate(rows[first:], start=first + 1):
     if width is not None and len(row) != width:
@@ -170,6 +176,23 @@ def read_tfds(tfds_name: str, split: str, task_name: str, tfds_labels: Sequence[
     text_b = ex[key_b].decode("utf-8") if key_b else None
     examples.append(TextExample(str(int(ex["idx"])), ex[key_a].decode("utf-8"), text_b, label))
   return examples
+
+
+def double_unordered(examples: Sequence[TextExample]) -> list[TextExample]:
+  """The examples followed by a copy of each with text_a and text_b swapped (guid + "-swapped").
+
+  The official `double_unordered` augmentation for pairs whose order does not matter
+  (google-research/electra finetune/classification/classification_tasks.py, MRPC and STS
+  `_create_examples`: the training split is read twice, the second time with swap=True).
+  Raises ValueError if an example has no second sentence.
+  """
+  single = [e.guid for e in examples if e.text_b is None]
+  if single:
+    raise ValueError(f"double_unordered needs sentence pairs; examples {single[:5]} have one "
+                     "sentence")
+  swapped = [dataclasses.replace(e, guid=f"{e.guid}-swapped", text_a=e.text_b, text_b=e.text_a)
+             for e in examples]
+  return list(examples) + swapped
 
 
 def _truncate_pair(a: list, b: list, budget: int) -> None:

@@ -13,12 +13,15 @@ unless the checkpoint already holds a head of the same shape (HF fine-tuned mode
 (electra_jax.optim) with linear warmup over `warmup_fraction` of the steps then linear decay to 0,
 layer-wise learning-rate decay, dropout. Each step is one `jax.jit` over the mesh from
 electra_jax.sharding with explicit shardings (batch split over the data axes). The dev set is
-scored `evals_per_epoch` times per epoch and at the end; the best dev score (the task's primary
-metric) is kept: its parameters go to WORKDIR/seed_S/best.safetensors and its predictions to
-prediction files; test splits present on disk are predicted with it (GLUE submission TSVs).
+scored `evals_per_epoch` times per epoch and at the last step. Each seed reports one of these
+evaluations, chosen by `FinetuneConfig.select`: "final" (default, the paper's protocol: the
+model at the last step) or "best" (the highest primary metric; dev-selected, optimistic). Its
+parameters go to WORKDIR/seed_S/{select}.safetensors and its predictions to prediction files;
+test splits present on disk are predicted with it (GLUE submission TSVs).
 
-WORKDIR/results.json: task, metric names, per-seed values, and their median, mean and
-(population) standard deviation. Scores are percentages.
+WORKDIR/results.json: task, metric names, the selection rule, per-seed values, and their median,
+mean and (population) standard deviation, plus every evaluation of every seed. Scores are
+percentages.
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ from electra_jax.tasks import Task, get_task, label_ids, tag_set
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _TARGETS = {"classification": ("labels",), "regression": ("labels",), "tagging": ("labels",),
             "span": ("start_positions", "end_positions")}
+SELECTION = {"final": "dev score of the final checkpoint",
+             "best": "best dev score over the evaluations"}
 _SHAPE_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
                  "num_attention_heads", "intermediate_size", "max_position_embeddings",
                  "type_vocab_size")
@@ -119,7 +124,8 @@ def _read_examples(task: Task, config: FinetuneConfig, split: str, n: Optional[i
                             task.tfds_labels, config.tfds_data_dir)
     labels = task.labels if task.kind == "classification" else None
     return _limit(glue.read_tsv(_required_file(config, task, split), task.name, labels,
-                                config.on_malformed), n)
+                                config.on_malformed,
+                                require_label=split not in task.test_splits), n)
   if task.kind == "span":
     from data_pipelines import squad
     if config.tfds:
@@ -153,12 +159,27 @@ def _featurize(task: Task, config: FinetuneConfig, hp: Hparams, tokenizer, name:
   return Split(name, arrays, examples, owners)
 
 
+def _train_examples(task: Task, config: FinetuneConfig) -> list:
+  """The training examples: capped at max_train_examples (the first N, or a random N with
+  train_sample_seed), then doubled with swapped pairs when config.double_unordered applies."""
+  n = config.max_train_examples
+  sample = n is not None and config.train_sample_seed is not None
+  examples = _read_examples(task, config, "train", None if sample else n)
+  if sample and n < len(examples):
+    keep = np.random.default_rng(config.train_sample_seed).choice(len(examples), n, replace=False)
+    examples = [examples[i] for i in np.sort(keep)]
+  if config.double_unordered and task.unordered_pair:
+    from data_pipelines import glue
+    examples = glue.double_unordered(examples)
+  return examples
+
+
 def load_task_data(task: Task, config: FinetuneConfig, hp: Hparams, tokenizer) -> TaskData:
   """Reads and featurises the train split, every dev split and the test splits on disk."""
   def have(split):
     return config.tfds or _task_file(config, task, split) is not None
 
-  train_ex = _read_examples(task, config, "train", config.max_train_examples)
+  train_ex = _train_examples(task, config)
   labels = task.labels
   if task.kind == "tagging":
     labels = tag_set([s.tags for s in train_ex])
@@ -305,7 +326,7 @@ class Runner:
   batches split over the data axes at the jit boundaries; the steps are `sharding.MeshJit`s, so
   the model's activation constraints pin the activations and XLA propagates the rest."""
 
-  def __init__(self, model, kind: str, mesh, tx, param_shardings):
+  def __init__(self, model, kind: str, mesh, tx, param_shardings, max_seq_length: int):
     self.model, self.kind, self.mesh, self.tx = model, kind, mesh, tx
     self.batch_sharding = shd.batch_sharding(mesh)
     self.param_shardings = param_shardings
@@ -330,6 +351,12 @@ class Runner:
                         deterministic=True)
       return _eval_outputs(kind, out)
 
+    def init_params(key):
+      dummy = jnp.zeros((1, max_seq_length), jnp.int32)
+      return nn.unbox(model.init(key, dummy, dummy, dummy)["params"])
+
+    # One compiled initialiser for every seed (a fresh jit per seed compiles it again).
+    self.init_params = jax.jit(init_params, out_shardings=param_shardings)
     self._train_fn = train_step
     self._predict = shd.MeshJit(predict_step, mesh,
                                 in_shardings=(param_shardings, self.batch_sharding),
@@ -455,7 +482,7 @@ def save_params(params: dict, path: Path, metadata: dict) -> None:
 
 
 def load_finetuned(path: str) -> tuple[nn.Module, dict, dict]:
-  """(task model, params, metadata) from a best.safetensors written by fine-tuning."""
+  """(task model, params, metadata) from a {final,best}.safetensors written by fine-tuning."""
   from safetensors import safe_open
   from safetensors.numpy import load_file
   if not os.path.isfile(path):
@@ -508,16 +535,15 @@ def build_runner(task: Task, config: FinetuneConfig, hp: Hparams, model_config: 
                                total_steps=total_steps, weight_decay=config.weight_decay,
                                clip_norm=config.clip_norm, bias_correction=config.bias_correction)
   tx = make_optimizer(opt_config, params=nn.unbox(abstract), lr_multipliers=multipliers)
-  return Runner(model, task.kind, mesh, tx, p_shardings), total_steps
+  return Runner(model, task.kind, mesh, tx, p_shardings, hp.max_seq_length), total_steps
 
 
 def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: FinetuneConfig,
-             hp: Hparams, data: TaskData, initial: Optional[dict], workdir: Path) -> dict:
-  """Fine-tunes once; returns {"scores": best dev metrics, "best_step"}."""
+             data: TaskData, initial: Optional[dict], workdir: Path) -> dict:
+  """Fine-tunes once; returns {"scores": the selected evaluation's dev metrics, "step": its step,
+  "history": [{"step", **metrics} per evaluation]} (selection: `config.select`)."""
   init_key, dropout_key = jax.random.split(jax.random.key(seed))
-  dummy = jnp.zeros((1, hp.max_seq_length), jnp.int32)
-  params = jax.jit(lambda k: nn.unbox(runner.model.init(k, dummy, dummy, dummy)["params"]),
-                   out_shardings=runner.param_shardings)(init_key)
+  params = runner.init_params(init_key)
   params, taken = _merge_initial(params, initial, runner.param_shardings)
   if taken and seed == config.seeds[0]:
     _log(f"initialised {taken} from {config.init}")
@@ -529,7 +555,8 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
   order = np.concatenate([rng.permutation(n_train)
                           for _ in range(math.ceil(total_steps * config.batch_size / n_train))])
   keys = MODEL_INPUTS + _TARGETS[task.kind]
-  best = {"primary": -math.inf, "scores": None, "step": 0, "params": None, "preds": None}
+  chosen = {"primary": -math.inf, "scores": None, "step": 0, "params": None, "preds": None}
+  history = []
   bar = _progress(total_steps, f"{task.name} seed {seed}", config.progress)
   for step in range(total_steps):
     idx = order[step * config.batch_size:(step + 1) * config.batch_size]
@@ -546,31 +573,35 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
         preds.append(p)
       _log(f"{task.name} seed {seed} step {step + 1}/{total_steps}: "
            + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
-      if scores[task.primary] > best["primary"]:
-        best = {"primary": scores[task.primary], "scores": scores, "step": step + 1,
-                "params": jax.device_get(state["params"]), "preds": preds}
+      history.append({"step": step + 1, **scores})
+      keep = (step + 1 == total_steps if config.select == "final"
+              else scores[task.primary] > chosen["primary"])
+      if keep:
+        chosen = {"primary": scores[task.primary], "scores": scores, "step": step + 1,
+                  "params": jax.device_get(state["params"]), "preds": preds}
   bar.close()
 
   seed_dir = workdir / f"seed_{seed}"
   if jax.process_index() == 0:
     seed_dir.mkdir(parents=True, exist_ok=True)
-    if config.save_best:
+    if config.save_checkpoint:
       meta = {"task": task.name, "labels": list(data.labels),
               "num_labels": getattr(runner.model, "num_labels", 2), "head": config.head,
-              "classifier_dropout": config.classifier_dropout, "step": best["step"],
-              "scores": best["scores"], "model_config": dataclasses.asdict(runner.model.config)}
-      save_params(best["params"], seed_dir / "best.safetensors", meta)
+              "classifier_dropout": config.classifier_dropout, "select": config.select,
+              "step": chosen["step"], "scores": chosen["scores"],
+              "model_config": dataclasses.asdict(runner.model.config)}
+      save_params(chosen["params"], seed_dir / f"{config.select}.safetensors", meta)
     if config.write_predictions:
-      for split, preds in zip(data.dev, best["preds"]):
+      for split, preds in zip(data.dev, chosen["preds"]):
         write_predictions(task, data.labels, split, preds, seed_dir)
   if config.write_predictions and data.test:
-    best_params = jax.device_put(best["params"], runner.param_shardings)
+    chosen_params = jax.device_put(chosen["params"], runner.param_shardings)
     for split in data.test:
-      out = runner.predict(best_params, split.arrays, config.eval_batch_size)
+      out = runner.predict(chosen_params, split.arrays, config.eval_batch_size)
       preds = out if task.kind == "regression" else np.argmax(out, axis=-1)
       if jax.process_index() == 0:
         write_predictions(task, data.labels, split, preds, seed_dir)
-  return {"scores": best["scores"], "best_step": best["step"]}
+  return {"scores": chosen["scores"], "step": chosen["step"], "history": history}
 
 
 def _stats(values: list) -> dict:
@@ -581,9 +612,10 @@ def _stats(values: list) -> dict:
 def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
   """Fine-tunes `config.init` on `config.task` once per seed; writes WORKDIR/results.json.
 
-  Returns the results dict: task, metric_names, primary_metric, seeds, per_seed
-  (metric -> [value per seed]), median / mean / std (metric -> value), best_step per seed,
-  hparams, train/dev sizes. Raises ValueError / FileNotFoundError for unknown tasks (with close
+  Returns the results dict: task, metric_names, primary_metric, select, seeds, per_seed
+  (metric -> [value per seed], of the evaluation `config.select` picks), median / mean / std
+  (metric -> value), selected_step per seed, eval_history per seed (every evaluation), hparams,
+  train/dev sizes. Raises ValueError / FileNotFoundError for unknown tasks (with close
   matches), missing files and labels outside the task's label set.
   """
   from data_pipelines import tokenizers
@@ -613,20 +645,21 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
   num_labels = 1 if task.kind == "regression" else len(data.labels)
   runner, total_steps = build_runner(task, config, hp, model_config, num_labels, data.train.size,
                                      mesh)
-  per_seed, best_steps = {}, []
+  per_seed, steps, history = {}, [], []
   for seed in config.seeds:
-    out = run_seed(seed, runner, total_steps, task, config, hp, data, initial, workdir)
+    out = run_seed(seed, runner, total_steps, task, config, data, initial, workdir)
     for k, v in out["scores"].items():
       per_seed.setdefault(k, []).append(v)
-    best_steps.append(out["best_step"])
+    steps.append(out["step"])
+    history.append(out["history"])
   stats = {k: _stats(v) for k, v in per_seed.items()}
   results = {
       "task": task.name, "metric_names": list(per_seed), "primary_metric": task.primary,
-      "seeds": list(config.seeds), "per_seed": per_seed,
+      "select": config.select, "seeds": list(config.seeds), "per_seed": per_seed,
       "median": {k: s["median"] for k, s in stats.items()},
       "mean": {k: s["mean"] for k, s in stats.items()},
       "std": {k: s["std"] for k, s in stats.items()},
-      "best_step": best_steps, "total_steps": total_steps,
+      "selected_step": steps, "eval_history": history, "total_steps": total_steps,
       "train_rows": data.train.size, "dev_rows": {s.name: s.size for s in data.dev},
       "hparams": dataclasses.asdict(hp), "labels": list(data.labels),
       "config": dataclasses.asdict(config),
@@ -639,7 +672,8 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
 
 def format_results(results: dict) -> str:
   """A short table: one row per metric with each seed's value and the median/mean/std."""
-  lines = [f"{results['task']} (seeds {', '.join(map(str, results['seeds']))})"]
+  lines = [f"{results['task']} (seeds {', '.join(map(str, results['seeds']))}; "
+           f"{SELECTION[results['select']]})"]
   for k in results["metric_names"]:
     values = " ".join(f"{v:6.2f}" for v in results["per_seed"][k])
     lines.append(f"  {k:<22} {values}   median {results['median'][k]:6.2f}  "

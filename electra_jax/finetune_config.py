@@ -35,6 +35,7 @@ from electra_jax.tasks import Task
 LEARNING_RATE = {"small": 3e-4, "base": 1e-4, "large": 5e-5}
 LAYERWISE_LR_DECAY = {"small": 0.8, "base": 0.8, "large": 0.9}
 SIZES = ("tiny", "small", "base", "large")
+SELECT = ("final", "best")
 
 
 def tiny(**overrides) -> ModelConfig:
@@ -59,10 +60,25 @@ class FinetuneConfig:
   model_overrides: ((field, value), ...) ModelConfig changes for random init; dropout
     overrides apply to loaded models too.
   seeds: one fine-tuning run per seed (head init, dropout, data order).
-  evals_per_epoch: dev evaluations per epoch (the best one is kept); the last step is always
-    evaluated.
+  select: which dev evaluation a seed reports (and whose parameters and predictions it writes):
+    "final" (default; the paper's protocol and the official code's: the model at the last step)
+    or "best" (the highest primary metric over the evaluations: an optimistic, dev-selected
+    number, not comparable with the paper's).
+  evals_per_epoch: dev evaluations per epoch, plus one at the last step; with select="final"
+    the earlier ones are only logged (results.json "eval_history").
   layerwise_lr_mode: "correct" or "official" (see electra_jax.layerwise_lr).
-  max_train_examples / max_eval_examples: use only the first N examples (quick runs).
+  bias_correction: Adam's bias correction (default on, as pre-training; the official code has
+    none, and under fine-tuning's 10% warmup of a short run its update overshoots the peak rate
+    several-fold: electra_jax.optim.uncorrected_amplification).
+  double_unordered: for tasks whose pairs are unordered (Task.unordered_pair: MRPC, STS-B) train
+    on each pair in both orders (the training set doubles, and so do the steps of an epoch);
+    the official code's option, on by default there (configure_finetuning.py line 76 at
+    google-research/electra commit 8a46635); off here unless set. Other tasks ignore it.
+  max_train_examples / max_eval_examples: use only the first N examples (quick runs); with
+    train_sample_seed, max_train_examples takes a random N training examples instead, drawn
+    with that seed (the same subset for every fine-tuning seed and init). Doubling comes after
+    the cap (N pairs -> 2N rows).
+  save_checkpoint: write the selected parameters to WORKDIR/seed_S/{select}.safetensors.
   squad_null_threshold: SQuAD 2.0 predicts no answer when null score - best span score exceeds it.
   mesh_fsdp / mesh_tensor: mesh axes besides data parallelism (electra_jax.sharding.MeshConfig).
   """
@@ -77,19 +93,21 @@ class FinetuneConfig:
   model_overrides: tuple = ()
   head: str = "official"
   seeds: tuple = (1,)
+  select: str = "final"
   learning_rate: Optional[float] = None
   layerwise_lr_decay: Optional[float] = None
   layerwise_lr_mode: str = "correct"
   weight_decay: float = 0.0
   warmup_fraction: float = 0.1
   clip_norm: float = 1.0
-  bias_correction: bool = False
+  bias_correction: bool = True
   batch_size: int = 32
   eval_batch_size: int = 32
   num_epochs: Optional[float] = None
   max_seq_length: Optional[int] = None
   classifier_dropout: Optional[float] = None
   evals_per_epoch: int = 1
+  double_unordered: bool = False
   doc_stride: int = 128
   max_query_length: int = 64
   n_best_size: int = 20
@@ -97,11 +115,12 @@ class FinetuneConfig:
   squad_null_threshold: float = 0.0
   max_train_examples: Optional[int] = None
   max_eval_examples: Optional[int] = None
+  train_sample_seed: Optional[int] = None
   on_malformed: str = "error"
   mesh_fsdp: int = 1
   mesh_tensor: int = 1
   dtype: str = "float32"
-  save_best: bool = True
+  save_checkpoint: bool = True
   write_predictions: bool = True
   progress: bool = True
 
@@ -112,6 +131,8 @@ class FinetuneConfig:
       raise ValueError(f"FinetuneConfig.size={self.size!r}; expected one of {SIZES}")
     if self.head not in ("official", "hf"):
       raise ValueError(f"FinetuneConfig.head={self.head!r}; expected 'official' or 'hf'")
+    if self.select not in SELECT:
+      raise ValueError(f"FinetuneConfig.select={self.select!r}; expected one of {SELECT}")
     if self.layerwise_lr_mode not in ("correct", "official"):
       raise ValueError(f"FinetuneConfig.layerwise_lr_mode={self.layerwise_lr_mode!r}; "
                        "expected 'correct' or 'official'")
@@ -121,6 +142,9 @@ class FinetuneConfig:
         raise ValueError(f"FinetuneConfig.{name}={getattr(self, name)} must be positive")
     if not 0 <= self.warmup_fraction <= 1:
       raise ValueError(f"FinetuneConfig.warmup_fraction={self.warmup_fraction} must be in [0, 1]")
+    if self.train_sample_seed is not None and self.max_train_examples is None:
+      raise ValueError("FinetuneConfig.train_sample_seed draws max_train_examples examples; "
+                       "set max_train_examples too")
     if self.data_dir is None and not self.tfds:
       raise ValueError("FinetuneConfig needs data_dir=DIR or tfds=True")
     known = {f.name for f in dataclasses.fields(ModelConfig)}

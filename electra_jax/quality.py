@@ -1,45 +1,131 @@
-"""Fine-tune one checkpoint on several GLUE tasks with several seeds; print the medians table.
+"""Fine-tune checkpoints on GLUE tasks with several seeds and print the medians table, or first
+pre-train ELECTRA and its MLM baseline at equal compute (the paper's claim, measured).
+
+Checkpoint mode: fine-tune one checkpoint (and, with --random_baseline, the same architecture
+from random initialisation, the paper's "no pre-training" control):
 
     python -m electra_jax.quality --init=PATH --tasks=sst2,cola --seeds=1,2,3 \
         --data_dir=../shared/data/glue [--tokenizer=SPEC] [--random_baseline] [--workdir=DIR]
     python -m electra_jax.quality --init=random --size=small --tasks=sst2,cola ...
 
-`--random_baseline` also fine-tunes the same architecture from random initialisation (the
-paper's "no pre-training" control). Each (init, task) run is `finetune_and_evaluate` under
-WORKDIR/<init name>/<task>; the table shows every seed's primary metric and the median, and the
-last row the mean of the medians over the tasks. `--gin_bindings` apply to every run.
+Pre-training mode (--pretrain_data DIR, a shard directory built by
+data_pipelines.build_pretraining_data): pre-trains two models with `train.train_and_evaluate`,
+both from experiments/EXPERIMENT.gin + the --pretrain_set bindings:
+
+  WORKDIR/electra  the experiment's objective (any kind but "mlm"), --pretrain_steps steps (the
+                   learning-rate schedule's length too; default: the experiment's).
+  WORKDIR/mlm      the same network and data with ObjectiveConfig.kind = "mlm" (BERT's masked
+                   LM, no generator) for round(steps x F_electra / F_mlm) steps, F = the analytic
+                   FLOPs of one training step (electra_jax.flops.training_flops_per_step), so
+                   both runs spend the same compute. Its schedule is the ELECTRA run's stretched
+                   by the same factor (warmup, total steps and eval_every), so warmup, decay and
+                   evaluations fall at equal FLOPs.
+
+The recipe sets OptimizerConfig.bias_correction = True, and ModelConfig.vocab_size and
+DataConfig.seq_len from the shards' manifest, before the --pretrain_set bindings (which may
+override them); DataConfig.data_dir is always DIR. A run directory that already holds a run of
+the same config is resumed, or reused when finished; one with a different config is an error.
+Then ELECTRA, MLM and random init (same architecture) are fine-tuned on every task with every
+seed, tokenised with the shards' tokenizer (manifest.json "tokenizer" "spec"; the pre-training
+workdir stores none), under WORKDIR/finetune/<init>/<task>. Writes WORKDIR/pretraining_curves.png
+(loss, generator / MLM accuracy and discriminator AUC, training and held-out, against analytic
+FLOPs or steps: --curve_x) and WORKDIR/quality.json (every number: steps, FLOPs, curves,
+per-seed scores, medians, averages).
+
+Both modes print one table: each seed's primary dev metric and the median over seeds for every
+(init, task), and per init the mean of its medians over the tasks. Scores are those of the final
+checkpoint, as in the paper (FinetuneConfig.select = "final"); `--select best` reports the best
+of the dev evaluations instead (optimistic; the table says which). `--gin_bindings` (e.g.
+'FinetuneConfig.max_train_examples = 2000') apply to every fine-tuning run.
+
+The hour-long CPU run (2 otherwise idle cores) on the shared corpus (BERT uncased WordPiece,
+seq 128): a 4-layer, hidden-128 model pre-trained for 1500 ELECTRA steps at batch 32 (~0.6 s a
+step; the MLM run gets 1601 steps of ~0.55 s: ~31 min for both), then fine-tuned from ELECTRA,
+MLM and random init on 4000-example random subsets of SST-2 and CoLA (full dev sets, max length
+64, 2 epochs = 250 steps of ~0.15-0.2 s, 3 seeds: ~17 min): ~48 min in all (estimates scaled
+from step times measured on a loaded machine; 1200 steps save ~5 min):
+
+    python -m electra_jax.quality --pretrain_data=/work/data/shared128 --experiment=small \
+        --pretrain_steps=1500 \
+        --pretrain_set='ModelConfig.num_hidden_layers = 4' \
+        --pretrain_set='ModelConfig.hidden_size = 128' \
+        --pretrain_set='ModelConfig.num_attention_heads = 2' \
+        --pretrain_set='ModelConfig.intermediate_size = 512' \
+        --pretrain_set='ModelConfig.embedding_size = 128' \
+        --pretrain_set='DataConfig.global_batch_size = 32' \
+        --pretrain_set='OptimizerConfig.learning_rate = 1e-3' \
+        --pretrain_set='OptimizerConfig.warmup_steps = 100' \
+        --pretrain_set='DataConfig.eval_every = 250' \
+        --pretrain_set='DataConfig.eval_batches = 10' \
+        --pretrain_set='CheckpointConfig.save_every = 0' \
+        --pretrain_set='LogConfig.log_every = 50' \
+        --pretrain_set='LogConfig.progress_bar = False' \
+        --tasks=sst2,cola --seeds=1,2,3 --data_dir=../shared/data/glue \
+        --gin_bindings='FinetuneConfig.max_train_examples = 4000' \
+        --gin_bindings='FinetuneConfig.train_sample_seed = 0' \
+        --gin_bindings='FinetuneConfig.max_seq_length = 64' \
+        --gin_bindings='FinetuneConfig.num_epochs = 2.0' \
+        --gin_bindings='FinetuneConfig.progress = False' \
+        --workdir=workdirs/claim_cpu
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import statistics
 import sys
+import time
 from pathlib import Path
+from typing import Optional, Sequence
 
 from data_pipelines import tokenizers
-from electra_jax.finetune import finetune_and_evaluate, load_initial
+from electra_jax.finetune import SELECTION, finetune_and_evaluate, load_initial
 from electra_jax.finetune_config import resolve_config, size_of
 from electra_jax.tasks import get_task
 
+# Curve panels: metric name in metrics.jsonl (held-out: "eval_" + name) -> panel title. A run
+# is drawn in a panel only where it has the metric (the objective reports 0 for a term its kind
+# lacks).
+CURVE_METRICS = {"loss": "loss (each run's own objective)",
+                 "gen_accuracy": "generator accuracy at masked positions",
+                 "mlm_accuracy": "MLM accuracy at masked positions",
+                 "disc_auc": "replaced-token detection AUC"}
 
-def run_quality(base_config, tasks: list[str], workdir: str, random_baseline: bool = False
-                ) -> list[dict]:
-  """One row per (init, task): {"init", "task", "metric", "values", "median"}."""
-  inits = [base_config.init] + (["random"] if random_baseline and base_config.init != "random"
-                                else [])
+
+# ---------------------------------------------------------------------------------------------
+# Fine-tuning and the table
+
+
+def run_quality(base_config, tasks: list[str], workdir: str, random_baseline: bool = False,
+                inits: Optional[dict] = None) -> list[dict]:
+  """Fine-tunes every init on every task; one row per (init, task):
+  {"init", "task", "metric", "select", "values" (primary metric per seed), "median",
+  "per_seed" (every metric -> [value per seed])}.
+
+  inits: label -> checkpoint path (or "random"); default {name of base_config.init: it}.
+  random_baseline adds "random": the architecture of `base_config.init`, randomly initialised.
+  Runs go to WORKDIR/<label>/<task>.
+  """
+  if inits is None:
+    label = "random" if base_config.init == "random" else Path(base_config.init).name
+    inits = {label: base_config.init}
+  inits = dict(inits)
+  if random_baseline and "random" not in inits.values():
+    inits["random"] = "random"
   rows = []
-  for init in inits:
+  for label, init in inits.items():
     for name in tasks:
       task = get_task(name)
       cfg = base_config.replace(task=task.name, init=init)
       if init == "random" and base_config.init != "random":
         cfg = _random_like(cfg, base_config)
-      label = "random" if init == "random" else Path(init).name
       results = finetune_and_evaluate(cfg, str(Path(workdir) / label / task.name))
       metric = results["primary_metric"]
       rows.append({"init": label, "task": task.name, "metric": metric,
-                   "values": results["per_seed"][metric], "median": results["median"][metric]})
+                   "select": results["select"], "values": results["per_seed"][metric],
+                   "median": results["median"][metric], "per_seed": results["per_seed"]})
   return rows
 
 
@@ -53,41 +139,245 @@ def _random_like(cfg, base_config):
   return cfg.replace(tokenizer=spec, size=size, model_overrides=tuple(shape.items()))
 
 
+def averages(rows: list[dict]) -> dict:
+  """init -> mean over its tasks of the median-over-seeds primary metric."""
+  inits = dict.fromkeys(r["init"] for r in rows)
+  return {i: statistics.fmean(r["median"] for r in rows if r["init"] == i) for i in inits}
+
+
 def format_table(rows: list[dict]) -> str:
-  """Markdown table of per-seed values and medians, with a mean-of-medians row per init."""
-  out = ["| init | task | metric | seeds | median |", "|---|---|---|---|---|"]
+  """Markdown table of per-seed values and medians, with a mean-of-medians row per init; the
+  first line says which evaluation each seed reports (FinetuneConfig.select)."""
+  selects = {r["select"] for r in rows}
+  if len(selects) != 1:
+    raise ValueError(f"rows mix selection rules {sorted(selects)}; one table needs one")
+  select = selects.pop()
+  out = [f"Dev scores: {SELECTION[select]} (FinetuneConfig.select = {select!r}); median over "
+         "seeds.",
+         f"| init | task | metric | seeds ({select}) | median ({select}) |",
+         "|---|---|---|---|---|"]
   for r in rows:
     seeds = " ".join(f"{v:.2f}" for v in r["values"])
     out.append(f"| {r['init']} | {r['task']} | {r['metric']} | {seeds} | {r['median']:.2f} |")
-  for init in dict.fromkeys(r["init"] for r in rows):
-    medians = [r["median"] for r in rows if r["init"] == init]
-    out.append(f"| {init} | average | | | {sum(medians) / len(medians):.2f} |")
+  for init, mean in averages(rows).items():
+    out.append(f"| {init} | average | | | {mean:.2f} |")
   return "\n".join(out)
 
 
+# ---------------------------------------------------------------------------------------------
+# Pre-training at equal FLOPs
+
+
+def flops_per_step(config) -> float:
+  """Analytic matmul FLOPs of one training step of a TrainConfig (forward + backward)."""
+  from electra_jax import flops
+  return flops.training_flops_per_step(config.model, config.generator, config.objective,
+                                       config.data.global_batch_size, config.data.seq_len)
+
+
+def pretraining_configs(data_dir: str, experiment: Optional[str], steps: Optional[int],
+                        bindings: Sequence[str] = ()) -> dict:
+  """{"electra": TrainConfig, "mlm": TrainConfig} at equal analytic FLOPs (module docstring).
+
+  steps: the ELECTRA run's steps and schedule length (None: the experiment's train_steps).
+  Raises ValueError when the ELECTRA run's objective is "mlm".
+  """
+  from data_pipelines.manifest import read_manifest
+  from electra_jax.train_config import resolve_config as resolve_train_config
+
+  manifest = read_manifest(data_dir)
+  recipe = [f"ModelConfig.vocab_size = {manifest['tokenizer']['vocab_size']}",
+            f"DataConfig.seq_len = {manifest['seq_len']}",
+            "OptimizerConfig.bias_correction = True"]
+  forced = [f"DataConfig.data_dir = {str(data_dir)!r}"]
+  if steps is not None:
+    forced += [f"TrainConfig.num_train_steps = {steps}", f"OptimizerConfig.total_steps = {steps}"]
+  electra = resolve_train_config(experiment, [], recipe + list(bindings) + forced)
+  if electra.objective.kind == "mlm":
+    raise ValueError("the ELECTRA run's objective is kind 'mlm' (from the experiment or the "
+                     "bindings); the MLM baseline is the second run: pick an ELECTRA objective")
+  mlm = resolve_train_config(experiment, [], recipe + list(bindings) + forced
+                             + ['ObjectiveConfig.kind = "mlm"'])
+  e_steps = electra.train_steps
+  mlm_steps = max(1, round(e_steps * flops_per_step(electra) / flops_per_step(mlm)))
+  stretch = lambda n: round(n * mlm_steps / e_steps)
+  optimizer = dataclasses.replace(mlm.optimizer, total_steps=max(1, stretch(
+      electra.optimizer.total_steps)), warmup_steps=stretch(electra.optimizer.warmup_steps))
+  data = dataclasses.replace(mlm.data, eval_every=max(1, stretch(electra.data.eval_every))
+                             if electra.data.eval_every else 0)
+  mlm = mlm.replace(num_train_steps=mlm_steps, optimizer=optimizer, data=data)
+  return {"electra": electra, "mlm": mlm}
+
+
+def _check_reusable(workdir: Path, config) -> None:
+  """ValueError if `workdir` holds a run of another config (resuming it would mix the two)."""
+  from electra_jax.train_config import load_config_json
+
+  path = workdir / "config.json"
+  if not path.is_file():
+    return
+  old, new = load_config_json(path).to_dict(), config.to_dict()
+  diffs = [f"{section}.{key}: {old[section].get(key)!r} -> {value!r}"
+           for section, fields in new.items() if isinstance(fields, dict)
+           for key, value in fields.items() if old.get(section, {}).get(key) != value]
+  diffs += [f"{key}: {old.get(key)!r} -> {value!r}" for key, value in new.items()
+            if not isinstance(value, dict) and old.get(key) != value]
+  if diffs:
+    raise ValueError(f"{workdir} holds a pre-training run with another config ("
+                     + "; ".join(diffs[:6]) + "); remove it or pick another --workdir")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+  if not path.is_file():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def pretrain(configs: dict, workdir: str) -> dict:
+  """Runs each config with train.train_and_evaluate in WORKDIR/<name>; returns, per name,
+  {"workdir", "objective", "steps", "flops_per_step", "total_flops", "seconds" (wall time of
+  this call), "train" and "eval" (the metrics.jsonl / eval_metrics.jsonl records)}."""
+  from electra_jax.train import train_and_evaluate
+
+  summary = {}
+  for name, config in configs.items():
+    run_dir = Path(workdir) / name
+    _check_reusable(run_dir, config)
+    print(f"pre-training {name} ({config.objective.kind}) for {config.train_steps} steps in "
+          f"{run_dir}", file=sys.stderr)
+    start = time.perf_counter()
+    train_and_evaluate(config, str(run_dir))
+    per_step = flops_per_step(config)
+    summary[name] = {"workdir": str(run_dir), "objective": config.objective.kind,
+                     "steps": config.train_steps, "flops_per_step": per_step,
+                     "total_flops": per_step * config.train_steps,
+                     "seconds": time.perf_counter() - start,
+                     "train": _read_jsonl(run_dir / "metrics.jsonl"),
+                     "eval": _read_jsonl(run_dir / "eval_metrics.jsonl")}
+  return summary
+
+
+def plot_curves(summary: dict, path: Path, x: str = "flops") -> Path:
+  """PNG of CURVE_METRICS over analytic FLOPs (x="flops") or steps (x="steps") for every run
+  (one colour each): training records as faint lines, held-out evaluations as markers."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  if x not in ("flops", "steps"):
+    raise ValueError(f"x={x!r}; expected 'flops' or 'steps'")
+  panels = []
+  for metric, title in CURVE_METRICS.items():
+    series = []
+    for color, (name, run) in enumerate(summary.items()):
+      scale = run["flops_per_step"] if x == "flops" else 1.0
+      for kind, records, key in (("train", run["train"], metric),
+                                 ("held-out", run["eval"], f"eval_{metric}")):
+        points = [(r["step"] * scale, r[key]) for r in records if r.get(key) is not None]
+        if any(v != 0 for _, v in points):
+          series.append((f"{name} {kind}", f"C{color}", kind == "train", points))
+    if series:
+      panels.append((title, series))
+  fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.8),
+                           squeeze=False)
+  for ax, (title, series) in zip(axes[0], panels):
+    for label, color, train, points in series:
+      xs, ys = zip(*points)
+      style = {"alpha": 0.5} if train else {"marker": "o", "linestyle": "--"}
+      ax.plot(xs, ys, label=label, color=color, **style)
+    ax.set_title(title, fontsize="medium")
+    ax.set_xlabel("pre-training FLOPs (analytic)" if x == "flops" else "pre-training steps")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+  fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def run_pretraining_quality(base_config, tasks: list[str], data_dir: str,
+                            experiment: Optional[str], steps: Optional[int],
+                            bindings: Sequence[str], workdir: str, curve_x: str = "flops"
+                            ) -> dict:
+  """Pre-training mode end to end (module docstring). `base_config`: the FinetuneConfig every
+  fine-tuning run starts from (its init and tokenizer are replaced). Writes
+  WORKDIR/pretraining_curves.png and WORKDIR/quality.json; returns the JSON's dict:
+  {"pretraining": pretrain()'s summary, "select", "seeds", "tasks", "rows", "averages",
+  "curves"}."""
+  from data_pipelines.manifest import read_manifest
+
+  configs = pretraining_configs(data_dir, experiment, steps, bindings)
+  summary = pretrain(configs, workdir)
+  spec = base_config.tokenizer or read_manifest(data_dir)["tokenizer"]["spec"]
+  base = base_config.replace(init=summary["electra"]["workdir"], tokenizer=spec)
+  rows = run_quality(base, tasks, str(Path(workdir) / "finetune"), random_baseline=True,
+                     inits={name: run["workdir"] for name, run in summary.items()})
+  png = plot_curves(summary, Path(workdir) / "pretraining_curves.png", curve_x)
+  report = {"pretraining": summary, "select": base.select, "seeds": list(base.seeds),
+            "tasks": tasks, "rows": rows, "averages": averages(rows), "curves": str(png)}
+  (Path(workdir) / "quality.json").write_text(json.dumps(report, indent=1) + "\n")
+  return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
 def main(argv=None) -> int:
+  from electra_jax import sharding
+
   p = argparse.ArgumentParser(prog="python -m electra_jax.quality", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--init", required=True, help="checkpoint path or 'random'")
+  mode = p.add_mutually_exclusive_group(required=True)
+  mode.add_argument("--init", help="checkpoint mode: checkpoint path or 'random'")
+  mode.add_argument("--pretrain_data", help="pre-training mode: shard directory (manifest.json)")
+  p.add_argument("--experiment", default="small", help="pre-training: experiments/NAME.gin")
+  p.add_argument("--pretrain_steps", type=int, help="pre-training: ELECTRA steps")
+  p.add_argument("--pretrain_set", action="append", default=[],
+                 help="pre-training gin binding for both runs (repeatable)")
+  p.add_argument("--curve_x", choices=("flops", "steps"), default="flops")
   p.add_argument("--tasks", default="sst2,cola")
   p.add_argument("--seeds", default="1,2,3")
+  p.add_argument("--select", choices=("final", "best"),
+                 help="which dev evaluation a seed reports (default: FinetuneConfig's, final)")
   p.add_argument("--data_dir", required=True)
-  p.add_argument("--tokenizer")
+  p.add_argument("--tokenizer", help="default: INIT/vocab.txt, or the shards' tokenizer")
   p.add_argument("--size", help="tiny/small/base/large (random init)")
   p.add_argument("--workdir", default="workdirs/quality")
-  p.add_argument("--random_baseline", action="store_true")
-  p.add_argument("--gin_bindings", action="append", default=[])
+  p.add_argument("--random_baseline", action="store_true",
+                 help="checkpoint mode: also fine-tune the architecture from random init")
+  p.add_argument("--gin_bindings", action="append", default=[],
+                 help="fine-tuning binding, e.g. 'FinetuneConfig.num_epochs = 2.0'")
   args = p.parse_args(argv)
+  if args.init and (args.pretrain_steps is not None or args.pretrain_set):
+    p.error("--pretrain_steps / --pretrain_set need --pretrain_data (pre-training mode)")
+  sharding.set_cpu_xla_flags()  # before JAX starts its backend; CPU-only flags
   tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
   try:
-    base = resolve_config([], args.gin_bindings, task=tasks[0], init=args.init,
-                          data_dir=args.data_dir, tokenizer=args.tokenizer, size=args.size,
+    base = resolve_config([], args.gin_bindings, task=tasks[0],
+                          init=args.init or "random", data_dir=args.data_dir,
+                          tokenizer=args.tokenizer, size=args.size, select=args.select,
                           seeds=tuple(int(s) for s in args.seeds.split(",")))
-    rows = run_quality(base, tasks, args.workdir, args.random_baseline)
+    if args.pretrain_data:
+      report = run_pretraining_quality(base, tasks, args.pretrain_data, args.experiment,
+                                       args.pretrain_steps, args.pretrain_set, args.workdir,
+                                       args.curve_x)
+      rows = report["rows"]
+    else:
+      rows = run_quality(base, tasks, args.workdir, args.random_baseline)
+      (Path(args.workdir) / "quality.json").write_text(json.dumps(
+          {"select": base.select, "seeds": list(base.seeds), "tasks": tasks, "rows": rows,
+           "averages": averages(rows)}, indent=1) + "\n")
   except (ValueError, FileNotFoundError) as err:
     print(f"error: {err}", file=sys.stderr)
     return 2
   print(format_table(rows))
+  if args.pretrain_data:
+    for name, run in report["pretraining"].items():
+      print(f"{name}: {run['steps']} steps x {run['flops_per_step']:.4g} FLOPs = "
+            f"{run['total_flops']:.4g} FLOPs ({run['seconds']:.0f} s)")
+    print(f"curves: {report['curves']}  numbers: {Path(args.workdir) / 'quality.json'}")
   return 0
 
 

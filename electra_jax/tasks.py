@@ -34,6 +34,11 @@ class Task:
   files: split name -> file name under `data_dir/glue_dir` (native format).
   tfds_splits: split name -> TFDS split name.
   submission: split name -> GLUE leaderboard submission file stem for its test split.
+  unordered_pair: the two sentences of a pair can be swapped without changing the label (what
+    FinetuneConfig.double_unordered doubles). True for MRPC and STS-B only, the tasks that the
+    official code doubles (google-research/electra finetune/classification/
+    classification_tasks.py, MRPC._create_examples and STS._create_examples, lines 358 and 436
+    at commit 8a46635); QQP is not among them there.
   """
 
   name: str
@@ -52,10 +57,13 @@ class Task:
   epochs: float = 3.0
   max_seq_length: int = 128
   squad_version: Optional[str] = None
+  unordered_pair: bool = False
 
   def __post_init__(self):
     if self.kind not in KINDS:
       raise ValueError(f"task {self.name}: kind={self.kind!r}; expected one of {KINDS}")
+    if self.unordered_pair and self.kind not in ("classification", "regression"):
+      raise ValueError(f"task {self.name}: unordered_pair needs a sentence-pair GLUE task")
 
   @property
   def num_labels(self) -> int:
@@ -109,9 +117,10 @@ _ENTAIL2 = ("entailment", "not_entailment")
 TASKS: dict[str, Task] = {t.name: t for t in [
     _glue("cola", "CoLA", _BINARY, ("mcc", "accuracy"), "mcc", "glue/cola"),
     _glue("sst2", "SST-2", _BINARY, ("accuracy",), "accuracy", "glue/sst2"),
-    _glue("mrpc", "MRPC", _BINARY, ("accuracy", "f1"), "accuracy", "glue/mrpc"),
+    _glue("mrpc", "MRPC", _BINARY, ("accuracy", "f1"), "accuracy", "glue/mrpc",
+          unordered_pair=True),
     _glue("stsb", "STS-B", (), ("spearman", "pearson"), "spearman", "glue/stsb",
-          kind="regression", epochs=10.0),
+          kind="regression", epochs=10.0, unordered_pair=True),
     _glue("qqp", "QQP", _BINARY, ("accuracy", "f1"), "accuracy", "glue/qqp"),
     _glue("mnli", "MNLI", ("contradiction", "entailment", "neutral"), ("accuracy",), "accuracy",
           "glue/mnli", tfds_labels=("entailment", "neutral", "contradiction"),

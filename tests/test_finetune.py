@@ -1,5 +1,5 @@
 """Fine-tuning end to end on fixtures with a tiny model: several seeds and results.json,
-GLUE submission files, best-checkpoint round trip, transformers parity after HF export,
+GLUE submission files, final-checkpoint round trip, transformers parity after HF export,
 initialisation from a Hugging Face directory, SQuAD and tagging scoring, clear CLI errors."""
 
 import csv
@@ -102,20 +102,20 @@ def test_glue_submission_file(sst2_run):
   assert {l.split("\t")[1] for l in lines[1:]} <= {"0", "1"}
 
 
-def test_best_checkpoint_and_transformers_parity(sst2_run, tmp_path, vocab):
+def test_final_checkpoint_and_transformers_parity(sst2_run, tmp_path, vocab):
   torch = pytest.importorskip("torch")
   transformers = pytest.importorskip("transformers")
   from data_pipelines import glue, tokenizers
   from electra_jax.hf_io import export_hf
 
   results, workdir, cfg = sst2_run
-  model, params, meta = ft.load_finetuned(str(workdir / "seed_3" / "best.safetensors"))
+  model, params, meta = ft.load_finetuned(str(workdir / "seed_3" / "final.safetensors"))
   assert meta["task"] == "sst2" and meta["head"] == "hf"
   tok = tokenizers.load(cfg.tokenizer)
   examples = glue.read_tsv(str(Path(cfg.data_dir) / "SST-2" / "dev.tsv"), "sst2", ("0", "1"))
   feats = glue.featurize(examples, tok, 16)
   ours = np.asarray(model.apply({"params": params}, *(jnp.asarray(feats[k]) for k in ft.MODEL_INPUTS)))
-  # The saved best parameters give the reported dev accuracy.
+  # The saved final parameters give the reported dev accuracy.
   labels = np.array([int(e.label) for e in examples])
   assert 100 * np.mean(ours.argmax(-1) == labels) == pytest.approx(
       results["per_seed"]["accuracy"][0])
@@ -126,3 +126,34 @@ def test_best_checkpoint_and_transformers_parity(sst2_run, tmp_path, vocab):
                 attention_mask=torch.tensor(feats["attention_mask"], dtype=torch.long),
                 token_type_ids=torch.tensor(feats["token_type_ids"], dtype=torch.long)).logits
   np.testing.assert_allclose(theirs.numpy(), ours, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("select", ["final", "best"])
+def test_select_final_or_best_evaluation(tmp_path, vocab, monkeypatch, select):
+  """Dev accuracy scripted per evaluation as 50, 70, 90, 60: "final" reports the last one
+  (step 4), "best" the highest (step 3); checkpoint and predictions follow the same choice."""
+  scripted = iter([50.0, 70.0, 90.0, 60.0])
+  calls = []
+
+  def score(task, config, labels, split, outputs):
+    calls.append(len(calls))
+    return {"accuracy": next(scripted)}, np.full(split.size, len(calls) % 2)
+
+  monkeypatch.setattr(ft, "score_split", score)
+  data = _sst2_dir(tmp_path / "glue", n_train=16, n_dev=8, n_test=0)
+  # One step per epoch and one evaluation per epoch: 4 evaluations, after steps 1..4.
+  cfg = _config(vocab, data, seeds=(1,), select=select, num_epochs=4.0, evals_per_epoch=1)
+  results = ft.finetune_and_evaluate(cfg, str(tmp_path / "work"))
+  assert len(calls) == 4 and results["total_steps"] == 4
+  assert [(e["step"], e["accuracy"]) for e in results["eval_history"][0]] == [
+      (1, 50.0), (2, 70.0), (3, 90.0), (4, 60.0)]
+  want, step = (60.0, 4) if select == "final" else (90.0, 3)
+  assert results["select"] == select
+  assert results["per_seed"]["accuracy"] == [want] and results["median"]["accuracy"] == want
+  assert results["selected_step"] == [step]
+  _, _, meta = ft.load_finetuned(str(tmp_path / "work" / "seed_1" / f"{select}.safetensors"))
+  assert (meta["select"], meta["step"], meta["scores"]) == (select, step, {"accuracy": want})
+  with open(tmp_path / "work" / "seed_1" / "dev_predictions.tsv") as f:
+    predicted = {r["prediction"] for r in csv.DictReader(f, delimiter="\t")}
+  assert predicted == {str(step % 2)}  # the predictions of the selected evaluation
+  assert ft.SELECTION[select] in ft.format_results(results).splitlines()[0]

@@ -2,6 +2,7 @@
 line; SQuAD windows/offsets/answers; tagging first-piece labels; TFDS under mock_data."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,37 @@ def test_test_split_has_no_labels_and_stsb_floats(tmp_path):
   assert glue.read_tsv(s, "stsb", None)[0].label == pytest.approx(3.8)
 
 
+def test_bom_and_crlf_mrpc_tsv(tmp_path):
+  from electra_jax import finetune as ft
+  from electra_jax.finetune_config import FinetuneConfig
+
+  # The official MRPC train.tsv starts with a UTF-8 byte-order mark; Windows copies end in CRLF.
+  (tmp_path / "MRPC").mkdir()
+  (tmp_path / "MRPC" / "train.tsv").write_bytes(
+      b"\xef\xbb\xbfQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\r\n"
+      b"1\t11\t12\tthe cat sat\ta dog ran\r\n0\t13\t14\tparis\tfrance\r\n")
+  cfg = FinetuneConfig(task="mrpc", init="random", data_dir=str(tmp_path))
+  ex = ft._train_examples(get_task("mrpc"), cfg)
+  assert [(e.guid, e.text_a, e.text_b, e.label) for e in ex] == [
+      ("1", "the cat sat", "a dog ran", "1"), ("2", "paris", "france", "0")]
+
+
+def test_labelled_split_without_label_column_fails_at_load(tmp_path):
+  from electra_jax import finetune as ft
+  from electra_jax.finetune_config import FinetuneConfig
+
+  (tmp_path / "SST-2").mkdir()
+  for split in ("train", "test"):
+    _write(tmp_path / "SST-2" / f"{split}.tsv", "index\tsentence\n0\tgood\n")
+  cfg = FinetuneConfig(task="sst2", init="random", data_dir=str(tmp_path))
+  train = tmp_path / "SST-2" / "train.tsv"
+  with pytest.raises(ValueError, match=re.escape(
+      f"{train}: no sst2 label column 'label': found columns ['index', 'sentence'], expected "
+      "['sentence', 'label'] (train and dev files need their labels)")):
+    ft._train_examples(get_task("sst2"), cfg)
+  assert [e.label for e in ft._read_examples(get_task("sst2"), cfg, "test", None)] == [None]
+
+
 def test_malformed_rows_name_file_and_line(tmp_path, capsys):
   f = _write(tmp_path / "train.tsv", "sentence\tlabel\ngood\t1\nno label here\nbad\t0\n")
   with pytest.raises(ValueError, match=r"train\.tsv:3: expected 2 tab-separated fields, found 1"):
@@ -86,6 +118,79 @@ def test_label_outside_task_label_set(tmp_path):
 def test_missing_file(tmp_path):
   with pytest.raises(FileNotFoundError, match="nope.tsv"):
     glue.read_tsv(str(tmp_path / "nope.tsv"), "sst2", ("0", "1"))
+
+
+def test_double_unordered_appends_swapped_pairs():
+  ex = [glue.TextExample("0", "the cat", "a dog", "1"), glue.TextExample("1", "paris", "france",
+                                                                         "0")]
+  doubled = glue.double_unordered(ex)
+  assert doubled[:2] == ex
+  assert [(e.guid, e.text_a, e.text_b, e.label) for e in doubled[2:]] == [
+      ("0-swapped", "a dog", "the cat", "1"), ("1-swapped", "france", "paris", "0")]
+  with pytest.raises(ValueError, match="needs sentence pairs"):
+    glue.double_unordered([glue.TextExample("0", "the cat", None, "1")])
+
+
+def _glue_dirs(root: Path) -> Path:
+  """MRPC (pairs, unordered), RTE (pairs, ordered) and SST-2 (single sentences), 6 rows each."""
+  pairs = [("the cat sat", "a dog ran"), ("paris is big", "france"), ("what city", "where"),
+           ("the mat", "a cat"), ("red dog", "big cat"), ("run", "the dog ran far")]
+  (root / "MRPC").mkdir(parents=True)
+  _write(root / "MRPC" / "train.tsv", "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n" + "".join(
+      f"{i % 2}\t{i}\t{i + 9}\t{a}\t{b}\n" for i, (a, b) in enumerate(pairs)))
+  (root / "RTE").mkdir()
+  _write(root / "RTE" / "train.tsv", "index\tsentence1\tsentence2\tlabel\n" + "".join(
+      f"{i}\t{a}\t{b}\tentailment\n" for i, (a, b) in enumerate(pairs)))
+  (root / "SST-2").mkdir()
+  _write(root / "SST-2" / "train.tsv", "sentence\tlabel\n" + "".join(
+      f"{a}\t{i % 2}\n" for i, (a, _) in enumerate(pairs)))
+  return root
+
+
+def test_double_unordered_doubles_mrpc_training_only(tmp_path, tok):
+  from electra_jax import finetune as ft
+  from electra_jax.finetune_config import FinetuneConfig
+
+  data = _glue_dirs(tmp_path)
+  cfg = FinetuneConfig(task="mrpc", init="random", data_dir=str(data), max_train_examples=4,
+                       double_unordered=True)
+  mrpc = ft._train_examples(get_task("mrpc"), cfg)
+  # The cap applies first (4 pairs), then each pair comes again with its sentences swapped.
+  assert [(e.text_a, e.text_b) for e in mrpc] == [
+      ("the cat sat", "a dog ran"), ("paris is big", "france"), ("what city", "where"),
+      ("the mat", "a cat"), ("a dog ran", "the cat sat"), ("france", "paris is big"),
+      ("where", "what city"), ("a cat", "the mat")]
+  assert [e.label for e in mrpc] == ["0", "1", "0", "1"] * 2
+  feats = glue.featurize(mrpc, tok, 12)
+  cls, sep = tok.cls_id, tok.sep_id
+  dog, cat = tok.encode(["a dog ran"])[0], tok.encode(["the cat sat"])[0]
+  assert feats["input_ids"][4].tolist() == [cls, *dog, sep, *cat, sep, 0, 0, 0]
+  assert feats["token_type_ids"][4].tolist() == [0] * 5 + [1] * 4 + [0] * 3
+  # Off by default; ordered pairs (RTE) and single sentences (SST-2) are never doubled.
+  assert len(ft._train_examples(get_task("mrpc"), cfg.replace(double_unordered=False))) == 4
+  assert len(ft._train_examples(get_task("rte"), cfg.replace(task="rte"))) == 4
+  assert len(ft._train_examples(get_task("sst2"), cfg.replace(task="sst2"))) == 4
+  assert [t for t in ("mrpc", "stsb", "qqp", "rte", "mnli") if get_task(t).unordered_pair] == [
+      "mrpc", "stsb"]
+
+
+def test_random_training_subset(tmp_path):
+  from electra_jax import finetune as ft
+  from electra_jax.finetune_config import FinetuneConfig
+
+  data = _glue_dirs(tmp_path)
+  cfg = FinetuneConfig(task="sst2", init="random", data_dir=str(data), max_train_examples=3)
+  everything = [e.text_a for e in ft._train_examples(get_task("sst2"), cfg.replace(
+      max_train_examples=None))]
+  assert [e.text_a for e in ft._train_examples(get_task("sst2"), cfg)] == everything[:3]
+  subsets = {tuple(e.text_a for e in ft._train_examples(get_task("sst2"), cfg.replace(
+      train_sample_seed=s, seeds=(s + 1,)))) for s in range(6)}
+  # Each draw is 3 distinct rows in file order; the draws depend on train_sample_seed only.
+  assert len(subsets) > 1
+  for subset in subsets:
+    assert len(set(subset)) == 3 and list(subset) == sorted(subset, key=everything.index)
+  again = ft._train_examples(get_task("sst2"), cfg.replace(train_sample_seed=2, seeds=(7, 8)))
+  assert tuple(e.text_a for e in again) in subsets
 
 
 def test_tfds_glue_under_mock_data():
@@ -221,6 +326,18 @@ def test_conll_malformed_line_and_unknown_tag(tmp_path, tok):
   sents = tagging.read_conll(_write(tmp_path / "ok.txt", "cat NN B-XX\n"))
   with pytest.raises(ValueError, match=r"tags \['B-XX'\] are not in the task's tag set"):
     tagging.featurize(sents, tok, 8, {"O": 0})
+
+
+def test_squad_and_conll_accept_bom_and_crlf(tmp_path):
+  qa = {"id": "q1", "question": "what ?", "answers": [{"text": "paris", "answer_start": 0}]}
+  path = Path(_squad_json(tmp_path, [qa]))
+  path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+  assert squad.read_json(str(path))[0].answers == ("paris",)
+  conll = tmp_path / "train.txt"
+  conll.write_bytes(b"\xef\xbb\xbfthe DT B-NP\r\ncat NN I-NP\r\n\r\nran VB O\r\n")
+  sentences = tagging.read_conll(str(conll))
+  assert [(s.words, s.tags) for s in sentences] == [(("the", "cat"), ("B-NP", "I-NP")),
+                                                    (("ran",), ("O",))]
 
 
 def test_unknown_task_suggests_close_match():

@@ -35,7 +35,7 @@ def test_sweep_table_and_plot(tmp_path, vocab):
     _hf_checkpoint(tmp_path / "ckpts" / str(step), vocab, step)
   data = _sst2_dir(tmp_path / "glue", n_train=32, n_dev=16, n_test=0)
   cfg = _config(vocab, data, init="random", size=None, model_overrides=(), num_epochs=1.0,
-                write_predictions=False, save_best=False)
+                write_predictions=False, save_checkpoint=False)
   rows = finetune_sweep.sweep(cfg, str(tmp_path / "ckpts" / "*"), str(tmp_path / "sweep"),
                               flops_per_step=1e9)
   assert [r["step"] for r in rows] == [50, 200]
@@ -53,7 +53,7 @@ def test_quality_with_random_baseline(tmp_path, vocab, capsys):
   ckpt = _hf_checkpoint(tmp_path / "my_model", vocab, 0)
   data = _sst2_dir(tmp_path / "glue", n_train=32, n_dev=16, n_test=0)
   base = _config(vocab, data, init=str(ckpt), tokenizer=None, size=None, model_overrides=(),
-                 num_epochs=1.0, seeds=(1, 2), write_predictions=False, save_best=False)
+                 num_epochs=1.0, seeds=(1, 2), write_predictions=False, save_checkpoint=False)
   rows = quality.run_quality(base, ["sst2"], str(tmp_path / "q"), random_baseline=True)
   assert [(r["init"], r["task"], r["metric"]) for r in rows] == [
       ("my_model", "sst2", "accuracy"), ("random", "sst2", "accuracy")]
