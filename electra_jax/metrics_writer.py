@@ -4,7 +4,8 @@ Only process 0 writes; on every other process each method is a no-op, so callers
 `if jax.process_index() == 0` of their own.
 
 Files:
-  WORKDIR/metrics.jsonl       one JSON object per logged training step ({"step": s, ...})
+  WORKDIR/metrics.jsonl       one JSON object per logged training step ({"step": s, ...});
+                              string values (e.g. "health") go to the jsonl files only
   WORKDIR/eval_metrics.jsonl  one JSON object per evaluation ({"step": s, "eval_loss": ...})
   WORKDIR/tensorboard/{train,eval}/events.*   the same scalars as TensorBoard summaries
 """
@@ -109,8 +110,9 @@ class MetricsWriter:
       return
     prefixed = {f"eval_{k}": v for k, v in metrics.items()}
     self._write(self.eval_path, "eval", step, prefixed)
-    self.print(f"eval at step {step}: " + ", ".join(f"{k}={float(v):.4g}"
-                                                   for k, v in sorted(metrics.items())))
+    self.print(f"eval at step {step}: " + ", ".join(
+        f"{k}={v}" if isinstance(v, str) else f"{k}={float(v):.4g}"
+        for k, v in sorted(metrics.items())))
 
   def print(self, message: str) -> None:
     """A console line that does not break the progress bar (process 0 only)."""
@@ -123,12 +125,13 @@ class MetricsWriter:
 
   def _write(self, path: Path, split: str, step: int, metrics: Mapping[str, float]) -> None:
     record = {"step": int(step)}
-    record.update({k: _jsonable(v) for k, v in sorted(metrics.items())})
+    record.update({k: v if isinstance(v, str) else _jsonable(v)
+                   for k, v in sorted(metrics.items())})
     with path.open("a") as f:
       f.write(json.dumps(record) + "\n")
     writer = self._tb.get(split)
     if writer is not None:
-      _write_scalars(writer, step, metrics)
+      _write_scalars(writer, step, {k: v for k, v in metrics.items() if not isinstance(v, str)})
 
   def close(self) -> None:
     if self._bar is not None:

@@ -32,8 +32,11 @@ Kinds ("the big network" is the discriminator tower, the network that is fine-tu
 `uniform_generator`: replacements uniform over the vocabulary, no generator tower (its loss is
 the constant ln V and its accuracy the expected 1/V, as the official code's zero logits give).
 
-Metrics (float32 scalars): loss, gen_loss, gen_accuracy, disc_loss, disc_accuracy,
-disc_precision, disc_recall, disc_auc, mlm_loss, mlm_accuracy, replaced_fraction. A term that a
+Metrics (float32 scalars): loss, gen_loss, gen_accuracy, disc_loss, disc_prior_loss,
+disc_accuracy, disc_precision, disc_recall, disc_auc, mlm_loss, mlm_accuracy, replaced_fraction.
+disc_prior_loss is the discriminator loss of the best constant prediction, the binary entropy
+(nats) of the replaced fraction over the positions the discriminator loss weighs: a
+discriminator at disc_loss = disc_prior_loss has learned nothing. A term that a
 kind does not have is 0 (e.g. gen_* for "mlm"; disc_* for "replace_mlm"); for all_tokens_mlm the
 disc_* accuracy/precision/recall/auc describe the copy gate and disc_loss is 0 (the gate is trained
 through mlm_loss). replaced_fraction is the fraction of non-pad tokens in the big network's input
@@ -58,9 +61,9 @@ from electra_jax.modeling import EMBEDDING_SHARING, ElectraPretrainingModel
 Array = jax.Array
 
 KINDS = ("electra", "electra_15", "replace_mlm", "all_tokens_mlm", "mlm")
-METRIC_NAMES = ("loss", "gen_loss", "gen_accuracy", "disc_loss", "disc_accuracy",
-                "disc_precision", "disc_recall", "disc_auc", "mlm_loss", "mlm_accuracy",
-                "replaced_fraction")
+METRIC_NAMES = ("loss", "gen_loss", "gen_accuracy", "disc_loss", "disc_prior_loss",
+                "disc_accuracy", "disc_precision", "disc_recall", "disc_auc", "mlm_loss",
+                "mlm_accuracy", "replaced_fraction")
 
 
 SAMPLERS = ("gumbel", "inverse_cdf")  # see sample_tokens
@@ -232,13 +235,12 @@ def mask_tokens(rng: Array, input_ids: Array, input_mask: Array, special: Specia
     masked_lm_ids   [B,P] int32  original ids at the positions (0 in unused slots)
     is_masked       [B,L] bool   whether a position was chosen
   """
-  input_ids = input_ids.astype(jnp.int32)
+  input_ids = jnp.asarray(input_ids, jnp.int32)
   batch, length = input_ids.shape
   p = objective.num_predictions(length)
-  real = input_mask.astype(bool)
-  candidates = real
-  for tok in (special.pad, special.cls, special.sep, special.mask):
-    candidates &= input_ids != tok
+  real = jnp.asarray(input_mask).astype(bool)
+  candidates = real & ~jnp.isin(input_ids, jnp.asarray(
+      [special.pad, special.cls, special.sep, special.mask], jnp.int32))
   k_pos, k_kind, k_rand = jax.random.split(rng, 3)
 
   # Gumbel top-k = sampling P positions uniformly without replacement among the candidates.
@@ -344,6 +346,13 @@ def sigmoid_cross_entropy(logits: Array, labels: Array, weights: Array) -> Array
   return jnp.sum(per_token * weights) / (jnp.sum(weights) + 1e-6)
 
 
+def binary_entropy(p: Array) -> Array:
+  """-p ln p - (1-p) ln(1-p) in nats (0 at p = 0 or 1), float32."""
+  p = jnp.clip(p.astype(jnp.float32), 0.0, 1.0)
+  xlogx = lambda x: jnp.where(x > 0, x * jnp.log(jnp.where(x > 0, x, 1.0)), 0.0)
+  return -(xlogx(p) + xlogx(1.0 - p))
+
+
 def binary_auc(scores: Array, labels: Array, weights: Array) -> Array:
   """ROC AUC of `scores` for binary `labels` over positions with weight > 0 (Mann-Whitney U,
   ties counted half). 0.5 when a class is absent. Any shape -> scalar f32."""
@@ -393,43 +402,71 @@ def _copy_mlm_loss(mlm_logits: Array, rtd_logits: Array, inputs: Array, original
   return loss, acc
 
 
+def corrupt(params, batch: dict, rng: Array, *, model: nn.Module, objective: ObjectiveConfig,
+            special: SpecialIds, deterministic: bool) -> dict:
+  """The random draws of one batch and the big network's input, before any loss.
+
+  params, batch, rng, deterministic: as `pretraining_loss`, which calls this with the same rng,
+  so a caller gets exactly the masks and samples a loss evaluation used. Returns
+    masked        the `mask_tokens` dict (input_ids shown to the generator / BERT model, ...)
+    gen_logits    [B,P,V] f32 generator logits at the masked positions (None without a generator)
+    sampled       [B,P] int32 replacements (None for kind "mlm")
+    big_input     [B,L] int32 the big network's input
+  """
+  ids = batch["input_ids"].astype(jnp.int32)
+  input_mask = batch["input_mask"].astype(jnp.int32)
+  types = batch["segment_ids"].astype(jnp.int32)
+  k_mask, k_gen, k_sample, _ = jax.random.split(rng, 4)
+  masked = mask_tokens(k_mask, ids, input_mask, special, objective)
+  positions, weights, targets = masked["positions"], masked["weights"], masked["masked_lm_ids"]
+  out = {"masked": masked, "gen_logits": None, "sampled": None,
+         "big_input": masked["input_ids"]}
+  if objective.kind == "mlm":
+    return out
+  if objective.has_generator:
+    out["gen_logits"] = model.apply({"params": params}, masked["input_ids"], input_mask, types,
+                                    positions, deterministic, method="generator_logits",
+                                    rngs={"dropout": k_gen})
+    disallow = targets if objective.disallow_correct else None
+    out["sampled"] = sample_tokens(k_sample, out["gen_logits"], objective.temperature, disallow,
+                                   objective.sampler)
+  else:  # uniform generator: zero logits, as the official code
+    out["sampled"] = jax.random.randint(k_sample, targets.shape, 0, special.vocab_size,
+                                        jnp.int32)
+  out["big_input"] = scatter_positions(ids, positions, weights, out["sampled"])
+  return out
+
+
 def pretraining_loss(params, batch: dict, rng: Array, *, model: nn.Module,
                      objective: ObjectiveConfig, special: SpecialIds,
                      deterministic: bool) -> tuple[Array, dict]:
   """Total loss and metrics of one batch.
 
   params: the model's (unboxed) "params" collection. batch: int32 `input_ids`, `input_mask`,
-  `segment_ids` [B,L]. rng: a PRNG key for masking, sampling and dropout. `deterministic`
-  turns dropout off (masking and sampling stay random). Returns (loss, metrics), scalars f32.
+  `segment_ids` [B,L]. rng: a PRNG key for masking, sampling and dropout (draws: `corrupt`).
+  `deterministic` turns dropout off (masking and sampling stay random). Returns (loss, metrics),
+  scalars f32.
   """
   ids = batch["input_ids"].astype(jnp.int32)
   input_mask = batch["input_mask"].astype(jnp.int32)
   types = batch["segment_ids"].astype(jnp.int32)
   real = input_mask.astype(jnp.float32)
-  k_mask, k_gen, k_sample, k_disc = jax.random.split(rng, 4)
-  masked = mask_tokens(k_mask, ids, input_mask, special, objective)
+  k_disc = jax.random.split(rng, 4)[3]
+  draws = corrupt(params, batch, rng, model=model, objective=objective, special=special,
+                  deterministic=deterministic)
+  masked, big_input = draws["masked"], draws["big_input"]
   positions, weights, targets = masked["positions"], masked["weights"], masked["masked_lm_ids"]
   variables = {"params": params}
   zero = jnp.zeros((), jnp.float32)
   m = {name: zero for name in METRIC_NAMES}
 
-  if objective.kind == "mlm":
-    big_input = masked["input_ids"]
-  else:
-    if objective.has_generator:
-      gen_logits = model.apply(variables, masked["input_ids"], input_mask, types, positions,
-                               deterministic, method="generator_logits",
-                               rngs={"dropout": k_gen})
-      m["gen_loss"], m["gen_accuracy"] = weighted_cross_entropy(gen_logits, targets, weights)
-      disallow = targets if objective.disallow_correct else None
-      sampled = sample_tokens(k_sample, gen_logits, objective.temperature, disallow,
-                              objective.sampler)
-    else:  # uniform generator: zero logits, as the official code
-      v = special.vocab_size
-      m["gen_loss"] = jnp.asarray(math.log(v), jnp.float32)
-      m["gen_accuracy"] = jnp.asarray(1.0 / v, jnp.float32)
-      sampled = jax.random.randint(k_sample, targets.shape, 0, v, jnp.int32)
-    big_input = scatter_positions(ids, positions, weights, sampled)
+  if draws["gen_logits"] is not None:
+    m["gen_loss"], m["gen_accuracy"] = weighted_cross_entropy(draws["gen_logits"], targets,
+                                                              weights)
+  elif objective.uniform_generator:  # the official code's zero logits
+    v = special.vocab_size
+    m["gen_loss"] = jnp.asarray(math.log(v), jnp.float32)
+    m["gen_accuracy"] = jnp.asarray(1.0 / v, jnp.float32)
 
   labels = replaced_labels(ids, big_input, input_mask)
   m["replaced_fraction"] = _safe_div(jnp.sum(labels * real), jnp.sum(real))
@@ -446,6 +483,7 @@ def pretraining_loss(params, batch: dict, rng: Array, *, model: nn.Module,
   if objective.kind in ("electra", "electra_15"):
     w = real if objective.kind == "electra" else masked["is_masked"].astype(jnp.float32)
     m["disc_loss"] = sigmoid_cross_entropy(out["rtd"], labels, w)
+    m["disc_prior_loss"] = binary_entropy(_safe_div(jnp.sum(labels * w), jnp.sum(w)))
     m.update(_detection_metrics(out["rtd"], labels, w))
   elif objective.kind == "all_tokens_mlm":
     m["mlm_loss"], m["mlm_accuracy"] = _copy_mlm_loss(out["mlm"], out["rtd"], big_input, ids, real)

@@ -159,12 +159,14 @@ def train_and_evaluate(config, workdir) -> dict:
   Writes WORKDIR/config.json and config.gin (the resolved config), metrics.jsonl,
   eval_metrics.jsonl, tensorboard/, checkpoints/ (and profile/ with LogConfig.profile_steps).
   Returns {"step": last completed step, "preempted": bool, "train": last logged training
-  metrics, "eval": last evaluation metrics (or {})}.
+  metrics (with "health": "warmup" | "ok" | "at_prior", see electra_jax.health), "eval": last
+  evaluation metrics with the context-free baselines unigram_accuracy/unigram_loss (or {})}.
   Raises NonFiniteError naming the step and metric when a loss or gradient is NaN/inf.
   """
   import jax
 
   from electra_jax import flops as flops_lib
+  from electra_jax import health
   from electra_jax.checkpointing import Checkpointer, PreemptionWatcher, load_init_params
   from electra_jax.metrics_writer import MetricsWriter
   from electra_jax.objective import build_pretraining_model
@@ -220,6 +222,14 @@ def train_and_evaluate(config, workdir) -> dict:
   compiled = train_step.lower(state, first_batch).compile()
   say(_memory_report(compiled))
 
+  warning = health.amplification_warning(config.optimizer)
+  if warning:
+    say(warning)
+  prior_batches = ([eval_data.batch(i) for i in range(config.data.eval_batches)] if eval_data
+                   else [train_data.batch(start_step + i) for i in range(4)])
+  priors = health.unigram_prior(prior_batches, special)
+  monitor = health.HealthMonitor(config.optimizer, config.objective, priors["unigram_accuracy"])
+
   step_flops, peak = _flops_and_peak(config)
   writer = MetricsWriter(workdir, start_step=start_step, total_steps=last_step, is_main=is_main,
                          tensorboard=config.log.tensorboard,
@@ -240,8 +250,12 @@ def train_and_evaluate(config, workdir) -> dict:
       raise NonFiniteError(f"non-finite {bad} = {metrics[bad]} at step {step} "
                            f"(loss={metrics.get('loss')}, grad_norm={metrics.get('grad_norm')}); "
                            f"the run stopped without saving the corrupted state; {where}")
+    message = monitor.update(step, metrics)
+    if message:
+      say(message)
     if step % config.log.log_every == 0 or step == last_step:
       metrics.update(timer.rates(step))
+      metrics["health"] = monitor.status
       if peak:
         metrics["mfu"] = flops_lib.mfu(step_flops, metrics["step_time"], peak)
       writer.write_train(step, metrics)
@@ -275,7 +289,8 @@ def train_and_evaluate(config, workdir) -> dict:
           if pending is not None:
             record(*pending)
             pending = None
-          result["eval"] = _evaluate(eval_step, state, eval_data, mesh, config.data.eval_batches)
+          result["eval"] = {**_evaluate(eval_step, state, eval_data, mesh,
+                                        config.data.eval_batches), **priors}
           writer.write_eval(done, result["eval"])
           timer.reset(done)  # keep evaluation time out of the next step_time
         result["step"] = done
@@ -369,7 +384,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
   if jax.process_index() == 0:
     print(json.dumps({"step": result["step"], "preempted": result["preempted"],
-                      **{k: result["train"].get(k) for k in ("loss", "disc_auc", "gen_accuracy")},
+                      **{k: result["train"].get(k)
+                         for k in ("loss", "disc_auc", "gen_accuracy", "health")},
                       **{f"eval_{k}": v for k, v in result["eval"].items()
                          if k in ("loss", "disc_auc")}}))
   return 0

@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -99,6 +100,22 @@ def test_mask_counts_positions_and_candidates():
     changed = out["input_ids"][b] != ids[b]
     assert np.all(out["input_ids"][b][changed] == SPECIAL.mask)  # no random replacement
     assert not np.any(changed & ~out["is_masked"][b])
+
+
+def test_mask_tokens_takes_numpy_inputs_without_changing_them():
+  """A numpy batch (eager call, or closed over under jit) gets the counts of a traced one, and
+  its arrays are left as they were (the candidate mask once aliased input_mask and was
+  narrowed in place, so counts came from the candidates instead of the real tokens)."""
+  objective = ob.ObjectiveConfig(mask_prob=0.15, max_predictions=8)
+  batch = make_batch(batch=8, lengths=(17, 20, 9, 32))
+  ids, mask = np.asarray(batch["input_ids"]), np.asarray(batch["input_mask"]).astype(bool)
+  before = mask.copy()
+  rng = jax.random.PRNGKey(3)
+  eager = ob.mask_tokens(rng, ids, mask, SPECIAL, objective)
+  traced = jax.jit(lambda i, m: ob.mask_tokens(rng, i, m, SPECIAL, objective))(ids, mask)
+  np.testing.assert_array_equal(mask, before)
+  np.testing.assert_array_equal(np.asarray(eager["weights"]), np.asarray(traced["weights"]))
+  assert np.asarray(eager["weights"])[0].sum() == 3  # round(17 x 0.15)
 
 
 def test_max_predictions_cap_and_round_half_even():
@@ -259,7 +276,7 @@ def reference_electra(params, batch, rng, model, objective):
   else:
     dw = np.asarray(masked["is_masked"], np.float64)
   disc_loss = (_sigmoid_ce(disc_logits, labels) * dw).sum() / (dw.sum() + 1e-6)
-  return gen_loss, disc_loss, labels
+  return gen_loss, disc_loss, labels, dw
 
 
 @pytest.mark.slow
@@ -270,15 +287,24 @@ def test_electra_losses_match_reference(kind):
   batch = make_batch()
   rng = jax.random.PRNGKey(7)
   loss, m = loss_fn(objective, model)(params, batch, rng)
-  gen_loss, disc_loss, labels = reference_electra(params, batch, rng, model, objective)
+  gen_loss, disc_loss, labels, dw = reference_electra(params, batch, rng, model, objective)
   np.testing.assert_allclose(float(m["gen_loss"]), gen_loss, rtol=1e-5)
   np.testing.assert_allclose(float(m["disc_loss"]), disc_loss, rtol=1e-5)
   np.testing.assert_allclose(float(loss), gen_loss + 50.0 * disc_loss, rtol=1e-5)
   mask = np.asarray(batch["input_mask"])
   np.testing.assert_allclose(float(m["replaced_fraction"]), labels.sum() / mask.sum(), rtol=1e-6)
   assert labels.sum() > 0
+  frac = (labels * dw).sum() / dw.sum()  # over the positions the disc loss weighs
+  entropy = -(scipy.special.xlogy(frac, frac) + scipy.special.xlogy(1 - frac, 1 - frac))
+  np.testing.assert_allclose(float(m["disc_prior_loss"]), entropy, rtol=1e-5)
   for name in ob.METRIC_NAMES:
     assert m[name].dtype == jnp.float32 and m[name].shape == ()
+
+
+def test_binary_entropy():
+  got = ob.binary_entropy(jnp.asarray([0.0, 0.5, 0.15, 1.0]))
+  want = [0.0, np.log(2.0), -(0.15 * np.log(0.15) + 0.85 * np.log(0.85)), 0.0]
+  np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.slow

@@ -138,3 +138,27 @@ def test_config_errors(kwargs, message):
   with pytest.raises(ValueError) as err:
     optim.OptimizerConfig(**kwargs)
   assert message in str(err.value)
+
+
+def brute_force_amplification(cfg, steps):
+  ratios = [official_lr(t, cfg) / cfg.learning_rate * (1 - cfg.b1 ** (t + 1))
+            / np.sqrt(1 - cfg.b2 ** (t + 1)) for t in range(steps)]
+  return max(ratios), int(np.argmax(ratios))
+
+
+@pytest.mark.parametrize("warmup, factor, step", [(0, 6.57, 11), (100, 3.23, 100),
+                                                  (150, 2.67, 150), (1000, 1.26, 1000),
+                                                  (10000, 1.0, 10000)])
+def test_uncorrected_amplification(warmup, factor, step):
+  """Adam without bias correction = the corrected update x (1 - b1^t) / sqrt(1 - b2^t)."""
+  from electra_jax.optim import uncorrected_amplification
+
+  cfg = optim.OptimizerConfig(learning_rate=1e-3, warmup_steps=warmup, total_steps=1_000_000)
+  got_factor, got_step = uncorrected_amplification(cfg)
+  want_factor, want_step = brute_force_amplification(cfg, 40000)
+  assert got_factor == pytest.approx(want_factor, rel=1e-9) and got_step == want_step
+  assert got_factor == pytest.approx(factor, abs=0.01) and abs(got_step - step) <= 1
+
+
+def test_bias_correction_is_the_default():
+  assert optim.OptimizerConfig().bias_correction
