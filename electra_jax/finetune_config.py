@@ -16,7 +16,9 @@ The size comes from `size`, or else from the initial model's hidden size (<= 256
 CPU demos and tests; it fine-tunes with the small defaults.
 
 Library code takes a `FinetuneConfig`; gin is read only by `resolve_config` at the command line:
-bindings look like `FinetuneConfig.learning_rate = 1e-4`.
+bindings look like `FinetuneConfig.learning_rate = 1e-4`; one gin would ignore (a bare
+`learning_rate = 1e-4`), a value of the wrong type or a syntax error is a ValueError with the right
+spelling (electra_jax.train_config.check_bindings).
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ import dataclasses
 import difflib
 import inspect
 import re
+import typing
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from electra_jax import config as model_configs
 from electra_jax.config import ModelConfig
 from electra_jax.tasks import Task
+from electra_jax.train_config import check_bindings, check_value_types, explain_gin_syntax_error
 
 LEARNING_RATE = {"small": 3e-4, "base": 1e-4, "large": 5e-5}
 LAYERWISE_LR_DECAY = {"small": 0.8, "base": 0.8, "large": 0.9}
@@ -212,7 +216,8 @@ _REGISTERED = {}
 def resolve_config(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = (),
                    **fields: Any) -> FinetuneConfig:
   """FinetuneConfig from gin files, then bindings (`FinetuneConfig.FIELD = VALUE`), then
-  `fields` (command-line flags; they win). Unknown fields raise ValueError with close matches."""
+  `fields` (command-line flags; they win). Unknown fields raise ValueError with close matches;
+  so do bindings gin would ignore, values of the wrong type and syntax errors."""
   import gin
 
   if "factory" not in _REGISTERED:
@@ -220,12 +225,13 @@ def resolve_config(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = 
   for f in gin_files:
     if not Path(f).is_file():
       raise FileNotFoundError(f"gin file {f} does not exist")
+  check_bindings(gin_bindings, _FIELDS)
   gin.clear_config()
   try:
     gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings),
                                         finalize_config=False)
     bound = _REGISTERED["factory"]()
-  except ValueError as err:
+  except (ValueError, SyntaxError) as err:
     raise _explain(err) from None
   finally:
     gin.clear_config()
@@ -233,13 +239,19 @@ def resolve_config(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = 
   for key in ("seeds", "model_overrides"):
     if isinstance(bound.get(key), list):
       bound[key] = tuple(tuple(v) if isinstance(v, list) else v for v in bound[key])
+  check_value_types("FinetuneConfig", typing.get_type_hints(FinetuneConfig), bound)
   return FinetuneConfig(**bound)
 
 
-def _explain(err: ValueError) -> ValueError:
+_FIELDS = {"FinetuneConfig": [f.name for f in dataclasses.fields(FinetuneConfig)]}
+
+
+def _explain(err: Exception) -> Exception:
+  if isinstance(err, SyntaxError):
+    return explain_gin_syntax_error(err, _FIELDS)
   text = str(err)
   m = re.search(r"doesn't have a parameter named '([^']+)'", text)
-  names = [f.name for f in dataclasses.fields(FinetuneConfig)]
+  names = _FIELDS["FinetuneConfig"]
   if m:
     close = difflib.get_close_matches(m.group(1), names, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""

@@ -9,7 +9,9 @@ pipeline: mesh, data, model, shardings, state (fresh, restored from WORKDIR/chec
 initialised from a pre-trained checkpoint), then the loop of sharded train steps with logging,
 periodic evaluation, checkpointing and preemption handling. Every process of a multi-host job
 runs the same program; saving, evaluating and stopping are decided from the step number (or,
-for preemption, by JAX's cross-process sync point), and only process 0 writes logs.
+for preemption, by JAX's cross-process sync point), and only process 0 writes logs. One trainer
+at a time holds a workdir (WORKDIR/train.lock); resuming with a changed model or objective is
+refused, and --overwrite starts over.
 
 Metrics of step s are read from the device after step s + 1 is dispatched, so the host never
 waits on the device except when it has to (before a checkpoint, an evaluation or the end).
@@ -19,14 +21,38 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
+import operator
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "electra_jax")
+LOCK_FILE = "train.lock"
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "eval_metrics.jsonl", "tensorboard", "profile")
+
+_ARCHITECTURE = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
+                 "num_attention_heads", "intermediate_size", "hidden_act",
+                 "max_position_embeddings", "type_vocab_size")
+# What a resumed run must keep of WORKDIR/config.json: {gin name: its path in the JSON}.
+RESUME_FIXED = {
+    **{f"ModelConfig.{f}": ("model", f) for f in _ARCHITECTURE},
+    "TrainConfig.generator_hidden_fraction": ("generator_hidden_fraction",),
+    "TrainConfig.generator_layer_fraction": ("generator_layer_fraction",),
+    "TrainConfig.embedding_sharing": ("embedding_sharing",),
+    "ObjectiveConfig.kind": ("objective", "kind"),
+    "ObjectiveConfig.uniform_generator": ("objective", "uniform_generator"),
+    "DataConfig.seq_len": ("data", "seq_len"),
+    "OptimizerConfig.clip_norm": ("optimizer", "clip_norm"),
+    "OptimizerConfig.weight_decay": ("optimizer", "weight_decay"),
+}
+# Compared only as on or off: the optimizer state has their slot only when they are on.
+_ON_OFF = {"OptimizerConfig.clip_norm": lambda v: v is not None,
+           "OptimizerConfig.weight_decay": lambda v: v > 0}
 
 
 class NonFiniteError(RuntimeError):
@@ -149,11 +175,91 @@ class _StepTimer:
     return {"step_time": step_time, "tokens_per_sec": self.tokens_per_step / step_time}
 
 
+@contextlib.contextmanager
+def lock_workdir(workdir: Path):
+  """Creates `workdir` and holds WORKDIR/train.lock (an exclusive flock) while the block runs.
+
+  ValueError when the workdir cannot be written, or when another process holds the lock (naming
+  the workdir and the holder's pid, which the holder writes into the file). The lock goes with
+  its holder: the kernel releases a flock when its process dies, so a file left by a killed run
+  does not block. The file stays (deleting it would let two processes lock different files).
+  """
+  import fcntl
+
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    problem = None if os.access(workdir, os.W_OK) else "permission denied"
+  except OSError as err:
+    problem = err.strerror or str(err)
+  if problem:
+    raise ValueError(f"cannot write to workdir {workdir} ({problem}); give a writable "
+                     "--workdir")
+  path = workdir / LOCK_FILE
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+      raise ValueError(f"workdir {workdir} is in use by another trainer (pid {holder}, which "
+                       f"holds {path}); wait for it to end or stop it, or use another "
+                       "--workdir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    yield
+  finally:
+    os.close(fd)  # releases the lock
+
+
+def check_resume_config(config, workdir: Path) -> None:
+  """ValueError naming each field of RESUME_FIXED (old -> new) in which `config` differs from
+  WORKDIR/config.json, when WORKDIR/checkpoints holds a step to resume; see train_and_evaluate.
+  Fields missing from an older config.json are not compared."""
+  ckpt_dir = workdir / "checkpoints"
+  steps = [int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()] if ckpt_dir.is_dir() else []
+  path = workdir / "config.json"
+  if not steps or not path.is_file():
+    return
+  way_out = ("resume with the old values, use another --workdir, or pass --overwrite to delete "
+             "its checkpoints and metrics and start over")
+  try:
+    old = json.loads(path.read_text())
+  except (ValueError, UnicodeDecodeError) as err:
+    raise ValueError(f"{path} (the config of the checkpoints to resume) is not valid JSON "
+                     f"({err}); {way_out}") from None
+  new = config.to_dict()
+  changed = []
+  for name, keys in RESUME_FIXED.items():
+    try:
+      before = functools.reduce(operator.getitem, keys, old)
+    except (KeyError, TypeError):
+      continue
+    after = functools.reduce(operator.getitem, keys, new)
+    same = _ON_OFF[name](before) == _ON_OFF[name](after) if name in _ON_OFF else before == after
+    if not same:
+      changed.append(f"  {name}: {before!r} -> {after!r}")
+  if changed:
+    raise ValueError("\n".join([
+        f"workdir {workdir} holds checkpoints (latest step {max(steps)}) of a run whose model or "
+        "objective this config changes; resuming them would fail or mix two runs:",
+        *changed, f"Old config: {path}; {way_out}"]))
+
+
+def _start_over(workdir: Path) -> None:
+  """Deletes the outputs of an earlier run in `workdir` (RUN_OUTPUTS)."""
+  for name in RUN_OUTPUTS:
+    path = workdir / name
+    if path.is_dir():
+      shutil.rmtree(path)
+    elif path.exists():
+      path.unlink()
+
+
 # ---------------------------------------------------------------------------------------------
 # The run.
 
 
-def train_and_evaluate(config, workdir) -> dict:
+def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
   """Pre-trains per `config` (a TrainConfig) in `workdir`; resumes from its latest checkpoint.
 
   Writes WORKDIR/config.json and config.gin (the resolved config), metrics.jsonl,
@@ -162,7 +268,43 @@ def train_and_evaluate(config, workdir) -> dict:
   metrics (with "health": "warmup" | "ok" | "at_prior", see electra_jax.health), "eval": last
   evaluation metrics with the context-free baselines unigram_accuracy/unigram_loss (or {})}.
   Raises NonFiniteError naming the step and metric when a loss or gradient is NaN/inf.
+
+  Before anything else, process 0 claims the workdir (`lock_workdir`: ValueError when it is not
+  writable or another trainer holds it). With checkpoints to resume, a config that changes the
+  model's shapes or the objective is refused with a ValueError naming each field (old -> new),
+  before the checkpoints are read: ModelConfig's architecture (vocab_size, embedding_size,
+  hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act,
+  max_position_embeddings, type_vocab_size), the generator fractions, embedding_sharing,
+  ObjectiveConfig.kind and uniform_generator, DataConfig.seq_len, and whether gradient clipping
+  and weight decay are on (their optimizer state). Everything else may change on resume, e.g.
+  num_train_steps / OptimizerConfig.total_steps (extending a run), the learning rate and its
+  schedule, loss weights, mask_prob, dropout, dtype, remat, the mesh, data seed, batch size and
+  directory, and the log, eval and checkpoint settings. `overwrite`: start over instead,
+  deleting the earlier run's checkpoints and metrics (RUN_OUTPUTS).
   """
+  import jax
+
+  from electra_jax.train_config import save_config_json, to_gin
+
+  workdir = Path(workdir)
+  with contextlib.ExitStack() as stack:
+    if jax.process_index() == 0:
+      stack.enter_context(lock_workdir(workdir))
+      if overwrite:
+        _start_over(workdir)
+      else:
+        check_resume_config(config, workdir)
+      save_config_json(config, workdir / "config.json")
+      (workdir / "config.gin").write_text(to_gin(config))
+    if jax.process_count() > 1:  # the other processes read the workdir after process 0 claims it
+      from jax.experimental import multihost_utils
+
+      multihost_utils.sync_global_devices("electra_jax.train: workdir claimed")
+    return _train(config, workdir)
+
+
+def _train(config, workdir: Path) -> dict:
+  """The run of `train_and_evaluate` in a claimed workdir."""
   import jax
 
   from electra_jax import flops as flops_lib
@@ -172,17 +314,10 @@ def train_and_evaluate(config, workdir) -> dict:
   from electra_jax.objective import build_pretraining_model
   from electra_jax.optim import make_optimizer
   from electra_jax.sharding import global_batch, make_mesh
-  from electra_jax.train_config import save_config_json, to_gin
   from electra_jax.train_step import (abstract_train_state, create_train_state, make_eval_step,
                                       make_train_step)
 
-  workdir = Path(workdir)
   is_main = jax.process_index() == 0
-  if is_main:
-    workdir.mkdir(parents=True, exist_ok=True)
-    save_config_json(config, workdir / "config.json")
-    (workdir / "config.gin").write_text(to_gin(config))
-
   train_data, eval_data, special, data_dir = open_data(config)
   mesh = make_mesh(config.mesh)
   seq_len, batch_size = config.data.seq_len, config.data.global_batch_size
@@ -339,6 +474,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   p.add_argument("--gin_file", action="append", default=[], help="extra gin file (repeatable)")
   p.add_argument("--gin_bindings", "--set", action="append", default=[], dest="gin_bindings",
                  help="a gin binding such as 'ModelConfig.hidden_size = 64' (repeatable)")
+  p.add_argument("--overwrite", action="store_true", help="start over: delete the checkpoints "
+                 "and metrics of an earlier run in WORKDIR instead of resuming it")
   p.add_argument("--profile_steps", help="FIRST,LAST: write a JAX profiler trace of these steps "
                  "to WORKDIR/profile")
   p.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize "
@@ -373,7 +510,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 2
   initialize_distributed(args)
   try:
-    result = train_and_evaluate(config, args.workdir)
+    result = train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
   except NonFiniteError as err:
     print(f"error: {err}", file=sys.stderr)
     return 1

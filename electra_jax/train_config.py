@@ -8,11 +8,15 @@ checkpoint and logging settings. Library code takes a `TrainConfig`; gin is read
     config = resolve_config("small", gin_files=[], gin_bindings=["ModelConfig.hidden_size = 64"])
 
 Gin selectors are the class names: ModelConfig, ObjectiveConfig, OptimizerConfig, MeshConfig,
-DataConfig, CheckpointConfig, LogConfig, TrainConfig (scalar fields of TrainConfig only).
+DataConfig, CheckpointConfig, LogConfig, TrainConfig (scalar fields of TrainConfig only). Every
+binding applies or is refused with the right spelling: a bare `hidden_size = 64` (which gin alone
+would read as an unused macro and ignore), a scoped binding, an unknown selector or field, a value
+of the wrong type and a syntax error are ValueErrors (see `check_bindings`).
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
 import functools
@@ -20,6 +24,7 @@ import inspect
 import json
 import logging
 import re
+import typing
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -232,10 +237,48 @@ def experiment_path(name: str) -> Path:
   return path
 
 
+def _fits(value: Any, hint: Any) -> bool:
+  """Whether `value` may be bound to a field annotated `hint` (ints fit floats, bools fit only
+  bools, lists fit tuples)."""
+  if typing.get_origin(hint) is typing.Union:
+    return any(_fits(value, h) for h in typing.get_args(hint))
+  if hint is float:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  if hint is int:
+    return isinstance(value, int) and not isinstance(value, bool)
+  if hint is tuple:
+    return isinstance(value, (tuple, list))
+  return not isinstance(hint, type) or isinstance(value, hint)
+
+
+def check_value_types(selector: str, hints: dict, values: dict) -> None:
+  """ValueError naming `selector.FIELD`, the value and the expected type for a value of `values`
+  that does not fit its field's annotation in `hints` (e.g. `hidden_size = "64"`, which would
+  otherwise fail deep inside validation, or `tensorboard = "no"`, which would read as True)."""
+  for name, value in values.items():
+    hint = hints.get(name)
+    if hint is None or _fits(value, hint):
+      continue
+    expected = " or ".join("None" if t is type(None) else t.__name__
+                           for t in typing.get_args(hint) or (hint,))
+    unquoted = ""
+    if isinstance(value, str):
+      try:
+        fits_unquoted = _fits(ast.literal_eval(value), hint)
+      except (ValueError, SyntaxError):
+        fits_unquoted = False
+      if fits_unquoted:
+        unquoted = f"; without the quotes: {selector}.{name} = {value}"
+    raise ValueError(f"{selector}.{name} = {value!r}: expected {expected}{unquoted}")
+
+
 def _gin_factory(cls):
-  """A function with `cls`'s signature that builds a plain `cls` (so gin validates names)."""
+  """A function with `cls`'s signature that builds a plain `cls` (so gin validates names, and
+  `check_value_types` the values)."""
+  hints = typing.get_type_hints(cls)
 
   def factory(**kwargs):
+    check_value_types(cls.__name__, hints, kwargs)
     return cls(**kwargs)
 
   factory.__signature__ = inspect.signature(cls)
@@ -250,8 +293,10 @@ def _train_scalar_fields() -> list[str]:
 def _gin_train_factory():
   scalars = _train_scalar_fields()
   params = [p for n, p in inspect.signature(TrainConfig).parameters.items() if n in scalars]
+  hints = typing.get_type_hints(TrainConfig)
 
   def factory(**kwargs):
+    check_value_types("TrainConfig", hints, kwargs)
     return kwargs
 
   factory.__signature__ = inspect.Signature(params)
@@ -268,25 +313,140 @@ def _fields_of(selector: str) -> list[str]:
   return []
 
 
-def _explain_gin_error(err: ValueError) -> ValueError:
-  """Rewrites gin's unknown-selector / unknown-parameter errors with close matches."""
+def _selector_fields() -> dict[str, list[str]]:
+  """{gin selector: its field names} for every pre-training selector."""
+  return {s: _fields_of(s) for s in [c.__name__ for c in _GIN_CLASSES] + ["TrainConfig"]}
+
+
+def _owners(field: str, fields: dict) -> list[str]:
+  return [selector for selector, names in fields.items() if field in names]
+
+
+def _with_quotes(line: str, fields: dict) -> Optional[str]:
+  """`line` (`SELECTOR.FIELD = VALUE`) with VALUE quoted as a string, and a bare FIELD given the
+  one selector that has it; None when `line` is no such assignment."""
+  key, eq, value = (part.strip() for part in line.partition("="))
+  if not eq or not value or not re.fullmatch(r"[A-Za-z_][\w./]*", key):
+    return None
+  owners = _owners(key, fields)
+  if "." not in key and len(owners) == 1:
+    key = f"{owners[0]}.{key}"
+  unquoted = value.strip("'\"")
+  return f"{key} = {json.dumps(unquoted)}"
+
+
+def _bare_field_hint(field: str, value: str, fields: dict) -> str:
+  """'did you mean SELECTOR.FIELD = VALUE?' for a field given without its selector."""
+  candidates = [(s, field) for s in _owners(field, fields)]
+  unknown = ""
+  if not candidates:
+    every = sorted({name for names in fields.values() for name in names})
+    close = difflib.get_close_matches(field, every, n=3, cutoff=0.6)
+    candidates = [(s, name) for name in close for s in _owners(name, fields)]
+    unknown = f"no config has a field {field!r}; "
+  if not candidates:
+    return (f"{unknown}bindings look like SELECTOR.FIELD = VALUE with SELECTOR one of "
+            f"{', '.join(fields)}")
+  return unknown + "did you mean " + " or ".join(f"'{s}.{name} = {value}'"
+                                                 for s, name in candidates) + "?"
+
+
+def _syntax_message(err: SyntaxError) -> str:
+  """Gin's syntax error message without the Python-parser line before its last."""
+  return err.msg.strip().splitlines()[-1].strip()
+
+
+def check_bindings(bindings: Sequence[str], fields: dict) -> None:
+  """Refuses, before gin reads them, the bindings that gin would ignore or cannot parse.
+
+  `fields`: {gin selector: its field names}. Accepted: `SELECTOR.FIELD = VALUE` (gin then checks
+  SELECTOR and FIELD, the factories the value's type) and `include 'FILE.gin'`. ValueError with
+  the right spelling for a bare `FIELD = VALUE` (gin reads it as a macro, which no config uses,
+  and ignores it), a scoped `scope/SELECTOR.FIELD = VALUE` (no config is built in a scope), an
+  import, and a syntax error (values are Python literals: a string needs quotes). Macros are
+  not bindings; define them in a gin file.
+  """
+  from gin import config_parser
+
+  class Unresolved(config_parser.ParserDelegate):
+    """Parses @references and %macros without resolving them (gin does that later)."""
+
+    def configurable_reference(self, scoped_configurable_name, evaluate):
+      return None
+
+    def macro(self, macro_name):
+      return None
+
+  for binding in bindings:
+    try:
+      statements = list(config_parser.ConfigParser(binding, Unresolved()))
+    except SyntaxError as err:
+      fixed = _with_quotes(binding, fields)
+      hint = (f"values are Python literals, so a string needs quotes inside the shell's: "
+              f"'{fixed}'" if fixed else
+              f"bindings look like SELECTOR.FIELD = VALUE with SELECTOR one of "
+              f"{', '.join(fields)}")
+      raise ValueError(f"cannot parse gin binding {binding!r} ({_syntax_message(err)}); "
+                       f"{hint}") from None
+    for st in statements:
+      if isinstance(st, (config_parser.IncludeStatement, config_parser.BlockDeclaration)):
+        continue
+      if not isinstance(st, config_parser.BindingStatement):
+        raise ValueError(f"gin binding {binding!r}: only SELECTOR.FIELD = VALUE bindings and "
+                         "include 'FILE.gin' are accepted")
+      value = st.location.line_content.partition("=")[2].strip()
+      if not st.arg_name:  # gin's macro syntax: `NAME = VALUE`
+        raise ValueError(f"gin binding {binding!r} names no config, so gin would read it as an "
+                         f"unused macro and ignore it; "
+                         f"{_bare_field_hint(st.selector, value, fields)}")
+      if st.scope:
+        raise ValueError(f"gin binding {binding!r}: no config is built in scope "
+                         f"{st.scope!r}, so gin would ignore it; write "
+                         f"'{st.selector}.{st.arg_name} = {value}'")
+
+
+def explain_gin_syntax_error(err: SyntaxError, fields: dict) -> ValueError:
+  """A gin file's syntax error as one ValueError naming the file and line, with the quoting a
+  string value needs when that is the likely fix."""
+  line = (err.text or "").strip()
+  fixed = _with_quotes(line, fields)
+  hint = f"\nValues are Python literals, so a string needs quotes: {fixed}" if fixed else ""
+  return ValueError(f"cannot parse gin file {err.filename}, line {err.lineno} "
+                    f"({_syntax_message(err)}):\n  {line}{hint}")
+
+
+def _explain_gin_error(err: Exception) -> Exception:
+  """Rewrites gin's errors as one clear ValueError: syntax errors in files, unknown selectors and
+  parameters (with close matches), undefined macros, and our own validation errors (without
+  gin's "In call to configurable" suffix). Other errors come back unchanged."""
+  fields = _selector_fields()
+  if isinstance(err, SyntaxError):
+    return explain_gin_syntax_error(err, fields)
   text = str(err)
-  selectors = [c.__name__ for c in _GIN_CLASSES] + ["TrainConfig"]
+  selectors = list(fields)
   m = re.search(r"No configurable matching '([^']+)'", text)
   if m:
-    close = difflib.get_close_matches(m.group(1), selectors, n=3, cutoff=0.5)
+    attr = _NESTED.get(m.group(1))
+    close = ([attr.__name__] if attr else []) or difflib.get_close_matches(
+        m.group(1), selectors, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return ValueError(f"unknown gin binding target {m.group(1)!r}.{hint} Known: "
                       f"{', '.join(selectors)}.\n{text}")
   m = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'", text)
   if m:
-    fields = _fields_of(m.group(1))
-    close = difflib.get_close_matches(m.group(2), fields, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(m.group(2), fields.get(m.group(1), []), n=3, cutoff=0.5)
+    close += [f"{s}.{m.group(2)}" for s in _owners(m.group(2), fields)]
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     nested = (" (nested configs are bound through their own class, e.g. ModelConfig.hidden_size)"
               if m.group(1) == "TrainConfig" and m.group(2) in _NESTED else "")
     return ValueError(f"unknown gin binding {m.group(1)}.{m.group(2)}.{hint}{nested} "
-                      f"Fields: {', '.join(fields)}.\n{text}")
+                      f"Fields: {', '.join(fields.get(m.group(1), []))}.\n{text}")
+  m = re.search(r"In call to configurable 'macro' .* in scope '([^']+)'", text)
+  if isinstance(err, TypeError) and m:
+    return ValueError(f"gin macro %{m.group(1)} is used but never defined; define it in a gin "
+                      f"file ({m.group(1)} = VALUE) or bind the field directly")
+  if isinstance(err, ValueError) and "\n  In call to configurable" in text:
+    return ValueError(text.split("\n  In call to configurable")[0])
   return err
 
 
@@ -311,8 +471,10 @@ def resolve_config(experiment: Optional[str], gin_files: Sequence[str] = (),
                    gin_bindings: Sequence[str] = ()) -> TrainConfig:
   """Parses experiments/EXPERIMENT.gin, then `gin_files`, then `gin_bindings` (later wins).
 
-  Raises ValueError naming an unknown experiment, binding target or field, with close matches.
-  Gin's bindings are cleared before and after, so nothing leaks into library code.
+  Raises ValueError naming an unknown experiment, binding target or field (with close matches),
+  a binding gin would ignore (`check_bindings`), a value of the wrong type, or a syntax error
+  (with the file and line, or the binding). Gin's bindings are cleared before and after, so
+  nothing leaks into library code.
   """
   import gin
 
@@ -321,6 +483,7 @@ def resolve_config(experiment: Optional[str], gin_files: Sequence[str] = (),
     if not Path(f).is_file():
       raise FileNotFoundError(f"gin file {f} does not exist")
     files.append(str(f))
+  check_bindings(gin_bindings, _selector_fields())
   factories, train_factory = _register_gin()
   gin.clear_config()
   root_logger = logging.getLogger()
@@ -329,7 +492,7 @@ def resolve_config(experiment: Optional[str], gin_files: Sequence[str] = (),
     gin.parse_config_files_and_bindings(files, list(gin_bindings), finalize_config=False)
     nested = {name: factories[cls.__name__]() for name, cls in _NESTED.items()}
     return TrainConfig(**nested, **train_factory())
-  except ValueError as err:
+  except (ValueError, SyntaxError, TypeError) as err:
     raise _explain_gin_error(err) from None
   finally:
     root_logger.removeFilter(_quiet_include_search)

@@ -1,4 +1,5 @@
-"""Pre-training configuration: gin experiments, round trips, and the errors of a bad config."""
+"""Pre-training configuration: gin experiments, round trips, and the errors of a bad config
+(fine-tuning bindings go through the same checks)."""
 
 import dataclasses
 import json
@@ -8,7 +9,7 @@ import pytest
 from electra_jax import config as model_presets
 from electra_jax.train_config import (TrainConfig, list_experiments, load_config_json,
                                       resolve_config, save_config_json, to_gin)
-from train_testlib import tiny_bindings
+from train_testlib import tiny_bindings, train_subprocess
 
 
 def test_every_experiment_resolves_and_paper_sizes_match_table_6():
@@ -112,3 +113,119 @@ def test_gin_state_does_not_leak_between_resolutions():
 def test_tiny_test_bindings_build_the_intended_model():
   c = resolve_config(None, gin_bindings=tiny_bindings(7))
   assert (c.model.hidden_size, c.generator.hidden_size, c.train_steps) == (32, 16, 7)
+
+
+def test_bare_field_binding_is_refused_with_its_selector():
+  with pytest.raises(ValueError, match=r"gin binding 'hidden_size=64' names no config, so gin "
+                                       r"would read it as an unused macro and ignore it; "
+                                       r"did you mean 'ModelConfig\.hidden_size = 64'\?$"):
+    resolve_config("tiny", gin_bindings=["hidden_size=64"])
+  with pytest.raises(ValueError, match=r"did you mean 'DataConfig\.seed = 3'\?$"):
+    resolve_config("tiny", gin_bindings=["seed = 3"])
+  with pytest.raises(ValueError, match=r"no config has a field 'hiden_size'; "
+                                       r"did you mean 'ModelConfig\.hidden_size = 64'"):
+    resolve_config("tiny", gin_bindings=["hiden_size = 64"])
+  with pytest.raises(ValueError, match=r"no config has a field 'x'; bindings look like "
+                                       r"SELECTOR\.FIELD = VALUE with SELECTOR one of "
+                                       r"ModelConfig, ObjectiveConfig"):
+    resolve_config("tiny", gin_bindings=["x = 5"])
+
+
+def test_scoped_and_import_bindings_are_refused():
+  with pytest.raises(ValueError, match=r"gin binding 'train/ModelConfig\.hidden_size = 64': no "
+                                       r"config is built in scope 'train', so gin would ignore "
+                                       r"it; write 'ModelConfig\.hidden_size = 64'"):
+    resolve_config("tiny", gin_bindings=["train/ModelConfig.hidden_size = 64"])
+  with pytest.raises(ValueError, match=r"gin binding 'import os': only SELECTOR\.FIELD = VALUE "
+                                       r"bindings and include 'FILE\.gin' are accepted"):
+    resolve_config("tiny", gin_bindings=["import os"])
+
+
+def test_binding_syntax_error_names_the_binding_and_shows_the_quoting():
+  with pytest.raises(ValueError, match=r"cannot parse gin binding 'DataConfig\.data_dir = /path' "
+                                       r"\(Unable to parse value\.\); values are Python literals, "
+                                       r"so a string needs quotes inside the shell's: "
+                                       r"'DataConfig\.data_dir = \"/path\"'$"):
+    resolve_config("tiny", gin_bindings=["DataConfig.data_dir = /path"])
+  with pytest.raises(ValueError, match=r"\(Failed to parse token 'mlm'\); .*"
+                                       r"'ObjectiveConfig\.kind = \"mlm\"'$"):
+    resolve_config("tiny", gin_bindings=["ObjectiveConfig.kind = mlm"])
+  with pytest.raises(ValueError, match=r"'DataConfig\.data_dir = \"/path\"'$"):
+    resolve_config("tiny", gin_bindings=["data_dir=/path"])  # bare and unquoted: both fixed
+  with pytest.raises(ValueError, match=r"cannot parse gin binding 'ModelConfig\.hidden_size 64' "
+                                       r"\(Couldn't parse statement, expected ':' or '='\.\); "
+                                       r"bindings look like SELECTOR\.FIELD = VALUE"):
+    resolve_config("tiny", gin_bindings=["ModelConfig.hidden_size 64"])
+
+
+def test_gin_file_syntax_error_names_the_file_and_line(tmp_path):
+  path = tmp_path / "bad.gin"
+  path.write_text("ModelConfig.hidden_size = 64\nDataConfig.data_dir = /x/y\n")
+  with pytest.raises(ValueError, match=r"cannot parse gin file .*bad\.gin, line 2 \(Unable to "
+                                       r"parse value\.\):\n  DataConfig\.data_dir = /x/y\n"
+                                       r"Values are Python literals, so a string needs quotes: "
+                                       r"DataConfig\.data_dir = \"/x/y\"$"):
+    resolve_config(None, [str(path)])
+
+
+def test_values_of_the_wrong_type_are_refused():
+  for binding, message in (
+      ('ModelConfig.hidden_size = "64"', r"ModelConfig\.hidden_size = '64': expected int; "
+                                         r"without the quotes: ModelConfig\.hidden_size = 64$"),
+      ("ModelConfig.hidden_size = 64.0", r"ModelConfig\.hidden_size = 64\.0: expected int$"),
+      ('LogConfig.tensorboard = "no"', r"LogConfig\.tensorboard = 'no': expected bool$"),
+      ("DataConfig.eval_every = None", r"DataConfig\.eval_every = None: expected int$"),
+      ("TrainConfig.num_train_steps = 1.5",
+       r"TrainConfig\.num_train_steps = 1\.5: expected int or None$")):
+    with pytest.raises(ValueError, match=message):
+      resolve_config("tiny", gin_bindings=[binding])
+  c = resolve_config("tiny", gin_bindings=["OptimizerConfig.learning_rate = 1",
+                                          "TrainConfig.num_train_steps = None"])
+  assert (c.optimizer.learning_rate, c.num_train_steps) == (1, None)  # an int fits a float
+
+
+def test_undefined_macro_and_validation_errors_read_as_one_line():
+  with pytest.raises(ValueError, match=r"^gin macro %STEPS is used but never defined; define it "
+                                       r"in a gin file \(STEPS = VALUE\) or bind the field "
+                                       r"directly$"):
+    resolve_config("tiny", gin_bindings=["OptimizerConfig.total_steps = %STEPS"])
+  with pytest.raises(ValueError, match=r"^DataConfig\.seq_len=0 must be positive$"):
+    resolve_config("tiny", gin_bindings=["DataConfig.seq_len = 0"])
+
+
+def test_field_bound_on_the_wrong_selector_names_the_right_one():
+  with pytest.raises(ValueError, match=r"unknown gin binding ModelConfig\.seq_len\. "
+                                       r"Did you mean DataConfig\.seq_len\?"):
+    resolve_config("tiny", gin_bindings=["ModelConfig.seq_len = 64"])
+  with pytest.raises(ValueError, match=r"unknown gin binding target 'data'\. "
+                                       r"Did you mean DataConfig\?"):
+    resolve_config("tiny", gin_bindings=["data.seq_len = 64"])
+
+
+def test_cli_refuses_a_bare_set_with_exit_2(tmp_path):
+  proc = train_subprocess(tmp_path / "run", tiny_bindings(1) + ["hidden_size=64"])
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 2, out
+  assert out.strip() == ("error: gin binding 'hidden_size=64' names no config, so gin would read "
+                         "it as an unused macro and ignore it; did you mean "
+                         "'ModelConfig.hidden_size = 64'?")
+  assert not (tmp_path / "run").exists()
+
+
+def test_finetune_bindings_are_checked_the_same_way(tmp_path):
+  from electra_jax.finetune_config import resolve_config as resolve_finetune
+
+  flags = dict(task="sst2", init="random", data_dir=str(tmp_path))
+  with pytest.raises(ValueError, match=r"did you mean 'FinetuneConfig\.learning_rate = 1e-4'\?$"):
+    resolve_finetune([], ["learning_rate=1e-4"], **flags)
+  with pytest.raises(ValueError, match=r"'FinetuneConfig\.tokenizer = \"wordpiece:/v\"'$"):
+    resolve_finetune([], ["FinetuneConfig.tokenizer = wordpiece:/v"], **flags)
+  with pytest.raises(ValueError, match=r"FinetuneConfig\.batch_size = '16': expected int; "
+                                       r"without the quotes: FinetuneConfig\.batch_size = 16$"):
+    resolve_finetune([], ['FinetuneConfig.batch_size = "16"'], **flags)
+  path = tmp_path / "ft.gin"
+  path.write_text("FinetuneConfig.tokenizer = wordpiece:/v\n")
+  with pytest.raises(ValueError, match=r"cannot parse gin file .*ft\.gin, line 1 .*\n.*\n.*"
+                                       r"FinetuneConfig\.tokenizer = \"wordpiece:/v\"$"):
+    resolve_finetune([str(path)], [], **flags)
+  assert resolve_finetune([], ["FinetuneConfig.seeds = [1, 2]"], **flags).seeds == (1, 2)
