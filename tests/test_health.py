@@ -94,10 +94,12 @@ def test_amplification_warning_only_for_uncorrected_short_warmups():
   assert not math.isnan(float(text.split("up to ")[1].split("x")[0]))
 
 
-@pytest.mark.parametrize("learning_rate, status", [(0.0, "at_prior"), (3e-3, "ok")])
+@pytest.mark.parametrize("learning_rate, status", [
+    (0.0, "at_prior"), pytest.param(3e-3, "ok", marks=pytest.mark.slow)])
 def test_train_loop_logs_health_and_warns_once(tmp_path, capsys, learning_rate, status):
   """A run that cannot learn (learning rate 0) is flagged in metrics.jsonl and on stderr; the
-  tiny demo model at temperature 2 with the default optimizer is not."""
+  tiny demo model at temperature 2 with the default optimizer is not (slow: the default suite
+  checks "ok" on a real-width run in test_learning.py)."""
   from train_testlib import read_jsonl, tiny_config
 
   from electra_jax.train import train_and_evaluate

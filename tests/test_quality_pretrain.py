@@ -44,6 +44,7 @@ def _argv(shards, glue, workdir, steps=ELECTRA_STEPS):
           + [a for b in FINETUNE_SET for a in ("--gin_bindings", b)])
 
 
+@pytest.mark.slow
 def test_pretraining_mode_end_to_end(tmp_path, vocab, capsys):
   shards = _shards(tmp_path, vocab)
   glue = _sst2_dir(tmp_path / "glue", n_train=32, n_dev=16, n_test=0)
