@@ -12,7 +12,6 @@ metrics.jsonl, one loud warning naming the likely causes).
 from __future__ import annotations
 
 import collections
-import math
 from typing import Iterable, Optional
 
 import numpy as np
@@ -95,8 +94,11 @@ class HealthMonitor:
     self.status = "warmup"
     self.warned = False
 
+  def _mean(self, key: str) -> float:
+    return float(np.mean([m[key] for m in self.window]))
+
   def _signals_at_prior(self) -> list[bool]:
-    mean = lambda k: float(np.mean([m[k] for m in self.window]))
+    mean = self._mean
     at_prior = []
     if self.objective.kind in ("electra", "electra_15"):
       at_prior.append(mean("disc_loss") >= DISC_LOSS_RATIO * mean("disc_prior_loss")
@@ -106,7 +108,7 @@ class HealthMonitor:
     return at_prior
 
   def describe(self) -> str:
-    mean = lambda k: float(np.mean([m[k] for m in self.window]))
+    mean = self._mean
     parts = []
     if self.objective.kind in ("electra", "electra_15"):
       parts.append(f"disc_loss {mean('disc_loss'):.4f} vs prior {mean('disc_prior_loss'):.4f}, "
@@ -144,7 +146,7 @@ def amplification_warning(optimizer: OptimizerConfig) -> Optional[str]:
   if optimizer.bias_correction:
     return None
   factor, step = uncorrected_amplification(optimizer)
-  if factor <= 1.1 or math.isnan(factor):
+  if factor <= 1.1:
     return None
   return (f"warning: OptimizerConfig.bias_correction = False (the official update) with a "
           f"{optimizer.warmup_steps}-step warmup makes updates up to {factor:.2f}x the peak "
