@@ -16,14 +16,28 @@
 Both give `encode` (no special tokens added), `encode_with_offsets` (character spans into
 the original text), `decode`, the five special ids, `vocab_size` and `fingerprint()`, a
 sha256 of the id-ordered token list stored in shard manifests.
+
+Saved tokenizers: `tokenizer.save(DIR)` copies the vocabulary (vocab.txt or spm.model) into DIR
+with SAVED_DESCRIPTION (kind, options, fingerprint) and the files Hugging Face's
+`AutoTokenizer.from_pretrained(DIR)` reads (tokenizer_config.json, special_tokens_map.json; for a
+SentencePiece unigram model also tokenizer.json). Shard directories, pre-training workdirs and
+exported models carry their tokenizer this way; `find_saved(PATH)` finds it again from any of
+them, without a spec.
 """
 
 import abc
 import hashlib
+import json
 import os
+import shutil
 import urllib.parse
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+SAVED_DESCRIPTION = "electra_jax_tokenizer.json"
+SAVED_FORMAT = "electra_jax.tokenizer/1"
+SAVED_DIR = "tokenizer"  # the subdirectory of a shard directory or workdir that holds one
+_HF_SPECIAL = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+               "mask_token": "[MASK]"}
 
 
 class Tokenizer(abc.ABC):
@@ -67,6 +81,20 @@ class Tokenizer(abc.ABC):
 
     def __repr__(self):
         return f"{type(self).__name__}({self.spec!r}, vocab_size={self.vocab_size})"
+
+    def save(self, directory):
+        """Write this tokenizer into `directory` (created): its vocabulary file, SAVED_DESCRIPTION
+        and the Hugging Face tokenizer files. Returns the names of the files written."""
+        os.makedirs(directory, exist_ok=True)
+        description = {"format": SAVED_FORMAT, "fingerprint": self.fingerprint(),
+                       "vocab_size": self.vocab_size, **self._save_files(directory)}
+        _write_json(os.path.join(directory, SAVED_DESCRIPTION), description)
+        _write_json(os.path.join(directory, "special_tokens_map.json"), _HF_SPECIAL)
+        return sorted(os.listdir(directory))
+
+    @abc.abstractmethod
+    def _save_files(self, directory):
+        """Write the vocabulary and the HF files; return the description's kind, file, options."""
 
 
 def _special_ids_or_raise(token_to_id, source):
@@ -128,6 +156,15 @@ class WordPieceTokenizer(Tokenizer):
     def decode(self, ids):
         return self._rust.decode([int(i) for i in ids], skip_special_tokens=True)
 
+    def _save_files(self, directory):
+        with open(os.path.join(directory, "vocab.txt"), "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(token + "\n" for token in self._tokens)
+        _write_json(os.path.join(directory, "tokenizer_config.json"),
+                    {"tokenizer_class": "ElectraTokenizer", "do_lower_case": self.lowercase,
+                     "strip_accents": self.strip_accents, "tokenize_chinese_chars": True, **_HF_SPECIAL})
+        return {"kind": "wordpiece", "file": "vocab.txt", "lowercase": self.lowercase,
+                "strip_accents": self.strip_accents}
+
 
 class SentencePieceTokenizer(Tokenizer):
     """A SentencePiece model whose pieces include [PAD] [UNK] [CLS] [SEP] [MASK]."""
@@ -145,7 +182,8 @@ class SentencePieceTokenizer(Tokenizer):
             token_to_id, f"SentencePiece model {model_path}"
         )
         self._special = frozenset((self.pad_id, self.cls_id, self.sep_id, self.mask_id))
-        self.spec = f"sentencepiece:{os.path.abspath(model_path)}"
+        self.model_path = os.path.abspath(model_path)
+        self.spec = f"sentencepiece:{self.model_path}"
 
     def encode(self, texts):
         return self._sp.encode(list(texts), out_type=int)
@@ -167,6 +205,43 @@ class SentencePieceTokenizer(Tokenizer):
     def decode(self, ids):
         return self._sp.decode([int(i) for i in ids if int(i) not in self._special])
 
+    def _save_files(self, directory):
+        shutil.copyfile(self.model_path, os.path.join(directory, "spm.model"))
+        fast = self._hf_fast_tokenizer()
+        if fast is not None:
+            fast.save(os.path.join(directory, "tokenizer.json"))
+            _write_json(os.path.join(directory, "tokenizer_config.json"),
+                        {"tokenizer_class": "PreTrainedTokenizerFast", **_HF_SPECIAL})
+        return {"kind": "sentencepiece", "file": "spm.model"}
+
+    def _hf_fast_tokenizer(self):
+        """The unigram model as a `tokenizers` pipeline for Hugging Face (None for BPE models).
+
+        Same ids as SentencePiece on text (NFKC, runs of spaces collapsed, "▁" word prefixes),
+        except that a literal "[MASK]" (etc.) in the text is the special token, as in WordPiece
+        and as transformers' fill-mask pipeline needs; [CLS] A [SEP] (B [SEP]) framing.
+        """
+        from sentencepiece import sentencepiece_model_pb2
+        from tokenizers import Regex
+        from tokenizers import Tokenizer as RustTokenizer
+        from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
+
+        proto = sentencepiece_model_pb2.ModelProto()
+        with open(self.model_path, "rb") as f:
+            proto.ParseFromString(f.read())
+        if proto.trainer_spec.model_type != proto.trainer_spec.UNIGRAM:
+            return None
+        rust = RustTokenizer(models.Unigram([(p.piece, p.score) for p in proto.pieces], unk_id=self.unk_id))
+        rust.normalizer = normalizers.Sequence(
+            [normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
+        rust.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+        rust.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+        rust.add_special_tokens(list(SPECIAL_TOKENS))
+        cls, sep = ("[CLS]", self.cls_id), ("[SEP]", self.sep_id)
+        rust.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[cls, sep])
+        return rust
+
 
 def _byte_to_char_offsets(text):
     """list mapping each UTF-8 byte offset of `text` (0..len(bytes)) to its character offset."""
@@ -178,6 +253,58 @@ def _byte_to_char_offsets(text):
         table.extend([char_index] * len(char.encode("utf-8")))
     table.append(len(text))
     return table
+
+
+def _write_json(path, data):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+def load_saved(directory):
+    """The tokenizer `Tokenizer.save` wrote into `directory`; ValueError when its files do not
+    match the description (another vocabulary than the one recorded)."""
+    path = os.path.join(directory, SAVED_DESCRIPTION)
+    with open(path, encoding="utf-8") as f:
+        description = json.load(f)
+    if description.get("format") != SAVED_FORMAT:
+        raise ValueError(f"{path}: format {description.get('format')!r}, expected {SAVED_FORMAT!r}")
+    file = os.path.join(directory, description["file"])
+    if description["kind"] == "wordpiece":
+        tokenizer = WordPieceTokenizer(file, lowercase=description["lowercase"],
+                                       strip_accents=description["strip_accents"])
+    else:
+        tokenizer = SentencePieceTokenizer(file)
+    if tokenizer.fingerprint() != description["fingerprint"]:
+        raise ValueError(f"{file} is not the vocabulary {path} describes (fingerprint "
+                         f"{tokenizer.fingerprint()[:12]} != {description['fingerprint'][:12]})")
+    return tokenizer
+
+
+def find_saved(path):
+    """The tokenizer saved with a checkpoint, shard directory or exported model at `path`, or None.
+
+    Looks in `path` (or the directory of a file), its SAVED_DIR subdirectory, and the same in its
+    parent and grandparent (a step directory WORKDIR/checkpoints/STEP finds WORKDIR/tokenizer).
+    A Hugging Face directory with only vocab.txt (and maybe tokenizer_config.json's
+    do_lower_case / strip_accents) is read as WordPiece.
+    """
+    start = os.path.abspath(path if os.path.isdir(path) else os.path.dirname(path) or ".")
+    ancestors = [start, os.path.dirname(start), os.path.dirname(os.path.dirname(start))]
+    for directory in ancestors:
+        for candidate in (directory, os.path.join(directory, SAVED_DIR)):
+            if os.path.isfile(os.path.join(candidate, SAVED_DESCRIPTION)):
+                return load_saved(candidate)
+    vocab = os.path.join(start, "vocab.txt")
+    if os.path.isfile(vocab):
+        options = {}
+        config = os.path.join(start, "tokenizer_config.json")
+        if os.path.isfile(config):
+            with open(config, encoding="utf-8") as f:
+                options = json.load(f)
+        return WordPieceTokenizer(vocab, lowercase=options.get("do_lower_case", True),
+                                  strip_accents=options.get("strip_accents"))
+    return None
 
 
 def load(spec):
@@ -200,3 +327,24 @@ def load(spec):
             raise ValueError(f"tokenizer spec {spec!r}: sentencepiece takes no options, got {sorted(options)}")
         return SentencePieceTokenizer(path)
     raise ValueError(f"tokenizer spec {spec!r}: unknown kind {kind!r} (expected wordpiece or sentencepiece)")
+
+
+def of_shards(data_dir, recorded):
+    """The tokenizer that made the shards in `data_dir`, whose manifest records `recorded`
+    ({spec, fingerprint, ...}): the one saved beside them (DATA_DIR/tokenizer), else the one the
+    spec names. ValueError when neither exists or the vocabulary differs from the recorded one."""
+    saved = os.path.join(data_dir, SAVED_DIR)
+    if os.path.isfile(os.path.join(saved, SAVED_DESCRIPTION)):
+        tokenizer = load_saved(saved)
+    else:
+        try:
+            tokenizer = load(recorded["spec"])
+        except FileNotFoundError as err:
+            raise ValueError(f"the tokenizer of the shards in {data_dir} is gone ({err}); put it "
+                             f"back, or rebuild the shards (the builder now saves it in "
+                             f"{saved})") from None
+    if tokenizer.fingerprint() != recorded["fingerprint"]:
+        raise ValueError(f"the tokenizer {tokenizer.spec} differs from the one that made the shards "
+                         f"in {data_dir} (fingerprint {tokenizer.fingerprint()[:12]} != "
+                         f"{recorded['fingerprint'][:12]}); restore the original vocabulary file")
+    return tokenizer

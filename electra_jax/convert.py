@@ -4,13 +4,18 @@
 
 SRC formats (detected unless --from is given): hf (config.json + model.safetensors), tf1 (an
 official google-research/electra checkpoint: prefix or directory with a `checkpoint` file),
-electra_jax (a pre-training checkpoint of electra_jax's trainer), electra_jax-safetensors.
+electra_jax (a pre-training checkpoint of electra_jax's trainer), electra_jax-safetensors
+(including fine-tuned models, WORKDIR/seed_S/final of electra_jax.finetune).
 DST formats (--to, default hf): hf (a directory transformers loads with from_pretrained),
 electra_jax-safetensors (electra_jax.json + params.safetensors).
 
 A source with two networks (tf1, electra_jax) converts both by default, into DST/discriminator
 and DST/generator; --which discriminator|generator converts one into DST itself
 (--which pretraining keeps the joint model, electra_jax-safetensors only).
+
+The tokenizer saved with SRC (a pre-training or fine-tuning workdir keeps one; an HF directory or
+an official release has vocab.txt) is written into every output, with the files transformers'
+AutoTokenizer reads; a fine-tuned model's label names become the HF config's id2label.
 
 Examples:
   python -m electra_jax.convert electra_small/ out/ --from tf1
@@ -48,17 +53,20 @@ class _ProgressLine:
     self.stream.flush()
 
 
-def _write(model, params, dst: str, to: str, which_for_hf=None) -> dict:
+def _write(model, params, dst: str, to: str, tokenizer, finetune) -> dict:
   from electra_jax import hf_io, pretrained
   if to == "hf":
-    return hf_io.export_hf(model, params, dst, which=which_for_hf,
+    labels = (finetune or {}).get("labels") or []
+    id2label = {i: str(label) for i, label in enumerate(labels)} if len(labels) > 1 else None
+    return hf_io.export_hf(model, params, dst, id2label=id2label, tokenizer=tokenizer,
                            progress=_ProgressLine(f"writing {dst}"))
-  return pretrained.save_safetensors(model, params, dst)
+  return pretrained.save_safetensors(model, params, dst, tokenizer=tokenizer, finetune=finetune)
 
 
 def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=False,
             num_attention_heads=None, architecture=None, strict=True) -> list[str]:
   """Runs one conversion; returns the summary lines. Raises CheckpointError on bad input."""
+  from data_pipelines import tokenizers
   from electra_jax import pretrained
   from electra_jax.hf_io import CheckpointError
 
@@ -78,6 +86,8 @@ def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=Fals
                ("generator", os.path.join(dst, "generator"))] if two_networks else [(None, dst)]
   else:
     targets = [(which, dst)]
+  tokenizer = tokenizers.find_saved(src)
+  finetune = pretrained.read_finetune_info(src) if fmt == "electra_jax-safetensors" else None
   overrides = {}
   if num_attention_heads:
     overrides["num_attention_heads"] = num_attention_heads
@@ -94,7 +104,7 @@ def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=Fals
         lines.append(f"skipped the generator: {e}")  # e.g. an MLM-baseline run
         continue
       raise
-    info = _write(model, params, out, to)
+    info = _write(model, params, out, to, tokenizer, finetune)
     what = f" ({net})" if net else ""
     line = (f"converted {fmt} {report.source}{what} -> {to} {info['architecture']} at {out}: "
             f"{info['tensors']} tensors, {info['parameters']:,} parameters "
@@ -103,6 +113,9 @@ def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=Fals
       line += f"; {len(report.ignored)} source entries not converted"
     lines.append(line)
     lines += [f"  note: {n}" for n in report.notes]
+    lines.append(f"  tokenizer: {tokenizer.spec} saved with it" if tokenizer is not None else
+                 f"  note: {src} carries no tokenizer; the output has none (fine-tuning it needs "
+                 "--tokenizer)")
   return lines
 
 

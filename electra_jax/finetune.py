@@ -3,6 +3,9 @@
     python -m electra_jax.finetune --task=sst2 --init=PATH --data_dir=DIR --workdir=DIR \
         [--seeds=1,2,3] [--tokenizer=wordpiece:PATH/vocab.txt] [--tfds] [--gin_bindings ...]
 
+Without --tokenizer, the tokenizer saved with --init is used (a pre-training workdir keeps its own
+in WORKDIR/tokenizer; an HF directory has vocab.txt); it is saved again in WORKDIR/tokenizer.
+
 Library entry point: `finetune_and_evaluate(config, workdir) -> results dict`.
 
 Protocol (ELECTRA paper §3.3, Table 7; DESIGN.md §3): the encoder comes from `config.init`
@@ -16,7 +19,9 @@ electra_jax.sharding with explicit shardings (batch split over the data axes). T
 scored `evals_per_epoch` times per epoch and at the last step. Each seed reports one of these
 evaluations, chosen by `FinetuneConfig.select`: "final" (default, the paper's protocol: the
 model at the last step) or "best" (the highest primary metric; dev-selected, optimistic). Its
-parameters go to WORKDIR/seed_S/{select}.safetensors and its predictions to prediction files;
+model goes to WORKDIR/seed_S/{select}/ (electra_jax.json + params.safetensors, the format
+`electra_jax.load_pretrained` and `python -m electra_jax.convert` read; `load_finetuned` adds the
+task record) and its predictions to prediction files;
 test splits present on disk are predicted with it (GLUE submission TSVs).
 
 WORKDIR/results.json: task, metric names, the selection rule, per-seed values, and their median,
@@ -46,6 +51,8 @@ from electra_jax import sharding as shd
 from electra_jax.config import ModelConfig
 from electra_jax.finetune_config import FinetuneConfig, Hparams, resolve_config, resolve_hparams
 from electra_jax.layerwise_lr import layerwise_lr_multipliers
+from electra_jax.pretrained import (load_pretrained, load_safetensors, read_finetune_info,
+                                    save_safetensors)
 from electra_jax.tasks import Task, get_task, label_ids, tag_set
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -230,7 +237,6 @@ def load_initial(config: FinetuneConfig, vocab_size: int) -> tuple[ModelConfig, 
     raise FileNotFoundError(f"--init {config.init} does not exist (a Hugging Face directory, "
                             "an official TF checkpoint, an electra_jax pre-training checkpoint, "
                             "or 'random')")
-  from electra_jax.pretrained import load_pretrained
   model, params = load_pretrained(config.init, as_numpy=True)  # the discriminator, if two
   if "electra" not in params:
     raise ValueError(f"{config.init}: the loaded {type(model).__name__} has no 'electra' "
@@ -474,30 +480,14 @@ def write_predictions(task: Task, labels: tuple, split: Split, preds, out_dir: P
 # Checkpoints (safetensors, never pickle)
 
 
-def save_params(params: dict, path: Path, metadata: dict) -> None:
-  from safetensors.numpy import save_file
-  flat = {"/".join(str(getattr(k, "key", k)) for k in kp): np.asarray(v)
-          for kp, v in jax.tree_util.tree_flatten_with_path(params)[0]}
-  save_file(flat, str(path), metadata={"finetune": json.dumps(metadata)})
-
-
 def load_finetuned(path: str) -> tuple[nn.Module, dict, dict]:
-  """(task model, params, metadata) from a {final,best}.safetensors written by fine-tuning."""
-  from safetensors import safe_open
-  from safetensors.numpy import load_file
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"fine-tuned checkpoint not found: {path}")
-  with safe_open(path, framework="numpy") as f:
-    meta = json.loads(f.metadata()["finetune"])
-  params: dict = {}
-  for name, value in load_file(path).items():
-    node = params
-    *parents, leaf = name.split("/")
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = value
-  model = build_task_model(get_task(meta["task"]), ModelConfig(**meta["model_config"]),
-                           meta["num_labels"], meta["head"], meta["classifier_dropout"])
+  """(task model, params, its "finetune" record) from a fine-tuning output WORKDIR/seed_S/{select}
+  (an electra_jax-safetensors directory; `electra_jax.load_pretrained` reads it too)."""
+  meta = read_finetune_info(path)
+  if meta is None:
+    raise FileNotFoundError(f"{path} is not a fine-tuned model written by electra_jax.finetune "
+                            "(no electra_jax.json with a 'finetune' record)")
+  model, params, _ = load_safetensors(path)
   return model, params, meta
 
 
@@ -585,12 +575,10 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
   if jax.process_index() == 0:
     seed_dir.mkdir(parents=True, exist_ok=True)
     if config.save_checkpoint:
-      meta = {"task": task.name, "labels": list(data.labels),
-              "num_labels": getattr(runner.model, "num_labels", 2), "head": config.head,
-              "classifier_dropout": config.classifier_dropout, "select": config.select,
-              "step": chosen["step"], "scores": chosen["scores"],
-              "model_config": dataclasses.asdict(runner.model.config)}
-      save_params(chosen["params"], seed_dir / f"{config.select}.safetensors", meta)
+      record = {"task": task.name, "labels": list(data.labels), "select": config.select,
+                "step": chosen["step"], "scores": chosen["scores"]}
+      save_safetensors(runner.model, chosen["params"], str(seed_dir / config.select),
+                       finetune=record)
     if config.write_predictions:
       for split, preds in zip(data.dev, chosen["preds"]):
         write_predictions(task, data.labels, split, preds, seed_dir)
@@ -609,6 +597,20 @@ def _stats(values: list) -> dict:
   return {"median": float(np.median(v)), "mean": float(v.mean()), "std": float(v.std())}
 
 
+def resolve_tokenizer(config: FinetuneConfig):
+  """`config.tokenizer`'s tokenizer, else the one saved with `config.init` (ValueError if none)."""
+  from data_pipelines import tokenizers
+
+  if config.tokenizer is not None:
+    return tokenizers.load(config.tokenizer)
+  tokenizer = None if config.init == "random" else tokenizers.find_saved(config.init)
+  if tokenizer is None:
+    raise ValueError(f"no tokenizer saved with --init={config.init} (pre-training workdirs, "
+                     "their exports and Hugging Face directories with vocab.txt have one): "
+                     "pass --tokenizer SPEC (e.g. wordpiece:PATH/vocab.txt)")
+  return tokenizer
+
+
 def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
   """Fine-tunes `config.init` on `config.task` once per seed; writes WORKDIR/results.json.
 
@@ -622,14 +624,9 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
 
   task = get_task(config.task)
   workdir = Path(workdir)
-  spec = config.tokenizer
-  if spec is None:
-    vocab = Path(config.init) / "vocab.txt"
-    if config.init == "random" or not vocab.is_file():
-      raise ValueError(f"no tokenizer: pass --tokenizer SPEC (e.g. wordpiece:PATH/vocab.txt); "
-                       f"{vocab} does not exist")
-    spec = f"wordpiece:{vocab}"
-  tokenizer = tokenizers.load(spec)
+  tokenizer = resolve_tokenizer(config)
+  if jax.process_index() == 0:  # the fine-tuned models in WORKDIR/seed_S find it here
+    tokenizer.save(workdir / tokenizers.SAVED_DIR)
   model_config, initial = load_initial(config, tokenizer.vocab_size)
   hp = resolve_hparams(config, task, model_config)
   data = load_task_data(task, config, hp, tokenizer)

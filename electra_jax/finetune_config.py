@@ -60,7 +60,8 @@ class FinetuneConfig:
     `model_overrides`, vocabulary size from the tokenizer).
   data_dir: directory holding the task's native files (GLUE: DATA_DIR/SST-2/train.tsv or
     DATA_DIR/train.tsv); tfds=True reads `task.tfds_name` instead (tfds_data_dir: TFDS's).
-  tokenizer: spec for data_pipelines.tokenizers.load; None: `wordpiece:INIT/vocab.txt`.
+  tokenizer: spec for data_pipelines.tokenizers.load; None: the tokenizer saved with INIT
+    (`tokenizers.find_saved`: a pre-training workdir, an export, an HF directory's vocab.txt).
   model_overrides: ((field, value), ...) ModelConfig changes for random init; dropout
     overrides apply to loaded models too.
   seeds: one fine-tuning run per seed (head init, dropout, data order).

@@ -655,8 +655,10 @@ def resolve_pretraining(model, params, which: Optional[str], notes: Optional[lis
 
 
 def export_hf(model, params: dict, out_dir: str, which: Optional[str] = None,
-              id2label: Optional[dict] = None, progress: Progress = None) -> dict:
-  """Writes `config.json` + `model.safetensors` that transformers loads with from_pretrained.
+              id2label: Optional[dict] = None, progress: Progress = None,
+              tokenizer=None) -> dict:
+  """Writes `config.json` + `model.safetensors` that transformers loads with from_pretrained,
+  and with `tokenizer` (a data_pipelines.tokenizers.Tokenizer) the files AutoTokenizer reads.
 
   `model` is an electra_jax standalone model (ElectraModel, ElectraForPreTraining,
   ElectraForMaskedLM, ElectraForSequenceClassification(head="hf"), ElectraForTokenClassification,
@@ -673,5 +675,7 @@ def export_hf(model, params: dict, out_dir: str, which: Optional[str] = None,
     json.dump(hf_config_dict(model, arch, id2label), f, indent=2)
     f.write("\n")
   write_safetensors(state, os.path.join(out_dir, WEIGHTS_NAME))
+  if tokenizer is not None:
+    tokenizer.save(out_dir)
   return {"architecture": arch, "tensors": len(state),
           "parameters": sum(int(v.size) for v in state.values()), "path": out_dir}

@@ -236,14 +236,20 @@ def model_from_spec(spec: dict, where: str = "spec", **overrides):
   return getattr(m, name)(cfg, **kwargs)
 
 
-def save_safetensors(model, params, out_dir: str) -> dict:
-  """Writes electra_jax.json + params.safetensors (keys are '/'-joined param paths)."""
+def save_safetensors(model, params, out_dir: str, tokenizer=None,
+                     finetune: Optional[dict] = None) -> dict:
+  """Writes electra_jax.json + params.safetensors (keys are '/'-joined param paths), and the
+  tokenizer's files when given (`data_pipelines.tokenizers.Tokenizer.save`). `finetune`: what a
+  fine-tuned model records about its task (task, labels, step, scores...), under "finetune" in
+  electra_jax.json (`read_finetune_info`)."""
   params = unbox(params)
   check_params(model, params)
   flat = {"/".join(p): np.asarray(v, dtype=np.float32) for p, v in flatten(params).items()}
   os.makedirs(out_dir, exist_ok=True)
   spec = {"format": "electra_jax-safetensors", "format_version": NATIVE_FORMAT_VERSION,
-          **model_spec(model)}
+          **model_spec(model), **({"finetune": finetune} if finetune is not None else {})}
+  if tokenizer is not None:
+    tokenizer.save(out_dir)
   with open(os.path.join(out_dir, NATIVE_CONFIG), "w") as f:
     json.dump(spec, f, indent=2)
     f.write("\n")
@@ -251,6 +257,28 @@ def save_safetensors(model, params, out_dir: str) -> dict:
                     metadata={"format": "electra_jax"})
   return {"architecture": spec["architecture"], "tensors": len(flat),
           "parameters": sum(int(v.size) for v in flat.values()), "path": out_dir}
+
+
+def read_finetune_info(path: str) -> Optional[dict]:
+  """The "finetune" record of a native model directory (or a file in it); None if it has none."""
+  directory = path if os.path.isdir(path) else os.path.dirname(path) or "."
+  try:
+    with open(os.path.join(directory, NATIVE_CONFIG)) as f:
+      return json.load(f).get("finetune")
+  except (OSError, ValueError):
+    return None
+
+
+def load_tokenizer(path: str):
+  """The tokenizer saved with the checkpoint at `path` (any path `load_pretrained` reads: a
+  pre-training workdir or step, a native or Hugging Face export, a fine-tuning output);
+  CheckpointError when it carries none."""
+  from data_pipelines import tokenizers
+  tokenizer = tokenizers.find_saved(path)
+  if tokenizer is None:
+    raise CheckpointError(f"{path} carries no tokenizer (electra_jax_tokenizer.json or "
+                          "vocab.txt): load one with data_pipelines.tokenizers.load(SPEC)")
+  return tokenizer
 
 
 def load_safetensors(path: str, which: Optional[str] = None, **overrides):

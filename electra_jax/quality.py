@@ -80,8 +80,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from data_pipelines import tokenizers
-from electra_jax.finetune import SELECTION, finetune_and_evaluate, load_initial
+from electra_jax.finetune import (SELECTION, finetune_and_evaluate, load_initial,
+                                  resolve_tokenizer)
 from electra_jax.finetune_config import resolve_config, size_of
 from electra_jax.tasks import get_task
 
@@ -131,12 +131,13 @@ def run_quality(base_config, tasks: list[str], workdir: str, random_baseline: bo
 
 def _random_like(cfg, base_config):
   """Random init with the architecture of the checkpoint in `base_config.init`."""
-  spec = base_config.tokenizer or f"wordpiece:{Path(base_config.init) / 'vocab.txt'}"
-  model_config, _ = load_initial(base_config, tokenizers.load(spec).vocab_size)
+  tokenizer = resolve_tokenizer(base_config)
+  model_config, _ = load_initial(base_config, tokenizer.vocab_size)
   shape = {f.name: getattr(model_config, f.name) for f in dataclasses.fields(model_config)
            if f.name not in ("dtype", "remat")}
   size = base_config.size or size_of(model_config)
-  return cfg.replace(tokenizer=spec, size=size, model_overrides=tuple(shape.items()))
+  return cfg.replace(tokenizer=tokenizer.spec, size=size,
+                     model_overrides=tuple(shape.items()))
 
 
 def averages(rows: list[dict]) -> dict:

@@ -34,7 +34,7 @@ from electra_jax.objective import ObjectiveConfig
 from electra_jax.optim import OptimizerConfig
 from electra_jax.sharding import MeshConfig
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"  # shipped as package data
 
 
 @dataclasses.dataclass(frozen=True)

@@ -177,3 +177,57 @@ def test_sentencepiece_vocab_larger_than_the_corpus_allows_is_a_clear_error(tmp_
                                          r".*: SentencePiece can make at most \d+ pieces from it"):
         train_sentencepiece(str(corpus), str(tmp_path / "spm"), vocab_size=5000)
     assert not (tmp_path / "spm.model").exists()
+
+
+def _hf_ids(directory, texts):
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(directory))
+    return hf, [hf(text)["input_ids"] for text in texts]
+
+
+@needs_shared
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_saved_wordpiece_reloads_and_autotokenizer_gives_the_same_ids(tmp_path, lowercase):
+    tok = tokenizers.load(f"wordpiece:{VOCAB}?lowercase={str(lowercase).lower()}")
+    saved = tmp_path / "workdir" / tokenizers.SAVED_DIR
+    tok.save(saved)
+    step_dir = tmp_path / "workdir" / "checkpoints" / "100"
+    step_dir.mkdir(parents=True)
+    for where in (saved, tmp_path / "workdir", step_dir):
+        again = tokenizers.find_saved(str(where))
+        assert (again.fingerprint(), again.lowercase, again.strip_accents) == (
+            tok.fingerprint(), tok.lowercase, tok.strip_accents)
+    texts = _real_lines()[:300] + FIXTURES
+    hf, ids = _hf_ids(saved, texts)
+    assert ids == [[tok.cls_id] + x + [tok.sep_id] for x in tok.encode(texts)]
+    assert hf.mask_token_id == tok.mask_id and hf.pad_token_id == tok.pad_id
+
+
+def test_saved_sentencepiece_unigram_reloads_and_autotokenizer_gives_the_same_ids(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    _toy_corpus(corpus)
+    prefix = tmp_path / "sp"
+    train_tokenizer_main(["--corpus", str(corpus), "--vocab_size", "70", "--output", str(prefix)])
+    tok = tokenizers.load(f"sentencepiece:{prefix}.model")
+    tok.save(tmp_path / "export")
+    (prefix.with_suffix(".model")).unlink()  # the saved copy stands alone
+    assert tokenizers.find_saved(str(tmp_path / "export")).fingerprint() == tok.fingerprint()
+    texts = [line for line in corpus.read_text().splitlines()[:200]] + [
+        "  alpha\tbeta  gamma  ", "Unknown wörds 42", "ｆｕｌｌｗｉｄｔｈ alpha", ""]
+    hf, ids = _hf_ids(tmp_path / "export", texts)
+    assert ids == [[tok.cls_id] + x + [tok.sep_id] for x in tok.encode(texts)]
+    assert hf("alpha [MASK] gamma")["input_ids"].count(tok.mask_id) == 1  # fill-mask needs this
+    assert hf.mask_token_id == tok.mask_id and hf.pad_token_id == tok.pad_id
+    assert hf.decode(ids[0], skip_special_tokens=True) == texts[0]
+
+
+def test_saved_tokenizer_with_another_vocabulary_is_refused(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(tokenizers.SPECIAL_TOKENS + ("a", "b")) + "\n")
+    tokenizers.load(f"wordpiece:{vocab}").save(tmp_path / "saved")
+    (tmp_path / "saved" / "vocab.txt").write_text("\n".join(tokenizers.SPECIAL_TOKENS + ("b", "a")) + "\n")
+    with pytest.raises(ValueError, match=r"vocab.txt is not the vocabulary .*electra_jax_tokenizer.json describes"):
+        tokenizers.find_saved(str(tmp_path / "saved"))
+    (tmp_path / "a" / "b" / "c").mkdir(parents=True)
+    assert tokenizers.find_saved(str(tmp_path / "a" / "b" / "c")) is None

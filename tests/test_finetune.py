@@ -111,8 +111,8 @@ def test_final_checkpoint_and_transformers_parity(sst2_run, tmp_path, vocab):
   from electra_jax.hf_io import export_hf
 
   results, workdir, cfg = sst2_run
-  model, params, meta = ft.load_finetuned(str(workdir / "seed_3" / "final.safetensors"))
-  assert meta["task"] == "sst2" and meta["head"] == "hf"
+  model, params, meta = ft.load_finetuned(str(workdir / "seed_3" / "final"))
+  assert meta["task"] == "sst2" and model.head == "hf"
   tok = tokenizers.load(cfg.tokenizer)
   examples = glue.read_tsv(str(Path(cfg.data_dir) / "SST-2" / "dev.tsv"), "sst2", ("0", "1"))
   feats = glue.featurize(examples, tok, 16)
@@ -128,6 +128,28 @@ def test_final_checkpoint_and_transformers_parity(sst2_run, tmp_path, vocab):
                 attention_mask=torch.tensor(feats["attention_mask"], dtype=torch.long),
                 token_type_ids=torch.tensor(feats["token_type_ids"], dtype=torch.long)).logits
   np.testing.assert_allclose(theirs.numpy(), ours, atol=2e-5, rtol=1e-5)
+
+
+def test_finetuned_model_converts_with_its_tokenizer_and_runs_in_a_pipeline(sst2_run, tmp_path,
+                                                                            capsys):
+  """convert reads a fine-tuning output (native format, the tokenizer from WORKDIR/tokenizer,
+  label names from its record); transformers' text-classification pipeline on the export
+  predicts what the fine-tuned model predicts."""
+  transformers = pytest.importorskip("transformers")
+  from data_pipelines import glue
+  from electra_jax import convert
+
+  results, workdir, cfg = sst2_run
+  assert convert.main([str(workdir / "seed_3" / "final"), str(tmp_path / "hf")]) == 0
+  assert "tokenizer: wordpiece:" in capsys.readouterr().out
+  classify = transformers.pipeline("text-classification", model=str(tmp_path / "hf"),
+                                   device="cpu")
+  examples = glue.read_tsv(str(Path(cfg.data_dir) / "SST-2" / "dev.tsv"), "sst2", ("0", "1"))
+  texts = [e.text_a for e in examples]
+  got = [out["label"] for out in classify(texts)]
+  with open(workdir / "seed_3" / "dev_predictions.tsv") as f:
+    want = [r["prediction"] for r in csv.DictReader(f, delimiter="\t")]
+  assert got == want
 
 
 @pytest.mark.parametrize("select", ["final", "best"])
@@ -153,7 +175,7 @@ def test_select_final_or_best_evaluation(tmp_path, vocab, monkeypatch, select):
   assert results["select"] == select
   assert results["per_seed"]["accuracy"] == [want] and results["median"]["accuracy"] == want
   assert results["selected_step"] == [step]
-  _, _, meta = ft.load_finetuned(str(tmp_path / "work" / "seed_1" / f"{select}.safetensors"))
+  _, _, meta = ft.load_finetuned(str(tmp_path / "work" / "seed_1" / select))
   assert (meta["select"], meta["step"], meta["scores"]) == (select, step, {"accuracy": want})
   with open(tmp_path / "work" / "seed_1" / "dev_predictions.tsv") as f:
     predicted = {r["prediction"] for r in csv.DictReader(f, delimiter="\t")}

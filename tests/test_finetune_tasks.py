@@ -31,9 +31,9 @@ def test_init_from_hf_directory_keeps_encoder(tmp_path, vocab):
   cfg = _config(vocab, data, init=str(src), tokenizer=None, size=None, model_overrides=(),
                 learning_rate=1e-12, num_epochs=1.0, write_predictions=False)
   ft.finetune_and_evaluate(cfg, str(tmp_path / "work"))
-  _, params, meta = ft.load_finetuned(str(tmp_path / "work" / "seed_1" / "final.safetensors"))
+  model, params, _ = ft.load_finetuned(str(tmp_path / "work" / "seed_1" / "final"))
   _, source = load_pretrained(str(src), as_numpy=True)
-  assert meta["model_config"]["hidden_size"] == 32 and meta["head"] == "official"
+  assert model.config.hidden_size == 32 and model.head == "official"
   got, want = jax.tree.leaves(params["electra"]), jax.tree.leaves(source["electra"])
   assert len(got) == len(want)
   for g, w in zip(got, want):

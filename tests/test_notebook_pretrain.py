@@ -19,7 +19,7 @@ def test_pretraining_notebook_executes_on_cpu(tmp_path, monkeypatch):
   work = tmp_path / "work"
   bindings = tiny_bindings(STEPS, LogConfig__log_every=2, DataConfig__eval_every=STEPS,
                            DataConfig__eval_batches=1)
-  for k, v in {"PT_EXPERIMENT": "tiny", "PT_WORKDIR": str(work), "PT_REPO": str(ROOT),
+  for k, v in {"PT_EXPERIMENT": "tiny", "PT_WORKDIR": str(work),
                "PT_BINDINGS": "; ".join(bindings), "PYTHONPATH": str(ROOT),
                "JAX_PLATFORMS": "cpu"}.items():
     monkeypatch.setenv(k, v)
