@@ -9,7 +9,12 @@ can be built on its own: workers build whole shards in parallel, each shard is w
 temp name and renamed when complete, then a `.stats.json` sidecar marks it done, and a re-run
 skips shards whose sidecar is present. The shard contents depend only on
 (corpus, tokenizer, seq_len, num_shards, pieces_per_shard, seed), never on num_workers.
-The last `eval_shards` shards form the eval split. `manifest.json` is written last.
+The last `eval_shards` shards form the eval split. `manifest.json` is written last; it records
+each shard's size in bytes, which the reader checks when it opens the shards.
+
+Memory is bounded whatever the line lengths: the corpus readers cut lines longer than
+text_io.CHUNK_BYTES into pieces, and units go to the tokenizer in batches of at most
+ENCODE_BATCH_UNITS units and ENCODE_BATCH_CHARS characters (one piece may pass the latter).
 """
 
 import argparse
@@ -23,6 +28,7 @@ import time
 from data_pipelines import corpora, manifest as manifest_lib, packing, shard_format, text_io, tokenizers
 
 ENCODE_BATCH_UNITS = 512
+ENCODE_BATCH_CHARS = 1 << 20
 BUILD_KEY_FIELDS = ("format", "corpus", "tokenizer_fingerprint", "seq_len", "num_shards", "pieces_per_shard", "seed")
 
 
@@ -32,7 +38,7 @@ def _sidecar(path):
 
 def _packed_examples(corpus, tokenizer, parts, num_parts, input_stats, packer):
     """Yield (input_ids, segment_ids) examples of the given corpus parts, in corpus order."""
-    pending = []
+    pending, chars = [], 0
 
     def flush():
         texts = [unit for unit in pending if unit]
@@ -43,8 +49,10 @@ def _packed_examples(corpus, tokenizer, parts, num_parts, input_stats, packer):
 
     for unit in corpus.iter_units(parts, num_parts, input_stats):
         pending.append(unit)
-        if len(pending) >= ENCODE_BATCH_UNITS:
+        chars += len(unit)
+        if len(pending) >= ENCODE_BATCH_UNITS or chars >= ENCODE_BATCH_CHARS:
             yield from flush()
+            chars = 0
     yield from flush()
     yield from packer.end_document()
 
@@ -73,6 +81,7 @@ def build_shard(task):
         "build_key": task["build_key"],
         "file": os.path.basename(path),
         "examples": count,
+        "bytes": os.path.getsize(path),
         "tokens": packer.stats.tokens + 3 * count - packer.stats.single_segment_examples,
         "seconds": time.perf_counter() - started,
         "input": input_stats.as_dict(),
@@ -194,7 +203,8 @@ def build_pretraining_data(
     all_stats = [done[i] for i in range(num_shards)]
     shards = [
         {"file": s["file"], "split": "eval" if i >= num_shards - n_eval else "train",
-         "examples": s["examples"], "tokens": s["tokens"]}
+         "examples": s["examples"], "tokens": s["tokens"],
+         **({"bytes": s["bytes"]} if "bytes" in s else {})}  # sidecars of older builds lack it
         for i, s in enumerate(all_stats)
     ]
     build = {"corpus": corpus.spec, "seed": seed, "num_shards": num_shards,

@@ -3,13 +3,17 @@
 Layout (all counts are ints):
   format: "electra_jax.pretraining/1"
   seq_len, tokenizer: {spec, fingerprint, vocab_size, pad_id, unk_id, cls_id, sep_id, mask_id}
-  shards: [{file, split ("train"|"eval"), examples, tokens}]  tokens = non-pad positions
+  shards: [{file, split ("train"|"eval"), examples, tokens, bytes}]  tokens = non-pad positions,
+      bytes = the file's size (written by build_pretraining_data; absent from older manifests and
+      from index_shards manifests)
   train_shards, eval_shards: file names in shard order
-  build: {corpus, seed, num_shards, pieces_per_shard, summary: {...counts...}}
+  build: {corpus, seed, num_shards, pieces_per_shard, summary: {...counts...}} (build_pretraining_data)
+      or {indexed_from, num_shards, summary} (index_shards)
 """
 
 import json
 import os
+import shlex
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "electra_jax.pretraining/1"
@@ -64,3 +68,30 @@ def check_compatible(manifest, data_dir, seq_len=None, vocab_fingerprint=None):
             f"shards in {data_dir} were built with fingerprint {manifest['tokenizer']['fingerprint']} "
             f"({manifest['tokenizer']['spec']})"
         )
+
+
+def rebuild_command(manifest, data_dir):
+    """The build_pretraining_data command line that rebuilds the shards of `data_dir` as they were
+    built (it skips the shards still present, so it rebuilds only deleted ones, byte for byte), or
+    None when the manifest does not record how they were built (index_shards, older formats)."""
+    build = manifest.get("build", {})
+    if not all(key in build for key in ("corpus", "seed", "num_shards", "pieces_per_shard")):
+        return None
+    return shlex.join([
+        "python", "-m", "data_pipelines.build_pretraining_data", "--corpus", build["corpus"],
+        "--tokenizer", manifest["tokenizer"]["spec"], "--output", data_dir,
+        "--seq_len", str(manifest["seq_len"]), "--num_shards", str(build["num_shards"]),
+        "--eval_shards", str(len(manifest["eval_shards"])), "--pieces_per_shard", str(build["pieces_per_shard"]),
+        "--seed", str(build["seed"]),
+    ])
+
+
+def repair_advice(manifest, data_dir):
+    """One sentence on how to get back an intact copy of a bad shard of `data_dir`."""
+    command = rebuild_command(manifest, data_dir)
+    if command is not None:
+        return f"rebuild it: delete the file if it is there and re-run `{command}`, which rebuilds only missing shards"
+    source = manifest.get("build", {}).get("indexed_from")
+    if source is not None:
+        return f"restore it from the original shards (this manifest indexes {source}, see data_pipelines.index_shards)"
+    return "rebuild the shards with python -m data_pipelines.build_pretraining_data"

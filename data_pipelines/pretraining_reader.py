@@ -14,12 +14,37 @@ from a numpy Generator, so they do not change with the numpy version.
 Every process reads (and parses) the windows its rows fall in - in practice the same windows as
 the other processes - and keeps its own rows: I/O per host is the whole split per epoch, which
 is small next to the train step.
+
+Bad shards. Opening the reader checks that every shard of the split exists and, where the
+manifest records it (build_pretraining_data does), has the recorded size in bytes. Every window
+load reads its shards one at a time and checks each against the manifest's example count, so a
+truncated file is found even where TensorFlow reads it without complaint (a cut inside a record
+header ends the file silently) or the manifest has no sizes. A shard that fails either check, or
+that TensorFlow cannot read (a record failing its CRC, a cut inside a record, garbage bytes:
+DataLossError and the other tf.errors.OpError), is a `ShardError` (a ValueError): one line naming
+the file, TensorFlow's short reason, the step whose batch was being read, and how to rebuild the
+shard or skip it.
+With on_corrupt_shard="skip" a bad shard is used as far as it reads instead: its readable prefix
+(records before the first failure, at most the manifest's count) is kept and the window's
+missing rows are filled with copies of the window's readable examples, chosen by a seeded
+permutation of (seed, epoch, window). Every window keeps its manifest size, so every step's rows,
+and the batches of all later steps, are the same pure function of (seed, step) in every run that
+sees the same files; a resumed run reads the same batches. Each bad shard is reported once, by a
+warning line on stderr, and counted in `skipped`. In skip mode missing or wrong-sized files are
+not refused at open; the window load handles them like any other bad shard (a missing file keeps
+no example). Still errors in skip mode: a window with no readable example at all (nothing to
+fill from) and a shard holding more examples than the manifest says (not damage: a manifest that
+does not describe the file).
+`iterate` streams `batch` through tf.data, which re-raises a ShardError as a TensorFlow error;
+training calls `batch` directly.
 """
 
 import collections
 import concurrent.futures
 import itertools
 import os
+import re
+import sys
 
 import numpy as np
 
@@ -46,6 +71,50 @@ def seeded_permutation(n, *key):
     return np.argsort(keys, kind="stable")
 
 
+class ShardError(ValueError):
+    """A shard file that is missing, has the wrong size, cannot be read, or holds a different number
+    of examples than the manifest says.
+
+    Attributes:
+      path: the shard file.
+      problem: what is wrong, one line, read after the path (e.g. "is unreadable (corrupted record at 1272)").
+      advice: what to do about it.
+      step: the step whose batch was being read; None when found on opening the reader.
+      split: the split being read ("train", "eval").
+    """
+
+    def __init__(self, path, problem, advice, step=None, split="train"):
+        self.path, self.problem, self.advice, self.step, self.split = path, problem, advice, step, split
+        if step is None:
+            when = "opening the data"
+        elif split == "train":
+            when = f"reading the batch of training step {step}"
+        else:
+            when = f"reading batch {step} of the {split} split"
+        super().__init__(f"shard {path} {problem} (found while {when}); {advice}")
+
+    def at_step(self, step, split):
+        """The same error, found while reading batch `step` of `split`."""
+        return ShardError(self.path, self.problem, self.advice, step, split)
+
+
+ON_CORRUPT_SHARD = ("error", "skip")
+
+
+def _short_reason(err):
+    """TensorFlow's message of a tf.errors.OpError on one line, without the op and function names."""
+    lines = (err.message or type(err).__name__).splitlines()
+    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", lines[0])
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", text)
+
+
+def _concat(chunks, seq_len):
+    """One dict of int32 [n, seq_len] arrays from a list of such dicts (n = 0 for none)."""
+    if not chunks:
+        return {k: np.zeros((0, seq_len), np.int32) for k in shard_format.FEATURES}
+    return {k: np.concatenate([c[k] for c in chunks]) for k in shard_format.FEATURES}
+
+
 class PretrainingData:
     """Batches of pre-training examples for this process.
 
@@ -54,6 +123,9 @@ class PretrainingData:
       seq_len: tokens per example.
       local_batch_size: rows per batch on this process (global_batch_size / process_count).
       num_examples: examples in the split (one epoch).
+      on_corrupt_shard: "error" (a bad shard is a ShardError) or "skip" (see the module docstring).
+      skipped: {"shards": bad shards met so far, "examples": the examples of one epoch that they
+        lack (each replaced by a copy of a readable example)}; each bad shard is counted once.
     """
 
     def __init__(
@@ -69,6 +141,7 @@ class PretrainingData:
         vocab_fingerprint=None,
         window_shards=4,
         prefetch_batches=4,
+        on_corrupt_shard="error",
     ):
         if process_index is None or process_count is None:
             import jax
@@ -83,6 +156,8 @@ class PretrainingData:
             )
         if window_shards < 1:
             raise ValueError(f"window_shards must be >= 1, got {window_shards}")
+        if on_corrupt_shard not in ON_CORRUPT_SHARD:
+            raise ValueError(f"on_corrupt_shard={on_corrupt_shard!r}; expected one of {ON_CORRUPT_SHARD}")
         self.data_dir = data_dir
         self.manifest = manifest_lib.read_manifest(data_dir)
         manifest_lib.check_compatible(self.manifest, data_dir, seq_len=seq_len, vocab_fingerprint=vocab_fingerprint)
@@ -100,9 +175,93 @@ class PretrainingData:
         self.process_index, self.process_count = process_index, process_count
         self.window_shards = window_shards
         self.prefetch_batches = prefetch_batches
+        self.on_corrupt_shard = on_corrupt_shard
+        self.skipped = {"shards": 0, "examples": 0}
+        self._reported = set()
+        if on_corrupt_shard == "error":
+            self._check_files(shards)
         self._epoch_layouts = collections.OrderedDict()
         self._windows = collections.OrderedDict()
         self._loader = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+
+    def _advice(self):
+        """What to do about a bad shard: repair it, or (in error mode) skip it."""
+        advice = manifest_lib.repair_advice(self.manifest, self.data_dir)
+        if self.on_corrupt_shard == "error":
+            advice += (", or set on_corrupt_shard='skip' (DataConfig.on_corrupt_shard = 'skip') to train on "
+                       "with its readable examples, the rest replaced by copies of others")
+        return advice
+
+    def _check_files(self, shards):
+        """ShardError for the first shard file that is missing or not of its manifest size in bytes."""
+        problems = []
+        for shard, path in zip(shards, self._files):
+            if not os.path.isfile(path):
+                problems.append((path, "is missing"))
+            elif "bytes" in shard and os.path.getsize(path) != shard["bytes"]:
+                problems.append((path, f"has {os.path.getsize(path)} bytes but the manifest says {shard['bytes']}"))
+        if problems:
+            path, problem = problems[0]
+            if len(problems) > 1:
+                others = ", ".join(os.path.basename(p) for p, _ in problems[1:6])
+                problem += f" (and {len(problems) - 1} more shard(s) are missing or of the wrong size: {others})"
+            raise ShardError(path, problem, self._advice())
+
+    def _read_shard(self, shard):
+        """Examples of one shard, in file order: dict of int32 [n, seq_len].
+
+        n is the manifest's count; in skip mode a bad shard gives its readable prefix instead
+        (n smaller), reported once. Raises ShardError without a step for a bad shard in error mode
+        and for a shard holding more examples than the manifest says.
+        """
+        from data_pipelines.tf_runtime import tensorflow
+
+        tf = tensorflow()
+        path, expected = self._files[shard], int(self._counts[shard])
+        dataset = tf.data.TFRecordDataset(path).batch(8192).map(
+            lambda s: shard_format.parse_examples(tf, s, self.seq_len)
+        )
+        try:
+            examples = _concat(list(dataset.as_numpy_iterator()), self.seq_len)
+        except tf.errors.OpError as err:
+            examples, problem = None, f"is unreadable ({_short_reason(err)})"
+        else:
+            found = len(examples["input_ids"])
+            if found == expected:
+                return examples
+            problem = f"holds {found} examples but the manifest says {expected}"
+            if found > expected:  # not damage: the manifest is not that of this file
+                raise ShardError(path, f"{problem}: the manifest does not describe this file", self._advice())
+        if self.on_corrupt_shard == "error":
+            raise ShardError(path, problem, self._advice())
+        if examples is None:
+            examples = self._readable_prefix(path, expected)
+        kept = len(examples["input_ids"])
+        if path not in self._reported:
+            self._reported.add(path)
+            self.skipped["shards"] += 1
+            self.skipped["examples"] += expected - kept
+            print(f"warning: shard {path} {problem}; on_corrupt_shard='skip': using its first {kept} of "
+                  f"{expected} examples, the other {expected - kept} replaced by copies of readable examples "
+                  f"of the same window", file=sys.stderr, flush=True)
+        return examples
+
+    def _readable_prefix(self, path, limit):
+        """The first `limit` examples of `path` at most, stopping before the first record that
+        fails to read or parse (read one record at a time: slow, only for a bad shard)."""
+        from data_pipelines.tf_runtime import tensorflow
+
+        tf = tensorflow()
+        records = tf.data.TFRecordDataset(path).map(
+            lambda s: shard_format.parse_examples(tf, s[None], self.seq_len)
+        ).as_numpy_iterator()
+        rows = []
+        try:
+            for row in itertools.islice(records, limit):
+                rows.append(row)
+        except tf.errors.OpError:
+            pass  # the prefix ends at the first unreadable record
+        return _concat(rows, self.seq_len)
 
     def _layout(self, epoch):
         """(shard order, window end offsets) of one epoch, cached for the last few epochs."""
@@ -116,25 +275,21 @@ class PretrainingData:
         return self._epoch_layouts[epoch]
 
     def _load_window(self, epoch, window):
-        """Examples of one window in their shuffled order: dict of int32 [M, seq_len]."""
-        from data_pipelines.tf_runtime import tensorflow
-
-        tf = tensorflow()
+        """Examples of one window in their shuffled order: dict of int32 [M, seq_len], M from the
+        manifest. Raises ShardError (without a step) for a bad shard, see the module docstring."""
         order, _ = self._layout(epoch)
         shard_ids = order[window * self.window_shards : (window + 1) * self.window_shards]
-        files = [self._files[i] for i in shard_ids]
         expected = int(self._counts[shard_ids].sum())
-        dataset = tf.data.TFRecordDataset(files).batch(8192).map(
-            lambda s: shard_format.parse_examples(tf, s, self.seq_len)
-        )
-        chunks = list(dataset.as_numpy_iterator())
-        if chunks:
-            examples = {k: np.concatenate([c[k] for c in chunks]) for k in shard_format.FEATURES}
-        else:
-            examples = {k: np.zeros((0, self.seq_len), np.int32) for k in shard_format.FEATURES}
+        parts = [self._read_shard(i) for i in shard_ids]
+        examples = _concat(parts, self.seq_len)
         found = len(examples["input_ids"])
-        if found != expected:
-            raise ValueError(f"shards {files} hold {found} examples but the manifest says {expected}")
+        if found < expected:  # skip mode: fill the rows of bad shards with copies of readable ones
+            if found == 0:
+                bad = next(i for i, part in zip(shard_ids, parts) if len(part["input_ids"]) < self._counts[i])
+                raise ShardError(self._files[bad], "has no readable example, nor has any other shard of its "
+                                 "window: there is nothing to fill its rows with", self._advice())
+            fill = np.resize(seeded_permutation(found, self.seed, epoch, window + 1, 1), expected - found)
+            examples = {k: np.concatenate([v, v[fill]]) for k, v in examples.items()}
         permutation = seeded_permutation(expected, self.seed, epoch, window + 1)
         return {k: v[permutation] for k, v in examples.items()}
 
@@ -154,7 +309,8 @@ class PretrainingData:
     def batch(self, step):
         """This process's rows of global batch `step`: dict of int32 [local_batch_size, seq_len].
 
-        Keys input_ids, input_mask, segment_ids. A pure function of (seed, step).
+        Keys input_ids, input_mask, segment_ids. A pure function of (seed, step). Raises
+        ShardError naming the shard and `step` when a shard it needs is bad (module docstring).
         """
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
@@ -170,8 +326,11 @@ class PretrainingData:
                 select = windows == window
                 start = ends[window - 1] if window else 0
                 local = offsets[in_epoch][select] - start
-                examples = self._window(int(epoch), int(window))
                 rows = np.flatnonzero(in_epoch)[select]
+                try:
+                    examples = self._window(int(epoch), int(window))
+                except ShardError as err:
+                    raise err.at_step(step, self.split) from None
                 for k in shard_format.FEATURES:
                     out[k][rows] = examples[k][local]
         return out

@@ -81,7 +81,8 @@ def open_data(config):
     data_dir = ensure_default_pretraining_data(data_cfg.cache_dir or DEFAULT_CACHE_DIR,
                                                data_cfg.seq_len, config.model.vocab_size)
   train = PretrainingData(data_dir, global_batch_size=data_cfg.global_batch_size,
-                          seed=data_cfg.seed, split="train", seq_len=data_cfg.seq_len)
+                          seed=data_cfg.seed, split="train", seq_len=data_cfg.seq_len,
+                          on_corrupt_shard=data_cfg.on_corrupt_shard)
   tok = train.manifest["tokenizer"]
   if tok["vocab_size"] != config.model.vocab_size:
     raise ValueError(f"vocabulary mismatch: ModelConfig.vocab_size={config.model.vocab_size} but "
@@ -93,7 +94,8 @@ def open_data(config):
   if data_cfg.eval_every:
     evaluation = PretrainingData(data_dir, global_batch_size=data_cfg.global_batch_size,
                                  seed=data_cfg.seed, split=data_cfg.eval_split,
-                                 seq_len=data_cfg.seq_len)
+                                 seq_len=data_cfg.seq_len,
+                                 on_corrupt_shard=data_cfg.on_corrupt_shard)
   return train, evaluation, special, data_dir
 
 

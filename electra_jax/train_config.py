@@ -48,6 +48,10 @@ class DataConfig:
   seed: data order seed; the global batch at step s is a pure function of (seed, s).
   eval_every: steps between evaluations on `eval_split` (0: never); eval_batches: batches per
     evaluation (the same batches every time).
+  on_corrupt_shard: what a missing, truncated or corrupted shard does: "error" stops the run with
+    one error naming the shard and the step; "skip" trains on, its unreadable examples replaced
+    by copies of readable ones of the same window (deterministically), with a warning per bad
+    shard (data_pipelines.pretraining_reader).
   """
 
   data_dir: Optional[str] = None
@@ -58,11 +62,15 @@ class DataConfig:
   eval_split: str = "eval"
   eval_every: int = 5000
   eval_batches: int = 20
+  on_corrupt_shard: str = "error"
 
   def __post_init__(self):
     for name in ("seq_len", "global_batch_size"):
       if getattr(self, name) <= 0:
         raise ValueError(f"DataConfig.{name}={getattr(self, name)} must be positive")
+    if self.on_corrupt_shard not in ("error", "skip"):
+      raise ValueError(f"DataConfig.on_corrupt_shard={self.on_corrupt_shard!r}; expected 'error' "
+                       "or 'skip'")
     if self.eval_every < 0 or self.eval_batches <= 0:
       raise ValueError(f"DataConfig.eval_every={self.eval_every} must be >= 0 and "
                        f"eval_batches={self.eval_batches} > 0")

@@ -147,6 +147,24 @@ def test_multi_megabyte_single_line_uses_bounded_memory(tmp_path):
     assert (stats.lines, stats.long_lines_split) == (1, 1)
 
 
+def test_jsonl_line_over_the_limit_is_counted_and_skipped_in_bounded_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpora, "MAX_JSON_LINE_BYTES", 4 << 20)
+    path = tmp_path / "huge.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"text": "before"}) + '\n{"text": "')
+        for _ in range(40):
+            f.write("lorem ipsum " * (text_io.CHUNK_BYTES // 12))  # 40 MiB in one JSON line
+        f.write('"}\n' + json.dumps({"text": "after"}) + "\n")
+    stats = text_io.InputStats()
+    tracemalloc.start()
+    units = list(corpora.load(f"jsonl:{path}").iter_units([0], 1, stats))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert units == ["before", "", "after", "", ""]
+    assert (stats.oversized_json_lines, stats.long_lines_split, stats.lines) == (1, 1, 3)
+    assert peak < 4 * corpora.MAX_JSON_LINE_BYTES  # the line itself is 10x the limit
+
+
 @pytest.mark.parametrize("num_parts", [2, 3, 7, 64])
 def test_parts_are_disjoint_and_cover_the_corpus_in_order(tmp_path, num_parts):
     docs = [f"doc {d} line {i} " + "x" * (d * 7 % 23) for d in range(40) for i in range(d % 4 + 1)]
