@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Mapping, Optional
@@ -25,13 +26,23 @@ _POSTFIX_KEYS = ("loss", "gen_accuracy", "disc_auc", "tokens_per_sec")
 
 
 def _truncate_jsonl(path: Path, last_step: int) -> None:
-  """Drops records with step > last_step (left by a run that was stopped after them)."""
+  """Drops records with step > last_step (left by a run that was stopped after them) and a last
+  line that is not JSON (a record cut short by a kill). The new file replaces the old by a
+  rename, so a run killed meanwhile leaves one or the other whole."""
   if not path.exists():
     return
-  lines = path.read_text().splitlines()
-  kept = [l for l in lines if l.strip() and json.loads(l)["step"] <= last_step]
-  if len(kept) != len(lines):
-    path.write_text("".join(l + "\n" for l in kept))
+  text = path.read_text()
+  lines = [l for l in text.splitlines() if l.strip()]
+  if lines:
+    try:
+      json.loads(lines[-1])
+    except ValueError:
+      lines.pop()
+  kept = "".join(l + "\n" for l in lines if json.loads(l)["step"] <= last_step)
+  if kept != text:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(kept)
+    os.replace(tmp, path)
 
 
 def _jsonable(value: float) -> Optional[float]:
@@ -60,7 +71,8 @@ class MetricsWriter:
   """Writes scalar metrics of a run whose steps go from `start_step` to `total_steps`.
 
   Resuming at `start_step` drops records of later steps from the jsonl files, so each step
-  appears once even when the previous run logged past its last checkpoint.
+  appears once, in order, even when the previous run logged past its last checkpoint (or was
+  killed while writing a record). TensorBoard events of those steps are not removed.
   """
 
   def __init__(self, workdir: Path, *, start_step: int, total_steps: int, is_main: bool,

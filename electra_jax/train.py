@@ -247,6 +247,14 @@ def check_resume_config(config, workdir: Path) -> None:
         *changed, f"Old config: {path}; {way_out}"]))
 
 
+def _replace_file(path: Path, write) -> None:
+  """`write(tmp)` then renames tmp to `path`: a run killed meanwhile leaves the old file whole
+  (a truncated config.json would stop the next run from resuming)."""
+  tmp = path.with_name(path.name + ".tmp")
+  write(tmp)
+  os.replace(tmp, path)
+
+
 def _start_over(workdir: Path) -> None:
   """Deletes the outputs of an earlier run in `workdir` (RUN_OUTPUTS)."""
   for name in RUN_OUTPUTS:
@@ -269,7 +277,11 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
   Returns {"step": last completed step, "preempted": bool, "train": last logged training
   metrics (with "health": "warmup" | "ok" | "at_prior", see electra_jax.health), "eval": last
   evaluation metrics with the context-free baselines unigram_accuracy/unigram_loss (or {})}.
-  Raises NonFiniteError naming the step and metric when a loss or gradient is NaN/inf.
+  Raises NonFiniteError naming the step and metric when a loss or gradient is NaN/inf, and
+  checkpointing.CheckpointWriteError when a checkpoint finds no room on the disk (the previous
+  checkpoints stay restorable). Before the first step, a ValueError when the disk of
+  WORKDIR/checkpoints has less free space than the checkpoints the run keeps
+  (checkpointing.check_free_space).
 
   Before anything else, process 0 claims the workdir (`lock_workdir`: ValueError when it is not
   writable or another trainer holds it). With checkpoints to resume, a config that changes the
@@ -296,8 +308,8 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
         _start_over(workdir)
       else:
         check_resume_config(config, workdir)
-      save_config_json(config, workdir / "config.json")
-      (workdir / "config.gin").write_text(to_gin(config))
+      _replace_file(workdir / "config.json", lambda tmp: save_config_json(config, tmp))
+      _replace_file(workdir / "config.gin", lambda tmp: tmp.write_text(to_gin(config)))
     if jax.process_count() > 1:  # the other processes read the workdir after process 0 claims it
       from jax.experimental import multihost_utils
 
@@ -311,7 +323,8 @@ def _train(config, workdir: Path) -> dict:
 
   from electra_jax import flops as flops_lib
   from electra_jax import health
-  from electra_jax.checkpointing import Checkpointer, PreemptionWatcher, load_init_params
+  from electra_jax.checkpointing import (Checkpointer, PreemptionWatcher, check_free_space,
+                                         load_init_params)
   from electra_jax.metrics_writer import MetricsWriter
   from electra_jax.objective import build_pretraining_model
   from electra_jax.optim import make_optimizer
@@ -320,12 +333,14 @@ def _train(config, workdir: Path) -> dict:
                                       make_train_step)
 
   is_main = jax.process_index() == 0
-  train_data, eval_data, special, data_dir = open_data(config)
   mesh = make_mesh(config.mesh)
   seq_len, batch_size = config.data.seq_len, config.data.global_batch_size
   model = build_pretraining_model(config.model, config.generator, config.embedding_sharing,
                                   config.objective)
   optimizer = make_optimizer(config.optimizer)
+  abstract, shardings = abstract_train_state(model, optimizer, mesh, seq_len=seq_len)
+  check_free_space(workdir.resolve() / "checkpoints", config.checkpoint, abstract)
+  train_data, eval_data, special, data_dir = open_data(config)
   checkpointer = Checkpointer(workdir, config.checkpoint)
   last_step = config.train_steps
   say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if is_main else (lambda msg: None)
@@ -334,7 +349,6 @@ def _train(config, workdir: Path) -> dict:
 
   restored_step = checkpointer.latest_step()
   if restored_step is not None:
-    abstract, shardings = abstract_train_state(model, optimizer, mesh, seq_len=seq_len)
     state, _, position = checkpointer.restore(abstract, restored_step)
     if position["seed"] != config.data.seed or position["global_batch_size"] != batch_size:
       say(f"warning: checkpoint data position {position} differs from this run's data seed "
@@ -511,9 +525,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"error: {err}", file=sys.stderr)
     return 2
   initialize_distributed(args)
+  from electra_jax.checkpointing import CheckpointWriteError
+
   try:
     result = train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
-  except NonFiniteError as err:
+  except (NonFiniteError, CheckpointWriteError) as err:
     print(f"error: {err}", file=sys.stderr)
     return 1
   except (ValueError, FileNotFoundError) as err:  # data / config / mesh mismatches
