@@ -10,7 +10,9 @@ temp name and renamed when complete, then a `.stats.json` sidecar marks it done,
 skips shards whose sidecar is present. The shard contents depend only on
 (corpus, tokenizer, seq_len, num_shards, pieces_per_shard, seed), never on num_workers.
 The last `eval_shards` shards form the eval split. `manifest.json` is written last; it records
-each shard's size in bytes, which the reader checks when it opens the shards.
+each shard's size in bytes, which the reader checks when it opens the shards. The tokenizer is
+saved beside the shards (OUTPUT/tokenizer, `tokenizers.Tokenizer.save`), so that they can move
+without the vocabulary file they were made with, and training runs keep it.
 
 Memory is bounded whatever the line lengths: the corpus readers cut lines longer than
 text_io.CHUNK_BYTES into pieces, and units go to the tokenizer in batches of at most
@@ -211,6 +213,7 @@ def build_pretraining_data(
              "pieces_per_shard": pieces_per_shard,
              "summary": _summary(all_stats, skipped, time.perf_counter() - started)}
     manifest = manifest_lib.make_manifest(seq_len, tokenizer, shards, build)
+    tokenizer.save(os.path.join(output_dir, tokenizers.SAVED_DIR))  # the shards travel with it
     manifest_lib.write_json_atomically(os.path.join(output_dir, manifest_lib.MANIFEST_NAME), manifest)
     return manifest
 

@@ -199,6 +199,7 @@ def index_shards(pattern, tokenizer_spec, output_dir=None, eval_shards=0, progre
             print(f"{target} is already up to date", file=sys.stderr)
         return manifest
     os.makedirs(directory, exist_ok=True)
+    tokenizer.save(os.path.join(directory, tokenizers.SAVED_DIR))  # the shards travel with it
     manifest_lib.write_json_atomically(target, manifest)
     if progress:
         print(f"wrote {target}", file=sys.stderr)

@@ -111,8 +111,8 @@ def _short_reason(err):
 def _concat(chunks, seq_len):
     """One dict of int32 [n, seq_len] arrays from a list of such dicts (n = 0 for none)."""
     if not chunks:
-        return {k: np.zeros((0, seq_len), np.int32) for k in shard_format.FEATURES}
-    return {k: np.concatenate([c[k] for c in chunks]) for k in shard_format.FEATURES}
+        return {k: np.zeros((0, seq_len), np.int32) for k in shard_format.BATCH_KEYS.values()}
+    return {k: np.concatenate([c[k] for c in chunks]) for k in shard_format.BATCH_KEYS.values()}
 
 
 class PretrainingData:
@@ -309,7 +309,7 @@ class PretrainingData:
     def batch(self, step):
         """This process's rows of global batch `step`: dict of int32 [local_batch_size, seq_len].
 
-        Keys input_ids, input_mask, segment_ids. A pure function of (seed, step). Raises
+        Keys input_ids, attention_mask, token_type_ids (shard_format.BATCH_KEYS). A pure function of (seed, step). Raises
         ShardError naming the shard and `step` when a shard it needs is bad (module docstring).
         """
         if step < 0:
@@ -317,7 +317,7 @@ class PretrainingData:
         first = step * self.global_batch_size + self.process_index * self.local_batch_size
         indices = np.arange(first, first + self.local_batch_size, dtype=np.int64)
         epochs, offsets = np.divmod(indices, self.num_examples)
-        out = {k: np.empty((self.local_batch_size, self.seq_len), np.int32) for k in shard_format.FEATURES}
+        out = {k: np.empty((self.local_batch_size, self.seq_len), np.int32) for k in shard_format.BATCH_KEYS.values()}
         for epoch in np.unique(epochs):
             in_epoch = epochs == epoch
             _, ends = self._layout(int(epoch))
@@ -331,7 +331,7 @@ class PretrainingData:
                     examples = self._window(int(epoch), int(window))
                 except ShardError as err:
                     raise err.at_step(step, self.split) from None
-                for k in shard_format.FEATURES:
+                for k in shard_format.BATCH_KEYS.values():
                     out[k][rows] = examples[k][local]
         return out
 
@@ -341,7 +341,7 @@ class PretrainingData:
 
         tf = tensorflow()
         shape = (self.local_batch_size, self.seq_len)
-        signature = {k: tf.TensorSpec(shape, tf.int32) for k in shard_format.FEATURES}
+        signature = {k: tf.TensorSpec(shape, tf.int32) for k in shard_format.BATCH_KEYS.values()}
 
         def batches():
             for step in itertools.count(start_step):

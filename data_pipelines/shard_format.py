@@ -3,12 +3,16 @@
 Each example has three int64 features of length seq_len: `input_ids` ([CLS] A [SEP] B [SEP]
 then pad id 0), `input_mask` (1 on real tokens, 0 on padding) and `segment_ids` (0 for
 [CLS] A [SEP], 1 for B [SEP], 0 on padding). Shards written by the official
-build_pretraining_dataset.py have the same features and load the same way.
+build_pretraining_dataset.py have the same features and load the same way. Parsed batches use
+the Hugging Face names, as fine-tuning batches do (BATCH_KEYS): `input_ids`, `attention_mask`,
+`token_type_ids`.
 """
 
 import os
 
-FEATURES = ("input_ids", "input_mask", "segment_ids")
+FEATURES = ("input_ids", "input_mask", "segment_ids")  # in the records (the official names)
+BATCH_KEYS = {"input_ids": "input_ids", "input_mask": "attention_mask",
+              "segment_ids": "token_type_ids"}  # record feature -> batch key
 
 
 def shard_name(index, count):
@@ -35,10 +39,11 @@ def serialize_example(tf, input_ids, segment_ids, seq_len, pad_id=0):
 
 
 def parse_examples(tf, serialized, seq_len):
-    """Parse a 1-D string tensor of serialized examples -> dict of int32 [n, seq_len] tensors."""
+    """Parse a 1-D string tensor of serialized examples -> {batch key: int32 [n, seq_len] tensor}
+    (keys: BATCH_KEYS' values)."""
     spec = {name: tf.io.FixedLenFeature([seq_len], tf.int64) for name in FEATURES}
     parsed = tf.io.parse_example(serialized, spec)
-    return {name: tf.cast(parsed[name], tf.int32) for name in FEATURES}
+    return {BATCH_KEYS[name]: tf.cast(parsed[name], tf.int32) for name in FEATURES}
 
 
 def write_atomically(tf, path, records):

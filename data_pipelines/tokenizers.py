@@ -38,6 +38,7 @@ SAVED_FORMAT = "electra_jax.tokenizer/1"
 SAVED_DIR = "tokenizer"  # the subdirectory of a shard directory or workdir that holds one
 _HF_SPECIAL = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
                "mask_token": "[MASK]"}
+_HF_INPUTS = {"model_input_names": ["input_ids", "token_type_ids", "attention_mask"]}  # as BERT
 
 
 class Tokenizer(abc.ABC):
@@ -211,7 +212,7 @@ class SentencePieceTokenizer(Tokenizer):
         if fast is not None:
             fast.save(os.path.join(directory, "tokenizer.json"))
             _write_json(os.path.join(directory, "tokenizer_config.json"),
-                        {"tokenizer_class": "PreTrainedTokenizerFast", **_HF_SPECIAL})
+                        {"tokenizer_class": "PreTrainedTokenizerFast", **_HF_SPECIAL, **_HF_INPUTS})
         return {"kind": "sentencepiece", "file": "spm.model"}
 
     def _hf_fast_tokenizer(self):

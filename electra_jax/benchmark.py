@@ -17,6 +17,7 @@ move with machine load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -33,7 +34,6 @@ from electra_jax import optim
 from electra_jax import sharding as shd
 from electra_jax import train_step as ts
 
-GENERATOR_FRACTION = {"small": 0.25, "base": 1 / 3, "large": 0.25}
 SPECIAL = ob.SpecialIds(pad=0, cls=101, sep=102, mask=103, vocab_size=30522)  # BERT uncased
 
 
@@ -42,7 +42,7 @@ def synthetic_batch(batch: int, seq_len: int, vocab: int, seed: int = 0) -> dict
   rs = np.random.RandomState(seed)
   ids = rs.randint(1000, vocab, (batch, seq_len)).astype(np.int32)
   ids[:, 0], ids[:, -1] = SPECIAL.cls, SPECIAL.sep
-  return {"input_ids": ids, "input_mask": np.ones_like(ids), "segment_ids": np.zeros_like(ids)}
+  return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
 
 
 def measure_matmul_flops(n: int, dtype: str, repeats: int = 10) -> float:
@@ -67,9 +67,8 @@ def time_jax_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int,
   model = ob.build_pretraining_model(disc, gen, "tied", objective)
   tx = optim.make_optimizer(optim.OptimizerConfig())
   mesh = shd.make_mesh(shd.MeshConfig())
-  state, shardings = ts.create_train_state(model, tx, mesh, seq_len=seq_len,
-                                           global_batch_size=batch, seed=0)
-  step = ts.make_train_step(model, tx, objective, SPECIAL, mesh, shardings)
+  state, shardings = ts.create_train_state(ob.init_fn(model, seq_len), tx, mesh, seed=0)
+  step = ts.make_train_step(ob.loss_fn(model, objective, SPECIAL), tx, mesh, shardings)
   data = shd.global_batch(synthetic_batch(batch, seq_len, disc.vocab_size), mesh)
   t = time.perf_counter()
   state, metrics = step(state, data)
@@ -92,7 +91,6 @@ def time_torch_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int
   """Seconds per step of the transformers PyTorch generator + discriminator step on `device`
   ("cpu" or "cuda"). Parameters are float32; dtype="bfloat16" runs the forward and backward under
   bf16 autocast, and float32 matmuls on CUDA use TF32 as XLA's default precision does on GPU."""
-  import contextlib
 
   import torch
   from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
@@ -121,7 +119,7 @@ def time_torch_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int
   p = ob.ObjectiveConfig().num_predictions(seq_len)
 
   def step():
-    ids, mask, types = data["input_ids"], data["input_mask"], data["segment_ids"]
+    ids, mask, types = data["input_ids"], data["attention_mask"], data["token_type_ids"]
     candidates = (ids != SPECIAL.cls) & (ids != SPECIAL.sep) & mask.bool()
     scores = torch.where(candidates, torch.rand(ids.shape, device=device),
                          torch.full(ids.shape, -1.0, device=device))
@@ -179,8 +177,9 @@ def main(argv=None):
   if not args.no_cpu_flags:
     shd.set_cpu_xla_flags()
 
-  disc = config_lib.PRESETS[args.size](dtype=args.dtype)
-  gen = config_lib.generator_config(disc, GENERATOR_FRACTION[args.size])
+  size = config_lib.PRESETS[args.size]
+  disc = size.model.replace(dtype=args.dtype)
+  gen = config_lib.generator_config(disc, size.generator_hidden_fraction)
   devices = jax.devices()
   print(f"devices: {len(devices)} x {devices[0].device_kind} ({jax.default_backend()}); "
         f"ELECTRA-{args.size} {args.dtype}, sampler {args.sampler}, "

@@ -38,8 +38,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
+from flax import traverse_util
 from orbax.checkpoint import checkpoint_managers as policies
 
+from electra_jax.metrics_writer import itstime
+from electra_jax.pretrained import detect_format, load_pretrained
 from electra_jax.train_config import CheckpointConfig
 
 ITEMS = ("state", "config", "data")
@@ -179,7 +182,7 @@ class Checkpointer:
 
   def should_save(self, step: int, last_step: int) -> bool:
     """Periodic saves every `save_every` steps, and always the last step."""
-    return step == last_step or (self.cfg.save_every > 0 and step % self.cfg.save_every == 0)
+    return itstime(step, self.cfg.save_every, last_step)
 
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
@@ -281,44 +284,6 @@ class PreemptionWatcher:
       return False
 
 
-def _step_dir(path: Path) -> Path:
-  """A step directory from a step dir, a checkpoints dir or a workdir (its latest step)."""
-  path = Path(path)
-  if (path / "state").is_dir():
-    return path
-  for root in (path / "checkpoints", path):
-    steps = sorted((int(p.name) for p in root.glob("*") if p.is_dir() and p.name.isdigit()),
-                   reverse=True) if root.is_dir() else []
-    for step in steps:
-      if (root / str(step) / "state").is_dir():
-        return root / str(step)
-  raise FileNotFoundError(f"no pre-training checkpoint at {path} (expected a step directory "
-                          "with state/, or a workdir or checkpoints directory holding one)")
-
-
-def read_pretraining_checkpoint(path: Path) -> tuple[dict, dict]:
-  """(config_dict, params) from a step dir, or from a workdir / checkpoints dir (latest step).
-
-  config_dict: the stored `TrainConfig.to_dict()`: "model" and "generator" hold ModelConfig
-  fields, "embedding_sharing" the sharing mode, plus the rest of the run's config.
-  params: the ElectraPretrainingModel params tree (unboxed) as host numpy arrays; the optimizer
-  state is not read.
-  """
-  step_dir = _step_dir(Path(path).resolve())
-  config = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(
-      step_dir / "config", args=ocp.args.JsonRestore())
-  checkpointer = ocp.PyTreeCheckpointer()
-  tree = checkpointer.metadata(step_dir / "state").item_metadata.tree
-  if "params" not in tree:
-    raise ValueError(f"{step_dir / 'state'} has no params (keys: {sorted(tree)})")
-  params_meta = {"params": tree["params"]}
-  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), params_meta)
-  restored = checkpointer.restore(
-      step_dir / "state", args=ocp.args.PyTreeRestore(item=params_meta, restore_args=restore_args,
-                                                      partial_restore=True))
-  return dict(config), restored["params"]
-
-
 # ---------------------------------------------------------------------------------------------
 # Continued pre-training: weights from a pre-trained checkpoint, fresh optimizer slots.
 
@@ -348,9 +313,7 @@ def load_init_params(config, fresh_params: dict, param_shardings: dict, say=prin
   discriminator backbone must come from the source. Returns arrays placed on
   `param_shardings` (works with several processes: each holds the whole source on the host).
   """
-  from flax import traverse_util
 
-  from electra_jax.pretrained import detect_format, load_pretrained
 
   path = config.init_from
   fmt = detect_format(path)

@@ -1,7 +1,8 @@
 """Model configuration: one frozen dataclass with the fields of an ELECTRA config.
 
 Field names follow Hugging Face's `ElectraConfig` so that `config.json` files map one to one.
-Sizes are ELECTRA paper Table 6; generator sizes follow the official code
+PRESETS holds the sizes (ELECTRA paper Table 6, plus a tiny CPU model); generator sizes follow
+the official code
 (hidden = fraction x discriminator hidden, FFN = 4 x hidden, heads = max(1, hidden // 64)).
 """
 
@@ -10,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-_DTYPES = ("float32", "bfloat16", "float16")  # resolved lazily: importing the config needs no jax
+import jax.numpy as jnp
+
+_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +59,6 @@ class ModelConfig:
 
   @property
   def compute_dtype(self) -> Any:
-    import jax.numpy as jnp
     return getattr(jnp, self.dtype)
 
   @property
@@ -91,24 +93,6 @@ class ModelConfig:
     return cls(**kwargs)
 
 
-def small(**overrides) -> ModelConfig:
-  """ELECTRA-Small discriminator (14M parameters)."""
-  return ModelConfig(embedding_size=128, hidden_size=256, num_hidden_layers=12,
-                     num_attention_heads=4, intermediate_size=1024, **overrides)
-
-
-def base(**overrides) -> ModelConfig:
-  """ELECTRA-Base discriminator (110M parameters)."""
-  return ModelConfig(embedding_size=768, hidden_size=768, num_hidden_layers=12,
-                     num_attention_heads=12, intermediate_size=3072, **overrides)
-
-
-def large(**overrides) -> ModelConfig:
-  """ELECTRA-Large discriminator (335M parameters)."""
-  return ModelConfig(embedding_size=1024, hidden_size=1024, num_hidden_layers=24,
-                     num_attention_heads=16, intermediate_size=4096, **overrides)
-
-
 def generator_config(disc: ModelConfig, hidden_fraction: float, layer_fraction: float = 1.0
                      ) -> ModelConfig:
   """The generator paired with `disc`, as the official code sizes it.
@@ -128,4 +112,39 @@ def generator_config(disc: ModelConfig, hidden_fraction: float, layer_fraction: 
                       num_hidden_layers=max(1, int(round(disc.num_hidden_layers * layer_fraction))))
 
 
-PRESETS = {"small": small, "base": base, "large": large}
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  """A model size: the discriminator and its generator's hidden-size fraction (paper Table 6)."""
+
+  model: ModelConfig
+  generator_hidden_fraction: float
+
+  @property
+  def generator(self) -> ModelConfig:
+    return generator_config(self.model, self.generator_hidden_fraction)
+
+
+# The only definition of the sizes: gin experiments select one with `ModelConfig.size = NAME`,
+# fine-tuning with FinetuneConfig.size, the benchmark with --size.
+PRESETS = {
+    # A CPU demo / test model, not a paper size (experiments/tiny.gin, the tests).
+    "tiny": Preset(ModelConfig(embedding_size=32, hidden_size=32, num_hidden_layers=2,
+                               num_attention_heads=2, intermediate_size=64,
+                               max_position_embeddings=128), 0.5),
+    # ELECTRA-Small, 14M parameters.
+    "small": Preset(ModelConfig(embedding_size=128, hidden_size=256, num_hidden_layers=12,
+                                num_attention_heads=4, intermediate_size=1024), 0.25),
+    # ELECTRA-Base, 110M parameters.
+    "base": Preset(ModelConfig(embedding_size=768, hidden_size=768, num_hidden_layers=12,
+                               num_attention_heads=12, intermediate_size=3072), 1 / 3),
+    # ELECTRA-Large, 335M parameters.
+    "large": Preset(ModelConfig(embedding_size=1024, hidden_size=1024, num_hidden_layers=24,
+                                num_attention_heads=16, intermediate_size=4096), 0.25),
+}
+
+
+def preset(name: str) -> Preset:
+  """PRESETS[name]; ValueError naming the sizes when there is none."""
+  if name not in PRESETS:
+    raise ValueError(f"unknown model size {name!r}; expected one of {sorted(PRESETS)}")
+  return PRESETS[name]

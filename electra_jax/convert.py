@@ -25,9 +25,15 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+
+from data_pipelines import tokenizers
+from electra_jax import hf_io, pretrained
+from electra_jax.hf_io import CheckpointError
+from electra_jax.pretrained import NATIVE_CONFIG
 
 
 class _ProgressLine:
@@ -54,7 +60,6 @@ class _ProgressLine:
 
 
 def _write(model, params, dst: str, to: str, tokenizer, finetune) -> dict:
-  from electra_jax import hf_io, pretrained
   if to == "hf":
     labels = (finetune or {}).get("labels") or []
     id2label = {i: str(label) for i, label in enumerate(labels)} if len(labels) > 1 else None
@@ -66,9 +71,6 @@ def _write(model, params, dst: str, to: str, tokenizer, finetune) -> dict:
 def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=False,
             num_attention_heads=None, architecture=None, strict=True) -> list[str]:
   """Runs one conversion; returns the summary lines. Raises CheckpointError on bad input."""
-  from data_pipelines import tokenizers
-  from electra_jax import pretrained
-  from electra_jax.hf_io import CheckpointError
 
   if to not in ("hf", "electra_jax-safetensors"):
     raise CheckpointError(f"--to {to!r}; expected 'hf' or 'electra_jax-safetensors'")
@@ -120,8 +122,6 @@ def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=Fals
 
 
 def _native_is_pretraining(src: str) -> bool:
-  import json
-  from electra_jax.pretrained import NATIVE_CONFIG
   directory = src if os.path.isdir(src) else os.path.dirname(src) or "."
   try:
     with open(os.path.join(directory, NATIVE_CONFIG)) as f:
@@ -150,7 +150,6 @@ def main(argv=None) -> int:
                  help="tf1 only: ignore variables that belong to neither network")
   p.add_argument("--force", action="store_true", help="write into a non-empty DST")
   args = p.parse_args(argv)
-  from electra_jax.hf_io import CheckpointError
   try:
     lines = convert(args.src, args.dst, args.src_format, args.to, args.which, args.force,
                     args.num_attention_heads, args.architecture, args.strict)

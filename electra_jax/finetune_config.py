@@ -12,8 +12,8 @@ configure_finetuning.py where the paper is silent):
   n-best 20, max answer length 30.
 
 The size comes from `size`, or else from the initial model's hidden size (<= 256 small,
-<= 768 base, larger large). `size="tiny"` (random init only) is a 2-layer, hidden-64 model for
-CPU demos and tests; it fine-tunes with the small defaults.
+<= 768 base, larger large). `size="tiny"` (random init only) is the 2-layer, hidden-32 model of
+config.PRESETS for CPU demos and tests; it fine-tunes with the small defaults.
 
 Library code takes a `FinetuneConfig`; gin is read only by `resolve_config` at the command line:
 bindings look like `FinetuneConfig.learning_rate = 1e-4`; one gin would ignore (a bare
@@ -24,30 +24,22 @@ spelling (electra_jax.train_config.check_bindings).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
-import re
 import typing
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import gin
+
 from electra_jax import config as model_configs
 from electra_jax.config import ModelConfig
 from electra_jax.tasks import Task
-from electra_jax.train_config import check_bindings, check_value_types, explain_gin_syntax_error
+from electra_jax.train_config import check_bindings, check_value_types, explain_gin_error
 
 LEARNING_RATE = {"small": 3e-4, "base": 1e-4, "large": 5e-5}
 LAYERWISE_LR_DECAY = {"small": 0.8, "base": 0.8, "large": 0.9}
-SIZES = ("tiny", "small", "base", "large")
+SIZES = tuple(model_configs.PRESETS)
 SELECT = ("final", "best")
-
-
-def tiny(**overrides) -> ModelConfig:
-  """A 2-layer, hidden-64 ELECTRA for CPU demos and tests (not a paper size)."""
-  kw = dict(embedding_size=64, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=256, max_position_embeddings=512)
-  kw.update(overrides)
-  return ModelConfig(**kw)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +75,10 @@ class FinetuneConfig:
     train_sample_seed, max_train_examples takes a random N training examples instead, drawn
     with that seed (the same subset for every fine-tuning seed and init). Doubling comes after
     the cap (N pairs -> 2N rows).
-  save_checkpoint: write the selected parameters to WORKDIR/seed_S/{select}.safetensors.
+  save_checkpoint: write the selected model to WORKDIR/seed_S/{select}/ (native format).
+  progress / log_every / tensorboard: a progress bar; a WORKDIR/seed_S/metrics.jsonl record
+    (loss, grad_norm, learning_rate) every `log_every` steps and WORKDIR/seed_S/eval_metrics.jsonl
+    per dev evaluation, mirrored in WORKDIR/seed_S/tensorboard/ (the pre-training MetricsWriter).
   squad_null_threshold: SQuAD 2.0 predicts no answer when null score - best span score exceeds it.
   mesh_fsdp / mesh_tensor: mesh axes besides data parallelism (electra_jax.sharding.MeshConfig).
   """
@@ -128,6 +123,8 @@ class FinetuneConfig:
   save_checkpoint: bool = True
   write_predictions: bool = True
   progress: bool = True
+  log_every: int = 10
+  tensorboard: bool = True
 
   def __post_init__(self):
     if not self.seeds:
@@ -141,7 +138,7 @@ class FinetuneConfig:
     if self.layerwise_lr_mode not in ("correct", "official"):
       raise ValueError(f"FinetuneConfig.layerwise_lr_mode={self.layerwise_lr_mode!r}; "
                        "expected 'correct' or 'official'")
-    for name in ("batch_size", "eval_batch_size", "evals_per_epoch", "doc_stride",
+    for name in ("batch_size", "eval_batch_size", "evals_per_epoch", "log_every", "doc_stride",
                  "max_query_length", "n_best_size", "max_answer_length"):
       if getattr(self, name) <= 0:
         raise ValueError(f"FinetuneConfig.{name}={getattr(self, name)} must be positive")
@@ -163,8 +160,8 @@ class FinetuneConfig:
   def random_init_config(self, vocab_size: int) -> ModelConfig:
     """The architecture for init="random": `size` (default small) + overrides + vocab size."""
     size = self.size or "small"
-    preset = tiny if size == "tiny" else model_configs.PRESETS[size]
-    return preset().replace(**{**dict(self.model_overrides), "vocab_size": vocab_size})
+    return model_configs.PRESETS[size].model.replace(
+        **{**dict(self.model_overrides), "vocab_size": vocab_size})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +216,6 @@ def resolve_config(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = 
   """FinetuneConfig from gin files, then bindings (`FinetuneConfig.FIELD = VALUE`), then
   `fields` (command-line flags; they win). Unknown fields raise ValueError with close matches;
   so do bindings gin would ignore, values of the wrong type and syntax errors."""
-  import gin
 
   if "factory" not in _REGISTERED:
     _REGISTERED["factory"] = gin.external_configurable(_factory(), name="FinetuneConfig")
@@ -233,7 +229,7 @@ def resolve_config(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = 
                                         finalize_config=False)
     bound = _REGISTERED["factory"]()
   except (ValueError, SyntaxError) as err:
-    raise _explain(err) from None
+    raise explain_gin_error(err, _FIELDS) from None
   finally:
     gin.clear_config()
   bound.update({k: v for k, v in fields.items() if v is not None})
@@ -245,20 +241,3 @@ def resolve_config(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = 
 
 
 _FIELDS = {"FinetuneConfig": [f.name for f in dataclasses.fields(FinetuneConfig)]}
-
-
-def _explain(err: Exception) -> Exception:
-  if isinstance(err, SyntaxError):
-    return explain_gin_syntax_error(err, _FIELDS)
-  text = str(err)
-  m = re.search(r"doesn't have a parameter named '([^']+)'", text)
-  names = _FIELDS["FinetuneConfig"]
-  if m:
-    close = difflib.get_close_matches(m.group(1), names, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return ValueError(f"unknown FinetuneConfig field {m.group(1)!r}.{hint}\n{text}")
-  m = re.search(r"No configurable matching '([^']+)'", text)
-  if m:
-    return ValueError(f"unknown gin binding target {m.group(1)!r}; fine-tuning bindings look "
-                      f"like FinetuneConfig.learning_rate = 1e-4\n{text}")
-  return err

@@ -31,7 +31,7 @@ GRACE_STEPS = 200  # steps after warmup before the first verdict
 
 def unigram_prior(batches: Iterable[dict], special: SpecialIds) -> dict:
   """Context-free baselines of a masked-LM on `batches` (dicts of int [B,L] `input_ids`,
-  `input_mask`): over the maskable tokens (real, not [CLS]/[SEP]/[MASK]/[PAD]),
+  `attention_mask`): over the maskable tokens (real, not [CLS]/[SEP]/[MASK]/[PAD]),
     unigram_accuracy  the frequency of the most frequent token (what always predicting it scores)
     unigram_loss      the entropy of the token distribution (nats): the cross-entropy of the best
                       unigram model fitted on these very tokens, so no context-free predictor
@@ -40,7 +40,7 @@ def unigram_prior(batches: Iterable[dict], special: SpecialIds) -> dict:
   counts = np.zeros(special.vocab_size, np.int64)
   for batch in batches:
     ids = np.asarray(batch["input_ids"]).reshape(-1)
-    keep = np.asarray(batch["input_mask"]).reshape(-1).astype(bool)
+    keep = np.asarray(batch["attention_mask"]).reshape(-1).astype(bool)
     keep &= ~np.isin(ids, [special.pad, special.cls, special.sep, special.mask])
     counts += np.bincount(ids[keep], minlength=special.vocab_size)
   total = counts.sum()

@@ -32,19 +32,16 @@ import os
 import struct
 from typing import Any, Callable, Iterable, Optional
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
+from safetensors.numpy import save_file
 
+from electra_jax import modeling as m
 from electra_jax.config import ModelConfig
-
-ARCHITECTURES = (
-    "ElectraModel",
-    "ElectraForPreTraining",
-    "ElectraForMaskedLM",
-    "ElectraForSequenceClassification",
-    "ElectraForTokenClassification",
-    "ElectraForQuestionAnswering",
-    "ElectraForMultipleChoice",
-)
+from electra_jax.modeling import ARCHITECTURES
 
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -84,7 +81,6 @@ _ST_DTYPES = {
 
 def _st_dtype(code: str):
   if code == "BF16":
-    import ml_dtypes  # a jax dependency
     return ml_dtypes.bfloat16
   if code not in _ST_DTYPES:
     raise CheckpointError(f"unsupported safetensors dtype {code!r}")
@@ -129,7 +125,6 @@ def read_safetensors(path: str, names: Optional[Iterable[str]] = None) -> dict[s
 
 def write_safetensors(tensors: dict[str, np.ndarray], path: str,
                       metadata: Optional[dict] = None) -> None:
-  from safetensors.numpy import save_file
   save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path,
             metadata=metadata or {"format": "pt"})
 
@@ -235,35 +230,8 @@ def entries(cfg: ModelConfig, architecture: str) -> list[Entry]:
 # ---------------------------------------------------------------------------------------------
 # Models <-> architectures
 
-def build_model(architecture: str, cfg: ModelConfig, num_labels: int = 2,
-                classifier_dropout: Optional[float] = None):
-  """The electra_jax module that computes what the HF class of that name computes."""
-  from electra_jax import modeling as m
-  if architecture == "ElectraModel":
-    return m.ElectraModel(cfg)
-  if architecture == "ElectraForPreTraining":
-    return m.ElectraForPreTraining(cfg)
-  if architecture == "ElectraForMaskedLM":
-    return m.ElectraForMaskedLM(cfg)
-  if architecture == "ElectraForSequenceClassification":
-    return m.ElectraForSequenceClassification(cfg, num_labels=num_labels, head="hf",
-                                              classifier_dropout=classifier_dropout)
-  if architecture == "ElectraForTokenClassification":
-    return m.ElectraForTokenClassification(cfg, num_labels=num_labels,
-                                           classifier_dropout=classifier_dropout)
-  if architecture == "ElectraForQuestionAnswering":
-    if num_labels != 2:
-      raise CheckpointError(f"ElectraForQuestionAnswering with num_labels={num_labels} is not "
-                            "supported (span QA has exactly 2 outputs: start and end)")
-    return m.ElectraForQuestionAnswering(cfg)
-  if architecture == "ElectraForMultipleChoice":
-    return m.ElectraForMultipleChoice(cfg, classifier_dropout=classifier_dropout)
-  raise CheckpointError(f"unknown architecture {architecture!r}; expected one of {ARCHITECTURES}")
-
-
 def architecture_of(model) -> str:
   """The HF class name matching an electra_jax model instance."""
-  from electra_jax import modeling as m
   name = type(model).__name__
   if name not in ARCHITECTURES or not isinstance(model, getattr(m, name)):
     raise CheckpointError(
@@ -280,9 +248,6 @@ def architecture_of(model) -> str:
 
 def expected_shapes(model) -> dict[tuple, tuple]:
   """path -> shape of every parameter of `model`, without allocating anything."""
-  import jax
-  import jax.numpy as jnp
-  import flax.linen as nn
   name = type(model).__name__
   ids = jax.ShapeDtypeStruct((1, 3, 4) if name == "ElectraForMultipleChoice" else (1, 4),
                              jnp.int32)
@@ -558,8 +523,11 @@ def import_hf(directory: str, architecture: Optional[str] = None, progress: Prog
         raise CheckpointError(f"{directory}/config.json: {key}={config[key]!r} is not supported "
                               f"for ElectraForMultipleChoice (only {want!r})")
   num_labels = len(config["id2label"]) if config.get("id2label") else config.get("num_labels", 2)
-  model = build_model(arch, cfg, num_labels=num_labels,
-                      classifier_dropout=config.get("classifier_dropout"))
+  try:
+    model = m.build(arch, cfg, num_labels=num_labels,
+                    classifier_dropout=config.get("classifier_dropout"))
+  except ValueError as err:
+    raise CheckpointError(f"{directory}: {err}") from None
   report = ImportReport(source=directory, source_format="hf", architecture=arch)
   state = read_hf_state(directory)
   state = _normalize_names(state, arch, report, config)
@@ -572,15 +540,10 @@ def import_hf(directory: str, architecture: Optional[str] = None, progress: Prog
 # ---------------------------------------------------------------------------------------------
 # Export
 
-def unbox(params):
-  import flax.linen as nn
-  return nn.meta.unbox(params)
-
-
 def params_to_state(model, params: dict, progress: Progress = None) -> dict[str, np.ndarray]:
   """Our params -> HF tensors (float32 numpy) for the class matching `model`."""
   arch = architecture_of(model)
-  params = unbox(params)
+  params = nn.meta.unbox(params)
   check_params(model, params)
   table = entries(model.config, arch)
   _check_table({e.path for e in table}, expected_shapes(model), arch)
@@ -633,11 +596,10 @@ def resolve_pretraining(model, params, which: Optional[str], notes: Optional[lis
   its only head is the MLM one (objective kinds "mlm" / "replace_mlm"); with both heads
   ("all_tokens_mlm") the replaced-token head is kept and the MLM head dropped (noted in `notes`).
   """
-  from electra_jax import modeling as m
   if which not in ("discriminator", "generator"):
     raise CheckpointError(f"which={which!r}: a pre-training model holds two networks; pass "
                           "which='discriminator' or which='generator'")
-  gen, disc = m.split_pretraining_params(unbox(params), model.embedding_sharing)
+  gen, disc = m.split_pretraining_params(nn.meta.unbox(params), model.embedding_sharing)
   if which == "generator":
     if gen is None or not getattr(model, "use_generator", True):
       raise CheckpointError("this pre-training model has no generator tower (use_generator="

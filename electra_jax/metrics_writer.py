@@ -25,6 +25,12 @@ from tqdm.auto import tqdm
 _POSTFIX_KEYS = ("loss", "gen_accuracy", "disc_auc", "tokens_per_sec")
 
 
+def itstime(step: int, every: int, last: int) -> bool:
+  """The one periodic predicate of both training loops: after step `step` (steps completed),
+  is it time for what happens every `every` steps (0: never) and always after the `last`?"""
+  return step == last or (every > 0 and step % every == 0)
+
+
 def _truncate_jsonl(path: Path, last_step: int) -> None:
   """Drops records with step > last_step (left by a run that was stopped after them) and a last
   line that is not JSON (a record cut short by a kill). The new file replaces the old by a

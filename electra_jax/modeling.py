@@ -93,11 +93,6 @@ def activation(name: str):
   raise ValueError(f"unknown activation {name!r}")
 
 
-def constrain(x: Array, axes: tuple) -> Array:
-  """x pinned to the sharding of its logical `axes` (see `sharding.logical_constraint`)."""
-  return shd.logical_constraint(x, axes)
-
-
 class Dropout(nn.Module):
   """`nn.Dropout`, bit for bit (same rng stream, mask and scaling), with the mask drawn by
   `electra_jax.random_bits`, which XLA fuses into the select on CPU: x [...] -> x's shape/dtype.
@@ -152,21 +147,18 @@ class Embeddings(nn.Module):
     # native bfloat16 atomic add (XLA emulates it with compare-and-swap loops, which serialise on
     # rows many tokens share, e.g. [MASK] and the two token types; an ELECTRA-Small bf16 step on
     # an H100 took 269 ms that way, 17 ms with float32 lookups).
-    words = jnp.take(constrain(table, ("vocab", None)), input_ids, axis=0)
+    words = jnp.take(shd.logical_constraint(table, ("vocab", None)), input_ids, axis=0)
     positions = self.position_embeddings.embedding[None, :length]  # a slice, not a gather
-    types = jnp.take(constrain(self.token_type_embeddings.embedding, ("type", None)),
-                     token_type_ids, axis=0)
+    type_table = shd.logical_constraint(self.token_type_embeddings.embedding, ("type", None))
+    types = jnp.take(type_table, token_type_ids, axis=0)
     x = self.LayerNorm(words + positions + types)  # float32 sum in, compute dtype out
     x = self.dropout(x, deterministic=deterministic)
-    return constrain(x, ("batch", "length", "embed"))
+    return shd.logical_constraint(x, ("batch", "length", "embed"))
 
   def attend(self, x: Array) -> Array:
     """Tied output projection in float32: [..., E] -> [..., V]."""
     table = self.word_embeddings.embedding.astype(jnp.float32)
     return jnp.einsum("...e,ve->...v", x.astype(jnp.float32), table)
-
-  def word_table(self) -> Array:
-    return self.word_embeddings.embedding
 
 
 class SelfAttention(nn.Module):
@@ -193,7 +185,7 @@ class SelfAttention(nn.Module):
       # Fused path (cuDNN flash attention on GPU where it applies, XLA elsewhere); its softmax
       # runs in float32.
       out = jax.nn.dot_product_attention(q, k, v, mask=keep)
-    out = constrain(out, ("batch", "length", "heads", "kv"))
+    out = shd.logical_constraint(out, ("batch", "length", "heads", "kv"))
     return dense(cfg, cfg.hidden_size, ("heads", "kv"), ("hidden",), "output", axis=(-2, -1))(out)
 
 
@@ -210,10 +202,10 @@ class TransformerLayer(nn.Module):
     x = layer_norm(cfg, "hidden", "attention_LayerNorm")(x + drop(a, deterministic=deterministic))
     h = dense(cfg, cfg.intermediate_size, ("hidden",), ("mlp",), "intermediate")(x)
     h = activation(cfg.hidden_act)(h)
-    h = constrain(h, ("batch", "length", "mlp"))
+    h = shd.logical_constraint(h, ("batch", "length", "mlp"))
     h = dense(cfg, cfg.hidden_size, ("mlp",), ("hidden",), "output")(h)
     x = layer_norm(cfg, "hidden", "output_LayerNorm")(x + drop(h, deterministic=deterministic))
-    return constrain(x, ("batch", "length", "hidden"))
+    return shd.logical_constraint(x, ("batch", "length", "hidden"))
 
 
 class Encoder(nn.Module):
@@ -428,6 +420,33 @@ class ElectraForMultipleChoice(nn.Module):
     x = Dropout(rate)(x, deterministic=deterministic)
     logits = dense(cfg, 1, ("hidden_out",), ("classes",), "classifier")(x)
     return logits.reshape(b, c).astype(jnp.float32)
+
+
+# The standalone classes by their Hugging Face names (what `build` makes).
+ARCHITECTURES = ("ElectraModel", "ElectraForPreTraining", "ElectraForMaskedLM",
+                 "ElectraForSequenceClassification", "ElectraForTokenClassification",
+                 "ElectraForQuestionAnswering", "ElectraForMultipleChoice")
+
+
+def build(architecture: str, cfg: ModelConfig, num_labels: int = 2, head: str = "hf",
+          classifier_dropout: Optional[float] = None) -> nn.Module:
+  """The one model factory: the class named `architecture` (one of ARCHITECTURES) on `cfg`.
+  num_labels, head (sequence classification: "hf" or "official") and classifier_dropout go to
+  the classes that take them. ValueError for an unknown name or span QA with num_labels != 2."""
+  if architecture not in ARCHITECTURES:
+    raise ValueError(f"unknown architecture {architecture!r}; expected one of {ARCHITECTURES}")
+  if architecture == "ElectraForSequenceClassification":
+    return ElectraForSequenceClassification(cfg, num_labels=num_labels, head=head,
+                                            classifier_dropout=classifier_dropout)
+  if architecture == "ElectraForTokenClassification":
+    return ElectraForTokenClassification(cfg, num_labels=num_labels,
+                                         classifier_dropout=classifier_dropout)
+  if architecture == "ElectraForMultipleChoice":
+    return ElectraForMultipleChoice(cfg, classifier_dropout=classifier_dropout)
+  if architecture == "ElectraForQuestionAnswering" and num_labels != 2:
+    raise ValueError(f"ElectraForQuestionAnswering with num_labels={num_labels} is not supported "
+                     "(span QA has exactly 2 outputs: start and end)")
+  return globals()[architecture](cfg)
 
 
 # ---------------------------------------------------------------------------------------------

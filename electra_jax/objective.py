@@ -46,6 +46,7 @@ that differ from the original.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from pathlib import Path
 from typing import Optional
@@ -55,6 +56,7 @@ import jax
 import jax.numpy as jnp
 
 from electra_jax import random_bits
+from electra_jax import sharding as shd
 from electra_jax.config import ModelConfig
 from electra_jax.modeling import EMBEDDING_SHARING, ElectraPretrainingModel
 
@@ -414,8 +416,8 @@ def corrupt(params, batch: dict, rng: Array, *, model: nn.Module, objective: Obj
     big_input     [B,L] int32 the big network's input
   """
   ids = batch["input_ids"].astype(jnp.int32)
-  input_mask = batch["input_mask"].astype(jnp.int32)
-  types = batch["segment_ids"].astype(jnp.int32)
+  input_mask = batch["attention_mask"].astype(jnp.int32)
+  types = batch["token_type_ids"].astype(jnp.int32)
   k_mask, k_gen, k_sample, _ = jax.random.split(rng, 4)
   masked = mask_tokens(k_mask, ids, input_mask, special, objective)
   positions, weights, targets = masked["positions"], masked["weights"], masked["masked_lm_ids"]
@@ -442,14 +444,14 @@ def pretraining_loss(params, batch: dict, rng: Array, *, model: nn.Module,
                      deterministic: bool) -> tuple[Array, dict]:
   """Total loss and metrics of one batch.
 
-  params: the model's (unboxed) "params" collection. batch: int32 `input_ids`, `input_mask`,
-  `segment_ids` [B,L]. rng: a PRNG key for masking, sampling and dropout (draws: `corrupt`).
+  params: the model's (unboxed) "params" collection. batch: int32 `input_ids`, `attention_mask`,
+  `token_type_ids` [B,L]. rng: a PRNG key for masking, sampling and dropout (draws: `corrupt`).
   `deterministic` turns dropout off (masking and sampling stay random). Returns (loss, metrics),
   scalars f32.
   """
   ids = batch["input_ids"].astype(jnp.int32)
-  input_mask = batch["input_mask"].astype(jnp.int32)
-  types = batch["segment_ids"].astype(jnp.int32)
+  input_mask = batch["attention_mask"].astype(jnp.int32)
+  types = batch["token_type_ids"].astype(jnp.int32)
   real = input_mask.astype(jnp.float32)
   k_disc = jax.random.split(rng, 4)[3]
   draws = corrupt(params, batch, rng, model=model, objective=objective, special=special,
@@ -494,3 +496,34 @@ def pretraining_loss(params, batch: dict, rng: Array, *, model: nn.Module,
   m["loss"] = (objective.gen_weight * m["gen_loss"] + objective.disc_weight * m["disc_loss"]
                + objective.mlm_weight * m["mlm_loss"])
   return m["loss"], m
+
+
+def init_fn(model: nn.Module, seq_len: int):
+  """key -> the joint model's parameters boxed with logical axis names, from a dummy batch of one
+  `seq_len`-token row (electra_jax.train_step's `init_fn`)."""
+  ids = jnp.zeros((1, seq_len), jnp.int32)
+  inputs = (ids, jnp.ones_like(ids), jnp.zeros_like(ids), jnp.zeros((1, 1), jnp.int32))
+  return lambda key: model.init({"params": key}, *inputs, deterministic=True)["params"]
+
+
+def loss_fn(model: nn.Module, objective: ObjectiveConfig, special: SpecialIds):
+  """(params, batch, rng) -> (loss, metrics): `pretraining_loss` with dropout on, the loss
+  electra_jax.train_step.make_train_step differentiates. batch: int32 `input_ids`,
+  `attention_mask`, `token_type_ids` [B, L]."""
+  return functools.partial(pretraining_loss, model=model, objective=objective, special=special,
+                           deterministic=False)
+
+
+def make_eval_step(model: nn.Module, objective: ObjectiveConfig, special: SpecialIds, mesh,
+                   state_shardings, seed: int = 0) -> shd.MeshJit:
+  """(state, batch) -> metrics of `pretraining_loss` with dropout off and a fixed rng
+  (PRNGKey(seed)), so an eval batch always gets the same masks and samples; a
+  `sharding.MeshJit` like the train step."""
+
+  def evaluate(state, batch: dict):
+    _, metrics = pretraining_loss(state.params, batch, jax.random.PRNGKey(seed), model=model,
+                                  objective=objective, special=special, deterministic=True)
+    return metrics
+
+  return shd.MeshJit(evaluate, mesh, in_shardings=(state_shardings, shd.batch_sharding(mesh)),
+                     out_shardings=shd.replicated(mesh))

@@ -11,7 +11,7 @@ Formats (detected from the path, or given with `format=`):
                              generator and discriminator live in one checkpoint: choose with
                              `which`; see `electra_jax.tf1_io`.
   "electra_jax"              a pre-training checkpoint written by electra_jax's trainer, read
-                             through `electra_jax.checkpointing.read_pretraining_checkpoint`.
+                             through `read_pretraining_checkpoint` (orbax, params only).
   "electra_jax-safetensors"  electra_jax's own flat export (`save_safetensors`): electra_jax.json +
                              params.safetensors, any model including the joint pre-training one.
 
@@ -23,16 +23,24 @@ joint ElectraPretrainingModel where the source holds one (electra_jax formats).
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
+from pathlib import Path
 from typing import Optional
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 
+from data_pipelines import tokenizers
+from electra_jax import hf_io
+from electra_jax import modeling as m
+from electra_jax import tf1_io
 from electra_jax.config import ModelConfig
 from electra_jax.hf_io import (CheckpointError, ImportReport, Progress, check_params, flatten,
-                               read_safetensors, refuse_pickle, resolve_pretraining, unbox,
+                               read_safetensors, refuse_pickle, resolve_pretraining,
                                unflatten, write_safetensors)
 
 FORMATS = ("hf", "tf1", "electra_jax", "electra_jax-safetensors")
@@ -43,7 +51,6 @@ NATIVE_FORMAT_VERSION = 1
 
 def detect_format(path: str) -> str:
   """Which of FORMATS `path` is; CheckpointError if none."""
-  from electra_jax import tf1_io
   if os.path.isfile(path):
     directory = os.path.dirname(path) or "."
     if path.endswith((".bin", ".pt", ".pth", ".ckpt")) and not tf1_io.is_tf1_checkpoint(path):
@@ -98,12 +105,10 @@ def load_pretrained(path: str, which: Optional[str] = None, *, format: Optional[
     raise CheckpointError(f"which={which!r}; expected 'discriminator', 'generator' or "
                           "'pretraining'")
   if fmt == "hf":
-    from electra_jax import hf_io
     model, params, report = hf_io.import_hf(path, architecture=architecture, progress=progress,
                                             **config_overrides)
     _check_which(which, model, path)
   elif fmt == "tf1":
-    from electra_jax import tf1_io
     if which == "pretraining":
       raise CheckpointError("which='pretraining' is not available for TF1 checkpoints: load "
                             "'discriminator' and 'generator' separately")
@@ -115,8 +120,6 @@ def load_pretrained(path: str, which: Optional[str] = None, *, format: Optional[
   else:
     model, params, report = load_safetensors(path, which, **config_overrides)
   if not as_numpy:
-    import jax
-    import jax.numpy as jnp
     params = jax.tree.map(jnp.asarray, params)
   return (model, params, report) if return_report else (model, params)
 
@@ -140,7 +143,6 @@ def _pretraining_model(config_dict: dict, where: str, params: Optional[dict] = N
                        **overrides):
   """The ElectraPretrainingModel for a stored config. Which towers and big-network heads exist
   (use_generator, discriminator_heads) is read from `params` when given, else from the dict."""
-  from electra_jax import modeling as m
   for key in ("model", "generator"):
     if key not in config_dict:
       raise CheckpointError(f"{where}: config has no {key!r} section")
@@ -166,20 +168,52 @@ def _select(model, params, which, notes: list):
   return resolve_pretraining(model, params, which or "discriminator", notes)
 
 
+def _step_dir(path: Path) -> Path:
+  """A step directory from a step dir, a checkpoints dir or a workdir (its latest step)."""
+  path = Path(path)
+  if (path / "state").is_dir():
+    return path
+  for root in (path / "checkpoints", path):
+    steps = sorted((int(p.name) for p in root.glob("*") if p.is_dir() and p.name.isdigit()),
+                   reverse=True) if root.is_dir() else []
+    for step in steps:
+      if (root / str(step) / "state").is_dir():
+        return root / str(step)
+  raise FileNotFoundError(f"no pre-training checkpoint at {path} (expected a step directory "
+                          "with state/, or a workdir or checkpoints directory holding one)")
+
+
+def read_pretraining_checkpoint(path: Path) -> tuple[dict, dict]:
+  """(config_dict, params) from a step dir, or from a workdir / checkpoints dir (latest step).
+
+  config_dict: the stored `TrainConfig.to_dict()`: "model" and "generator" hold ModelConfig
+  fields, "embedding_sharing" the sharing mode, plus the rest of the run's config.
+  params: the ElectraPretrainingModel params tree (unboxed) as host numpy arrays; the optimizer
+  state is not read.
+  """
+  step_dir = _step_dir(Path(path).resolve())
+  config = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(
+      step_dir / "config", args=ocp.args.JsonRestore())
+  checkpointer = ocp.PyTreeCheckpointer()
+  tree = checkpointer.metadata(step_dir / "state").item_metadata.tree
+  if "params" not in tree:
+    raise ValueError(f"{step_dir / 'state'} has no params (keys: {sorted(tree)})")
+  params_meta = {"params": tree["params"]}
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), params_meta)
+  restored = checkpointer.restore(
+      step_dir / "state", args=ocp.args.PyTreeRestore(item=params_meta, restore_args=restore_args,
+                                                      partial_restore=True))
+  return dict(config), restored["params"]
+
+
 def _load_electra_jax(path: str, which, **overrides):
-  try:
-    checkpointing = importlib.import_module("electra_jax.checkpointing")
-  except ImportError as e:
-    raise CheckpointError(f"{path}: not a Hugging Face directory, TF checkpoint or "
-                          f"electra_jax safetensors export, and electra_jax.checkpointing is "
-                          f"unavailable to read it as a pre-training checkpoint ({e})") from None
   if not os.path.exists(path):
     raise CheckpointError(f"{path}: no such file or directory")
   try:
-    config_dict, params = checkpointing.read_pretraining_checkpoint(path)
+    config_dict, params = read_pretraining_checkpoint(path)
   except FileNotFoundError as e:
     raise CheckpointError(f"{path}: {e}") from None
-  params = unbox(params)
+  params = nn.meta.unbox(params)
   model = _pretraining_model(config_dict, path, params, **overrides)
   check_params(model, params, what=f"{path}: checkpoint params")
   notes = []
@@ -205,7 +239,6 @@ def _report(source, fmt, model, params) -> ImportReport:
 
 def model_spec(model) -> dict:
   """A JSON-able description of an electra_jax model (class + constructor fields)."""
-  from electra_jax import modeling as m
   name = type(model).__name__
   if name == "ElectraPretrainingModel":
     return {"architecture": name, "model": dataclasses.asdict(model.disc_config),
@@ -223,17 +256,18 @@ def model_spec(model) -> dict:
 
 
 def model_from_spec(spec: dict, where: str = "spec", **overrides):
-  from electra_jax import modeling as m
+  """The model `model_spec` describes (ModelConfig fields changed by `overrides`)."""
   name = spec.get("architecture")
   if name == "ElectraPretrainingModel":
     return _pretraining_model(spec, where, **overrides)
-  if name not in ("ElectraModel", "ElectraForPreTraining", "ElectraForMaskedLM",
-                  "ElectraForSequenceClassification", "ElectraForTokenClassification",
-                  "ElectraForQuestionAnswering", "ElectraForMultipleChoice"):
+  if name not in m.ARCHITECTURES:
     raise CheckpointError(f"{where}: unknown architecture {name!r}")
   cfg = _config_from_dict({**spec["model"], **overrides}, where)
   kwargs = {k: spec[k] for k in ("num_labels", "head", "classifier_dropout") if k in spec}
-  return getattr(m, name)(cfg, **kwargs)
+  try:
+    return m.build(name, cfg, **kwargs)
+  except ValueError as err:
+    raise CheckpointError(f"{where}: {err}") from None
 
 
 def save_safetensors(model, params, out_dir: str, tokenizer=None,
@@ -242,7 +276,7 @@ def save_safetensors(model, params, out_dir: str, tokenizer=None,
   tokenizer's files when given (`data_pipelines.tokenizers.Tokenizer.save`). `finetune`: what a
   fine-tuned model records about its task (task, labels, step, scores...), under "finetune" in
   electra_jax.json (`read_finetune_info`)."""
-  params = unbox(params)
+  params = nn.meta.unbox(params)
   check_params(model, params)
   flat = {"/".join(p): np.asarray(v, dtype=np.float32) for p, v in flatten(params).items()}
   os.makedirs(out_dir, exist_ok=True)
@@ -273,7 +307,6 @@ def load_tokenizer(path: str):
   """The tokenizer saved with the checkpoint at `path` (any path `load_pretrained` reads: a
   pre-training workdir or step, a native or Hugging Face export, a fine-tuning output);
   CheckpointError when it carries none."""
-  from data_pipelines import tokenizers
   tokenizer = tokenizers.find_saved(path)
   if tokenizer is None:
     raise CheckpointError(f"{path} carries no tokenizer (electra_jax_tokenizer.json or "

@@ -80,10 +80,16 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from data_pipelines.manifest import read_manifest
+from electra_jax import flops
+from electra_jax import sharding
 from electra_jax.finetune import (SELECTION, finetune_and_evaluate, load_initial,
                                   resolve_tokenizer)
 from electra_jax.finetune_config import resolve_config, size_of
 from electra_jax.tasks import get_task
+from electra_jax.train import train_and_evaluate
+from electra_jax.train_config import load_config_json
+from electra_jax.train_config import resolve_config as resolve_train_config
 
 # Curve panels: metric name in metrics.jsonl (held-out: "eval_" + name) -> panel title. A run
 # is drawn in a panel only where it has the metric (the objective reports 0 for a term its kind
@@ -171,7 +177,6 @@ def format_table(rows: list[dict]) -> str:
 
 def flops_per_step(config) -> float:
   """Analytic matmul FLOPs of one training step of a TrainConfig (forward + backward)."""
-  from electra_jax import flops
   return flops.training_flops_per_step(config.model, config.generator, config.objective,
                                        config.data.global_batch_size, config.data.seq_len)
 
@@ -183,8 +188,6 @@ def pretraining_configs(data_dir: str, experiment: Optional[str], steps: Optiona
   steps: the ELECTRA run's steps and schedule length (None: the experiment's train_steps).
   Raises ValueError when the ELECTRA run's objective is "mlm".
   """
-  from data_pipelines.manifest import read_manifest
-  from electra_jax.train_config import resolve_config as resolve_train_config
 
   manifest = read_manifest(data_dir)
   recipe = [f"ModelConfig.vocab_size = {manifest['tokenizer']['vocab_size']}",
@@ -212,7 +215,6 @@ def pretraining_configs(data_dir: str, experiment: Optional[str], steps: Optiona
 
 def _check_reusable(workdir: Path, config) -> None:
   """ValueError if `workdir` holds a run of another config (resuming it would mix the two)."""
-  from electra_jax.train_config import load_config_json
 
   path = workdir / "config.json"
   if not path.is_file():
@@ -238,7 +240,6 @@ def pretrain(configs: dict, workdir: str) -> dict:
   """Runs each config with train.train_and_evaluate in WORKDIR/<name>; returns, per name,
   {"workdir", "objective", "steps", "flops_per_step", "total_flops", "seconds" (wall time of
   this call), "train" and "eval" (the metrics.jsonl / eval_metrics.jsonl records)}."""
-  from electra_jax.train import train_and_evaluate
 
   summary = {}
   for name, config in configs.items():
@@ -306,7 +307,6 @@ def run_pretraining_quality(base_config, tasks: list[str], data_dir: str,
   WORKDIR/pretraining_curves.png and WORKDIR/quality.json; returns the JSON's dict:
   {"pretraining": pretrain()'s summary, "select", "seeds", "tasks", "rows", "averages",
   "curves"}."""
-  from data_pipelines.manifest import read_manifest
 
   configs = pretraining_configs(data_dir, experiment, steps, bindings)
   summary = pretrain(configs, workdir)
@@ -326,7 +326,6 @@ def run_pretraining_quality(base_config, tasks: list[str], data_dir: str,
 
 
 def main(argv=None) -> int:
-  from electra_jax import sharding
 
   p = argparse.ArgumentParser(prog="python -m electra_jax.quality", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -35,6 +35,7 @@ from typing import Optional
 
 import numpy as np
 
+from electra_jax import modeling as m
 from electra_jax.config import ModelConfig
 from electra_jax.hf_io import (CheckpointError, ImportReport, Progress, _fmt_list, _shape_hint,
                                _check_table, expected_shapes, unflatten)
@@ -174,7 +175,6 @@ def import_tf1(path: str, which: str = "discriminator", config: Optional[ModelCo
   num_attention_heads=4, dtype="bfloat16") adjust the inferred one. With `strict`, variables that
   belong to neither network and are not optimizer / bookkeeping state are an error.
   """
-  from electra_jax import modeling as m
   if which not in WHICH:
     raise CheckpointError(f"which={which!r}; expected 'discriminator' or 'generator'")
   prefix = resolve_checkpoint(path)

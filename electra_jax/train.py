@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import fcntl
 import functools
 import json
+import math
 import operator
 import os
 import shutil
@@ -31,9 +34,31 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from data_pipelines import tokenizers
+from data_pipelines.default_data import ensure_default_pretraining_data
+from data_pipelines.pretraining_reader import PretrainingData
+from electra_jax import flops as flops_lib
+from electra_jax import health, sharding
+from electra_jax.checkpointing import (Checkpointer, CheckpointWriteError, PreemptionWatcher,
+                                       check_free_space, load_init_params)
+from electra_jax.launch import add_distributed_flags, initialize_distributed
+from electra_jax.metrics_writer import MetricsWriter, itstime
+from electra_jax.objective import (SpecialIds, build_pretraining_model, init_fn, loss_fn,
+                                   make_eval_step)
+from electra_jax.optim import make_optimizer
+from electra_jax.sharding import global_batch, make_mesh
+from electra_jax.train_config import list_experiments, resolve_config, save_config_json, to_gin
+from electra_jax.train_step import (abstract_train_state, check_batch, create_train_state,
+                                    make_train_step)
+
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "electra_jax")
 LOCK_FILE = "train.lock"
-RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "eval_metrics.jsonl", "tensorboard", "profile")
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "eval_metrics.jsonl", "tensorboard", "profile",
+               "tokenizer")
 
 _ARCHITECTURE = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
                  "num_attention_heads", "intermediate_size", "hidden_act",
@@ -70,13 +95,10 @@ def open_data(config):
   the model's vocabulary size. Raises ValueError if the shards' seq_len or vocabulary size
   disagree with the config.
   """
-  from data_pipelines.pretraining_reader import PretrainingData
-  from electra_jax.objective import SpecialIds
 
   data_cfg = config.data
   data_dir = data_cfg.data_dir
   if data_dir is None:
-    from data_pipelines.default_data import ensure_default_pretraining_data
 
     data_dir = ensure_default_pretraining_data(data_cfg.cache_dir or DEFAULT_CACHE_DIR,
                                                data_cfg.seq_len, config.model.vocab_size)
@@ -115,7 +137,6 @@ def _memory_report(compiled) -> str:
 
 
 def _first_nonfinite(metrics: dict) -> Optional[str]:
-  import math
 
   for name in ("loss", "grad_norm"):
     if name in metrics and not math.isfinite(float(metrics[name])):
@@ -133,10 +154,7 @@ def _data_position(config, step: int) -> dict:
 
 def _evaluate(eval_step, state, eval_data, mesh, num_batches: int) -> dict:
   """Mean metrics over eval batches 0..num_batches-1 (the same batches every time)."""
-  import jax
-  import numpy as np
 
-  from electra_jax.sharding import global_batch
 
   totals = None
   for i in range(num_batches):
@@ -148,9 +166,7 @@ def _evaluate(eval_step, state, eval_data, mesh, num_batches: int) -> dict:
 def _flops_and_peak(config) -> tuple:
   """(analytic matmul FLOPs of one train step, peak FLOP/s of all devices together) for MFU;
   the peak is None on devices without a known peak (CPUs), and then no MFU is logged."""
-  import jax
 
-  from electra_jax import flops as flops_lib
 
   step_flops = flops_lib.training_flops_per_step(config.model, config.generator,
                                                  config.objective, config.data.global_batch_size,
@@ -186,7 +202,6 @@ def lock_workdir(workdir: Path):
   its holder: the kernel releases a flock when its process dies, so a file left by a killed run
   does not block. The file stays (deleting it would let two processes lock different files).
   """
-  import fcntl
 
   try:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -272,8 +287,9 @@ def _start_over(workdir: Path) -> None:
 def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
   """Pre-trains per `config` (a TrainConfig) in `workdir`; resumes from its latest checkpoint.
 
-  Writes WORKDIR/config.json and config.gin (the resolved config), metrics.jsonl,
-  eval_metrics.jsonl, tensorboard/, checkpoints/ (and profile/ with LogConfig.profile_steps).
+  Writes WORKDIR/config.json and config.gin (the resolved config), tokenizer/ (the shards'
+  tokenizer, data_pipelines.tokenizers.Tokenizer.save), metrics.jsonl, eval_metrics.jsonl,
+  tensorboard/, checkpoints/ (and profile/ with LogConfig.profile_steps).
   Returns {"step": last completed step, "preempted": bool, "train": last logged training
   metrics (with "health": "warmup" | "ok" | "at_prior", see electra_jax.health), "eval": last
   evaluation metrics with the context-free baselines unigram_accuracy/unigram_loss (or {})}.
@@ -296,9 +312,7 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
   directory, and the log, eval and checkpoint settings. `overwrite`: start over instead,
   deleting the earlier run's checkpoints and metrics (RUN_OUTPUTS).
   """
-  import jax
 
-  from electra_jax.train_config import save_config_json, to_gin
 
   workdir = Path(workdir)
   with contextlib.ExitStack() as stack:
@@ -311,7 +325,6 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
       _replace_file(workdir / "config.json", lambda tmp: save_config_json(config, tmp))
       _replace_file(workdir / "config.gin", lambda tmp: tmp.write_text(to_gin(config)))
     if jax.process_count() > 1:  # the other processes read the workdir after process 0 claims it
-      from jax.experimental import multihost_utils
 
       multihost_utils.sync_global_devices("electra_jax.train: workdir claimed")
     return _train(config, workdir)
@@ -319,18 +332,7 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
 
 def _train(config, workdir: Path) -> dict:
   """The run of `train_and_evaluate` in a claimed workdir."""
-  import jax
 
-  from electra_jax import flops as flops_lib
-  from electra_jax import health
-  from electra_jax.checkpointing import (Checkpointer, PreemptionWatcher, check_free_space,
-                                         load_init_params)
-  from electra_jax.metrics_writer import MetricsWriter
-  from electra_jax.objective import build_pretraining_model
-  from electra_jax.optim import make_optimizer
-  from electra_jax.sharding import global_batch, make_mesh
-  from electra_jax.train_step import (abstract_train_state, create_train_state, make_eval_step,
-                                      make_train_step)
 
   is_main = jax.process_index() == 0
   mesh = make_mesh(config.mesh)
@@ -338,12 +340,19 @@ def _train(config, workdir: Path) -> dict:
   model = build_pretraining_model(config.model, config.generator, config.embedding_sharing,
                                   config.objective)
   optimizer = make_optimizer(config.optimizer)
-  abstract, shardings = abstract_train_state(model, optimizer, mesh, seq_len=seq_len)
+  check_batch(mesh, batch_size)
+  abstract, shardings = abstract_train_state(init_fn(model, seq_len), optimizer, mesh)
   check_free_space(workdir.resolve() / "checkpoints", config.checkpoint, abstract)
   train_data, eval_data, special, data_dir = open_data(config)
   checkpointer = Checkpointer(workdir, config.checkpoint)
   last_step = config.train_steps
   say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if is_main else (lambda msg: None)
+  if is_main:  # WORKDIR/tokenizer: where finetune, convert and load_tokenizer find it
+    try:
+      tokenizers.of_shards(data_dir, train_data.manifest["tokenizer"]).save(
+          workdir / tokenizers.SAVED_DIR)
+    except ValueError as err:
+      say(f"warning: {err}; this run's checkpoints carry no tokenizer")
   say(f"devices: {jax.device_count()} x {jax.devices()[0].platform} over "
       f"{jax.process_count()} process(es); mesh {dict(mesh.shape)}; data {data_dir}")
 
@@ -355,8 +364,8 @@ def _train(config, workdir: Path) -> dict:
           f"{config.data.seed} / batch {batch_size}; the data order changes from here")
     say(f"restored step {restored_step} from {checkpointer.directory}")
   else:
-    state, shardings = create_train_state(model, optimizer, mesh, seq_len=seq_len,
-                                          global_batch_size=batch_size, seed=config.data.seed)
+    state, shardings = create_train_state(init_fn(model, seq_len), optimizer, mesh,
+                                          seed=config.data.seed)
     if config.init_from:
       params = load_init_params(config, state.params, shardings.params, say)
       state = state.replace(params=params)
@@ -366,7 +375,8 @@ def _train(config, workdir: Path) -> dict:
     checkpointer.close()
     return {"step": start_step, "preempted": False, "train": {}, "eval": {}}
 
-  train_step = make_train_step(model, optimizer, config.objective, special, mesh, shardings)
+  train_step = make_train_step(loss_fn(model, config.objective, special), optimizer, mesh,
+                               shardings)
   eval_step = (make_eval_step(model, config.objective, special, mesh, shardings,
                               seed=config.data.seed) if eval_data is not None else None)
   first_batch = global_batch(train_data.batch(start_step), mesh)
@@ -404,7 +414,7 @@ def _train(config, workdir: Path) -> dict:
     message = monitor.update(step, metrics)
     if message:
       say(message)
-    if step % config.log.log_every == 0 or step == last_step:
+    if itstime(step, config.log.log_every, last_step):
       metrics.update(timer.rates(step))
       metrics["health"] = monitor.status
       if peak:
@@ -436,7 +446,7 @@ def _train(config, workdir: Path) -> dict:
           record(*pending)
           pending = None
           checkpointer.save(done, state, config.to_dict(), _data_position(config, done))
-        if eval_step is not None and (done % config.data.eval_every == 0 or done == last_step):
+        if eval_step is not None and itstime(done, config.data.eval_every, last_step):
           if pending is not None:
             record(*pending)
             pending = None
@@ -461,23 +471,7 @@ def _train(config, workdir: Path) -> dict:
 # Command line.
 
 
-def initialize_distributed(args) -> None:
-  """jax.distributed.initialize when asked (--distributed, --coordinator_address or the
-  JAX_COORDINATOR_ADDRESS variable); on CPU, cross-process collectives go through gloo."""
-  import jax
-
-  wanted = args.distributed or args.coordinator_address or os.environ.get(
-      "JAX_COORDINATOR_ADDRESS")
-  if not wanted:
-    return
-  if (os.environ.get("JAX_PLATFORMS", "") or "").startswith("cpu") or args.cpu_collectives:
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(coordinator_address=args.coordinator_address,
-                             num_processes=args.num_processes, process_id=args.process_id)
-
-
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-  from electra_jax.train_config import list_experiments
 
   p = argparse.ArgumentParser(
       prog="python -m electra_jax.train", description=__doc__.split("\n\n")[0],
@@ -494,13 +488,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                  "and metrics of an earlier run in WORKDIR instead of resuming it")
   p.add_argument("--profile_steps", help="FIRST,LAST: write a JAX profiler trace of these steps "
                  "to WORKDIR/profile")
-  p.add_argument("--distributed", action="store_true", help="call jax.distributed.initialize "
-                 "(auto-detects TPU pods, SLURM, Open MPI; else give the three flags below)")
-  p.add_argument("--coordinator_address", help="host:port of process 0 (multi-host)")
-  p.add_argument("--num_processes", type=int)
-  p.add_argument("--process_id", type=int)
-  p.add_argument("--cpu_collectives", action="store_true", help="use gloo collectives between "
-                 "CPU processes (automatic when JAX_PLATFORMS=cpu)")
+  add_distributed_flags(p)
   args = p.parse_args(argv)
   if args.experiment is None and not args.gin_file and not args.gin_bindings:
     p.error("give --experiment (or --gin_file / --gin_bindings)")
@@ -509,10 +497,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
-  import dataclasses
 
-  from electra_jax import sharding
-  from electra_jax.train_config import resolve_config
 
   sharding.set_cpu_xla_flags()  # before JAX starts its backend; CPU-only flags
 
@@ -525,7 +510,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"error: {err}", file=sys.stderr)
     return 2
   initialize_distributed(args)
-  from electra_jax.checkpointing import CheckpointWriteError
 
   try:
     result = train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
@@ -535,7 +519,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   except (ValueError, FileNotFoundError) as err:  # data / config / mesh mismatches
     print(f"error: {err}", file=sys.stderr)
     return 2
-  import jax
 
   if jax.process_index() == 0:
     print(json.dumps({"step": result["step"], "preempted": result["preempted"],

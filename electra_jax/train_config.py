@@ -28,7 +28,10 @@ import typing
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from electra_jax.config import ModelConfig, generator_config
+import gin
+from gin import config_parser
+
+from electra_jax.config import ModelConfig, generator_config, preset
 from electra_jax.modeling import EMBEDDING_SHARING
 from electra_jax.objective import ObjectiveConfig
 from electra_jax.optim import OptimizerConfig
@@ -121,7 +124,9 @@ class TrainConfig:
   """Everything a pre-training run needs.
 
   model: the discriminator; the generator is `generator_config(model, generator_hidden_fraction,
-    generator_layer_fraction)` (paper: 1/4 small and large, 1/3 base; 1.0 for Small++).
+    generator_layer_fraction)` (paper: 1/4 small and large, 1/3 base; 1.0 for Small++). In gin,
+    `ModelConfig.size = NAME` starts both from config.PRESETS[NAME] (the ModelConfig and
+    TrainConfig.generator_hidden_fraction bindings then change it).
   num_train_steps: steps to run (None: optimizer.total_steps, the schedule length).
   init_from: weights to start from (continued pre-training; fresh optimizer slots): an official
     TF checkpoint (both networks), an electra_jax pre-training workdir / step dir or safetensors
@@ -229,9 +234,10 @@ _GIN_CLASSES = (ModelConfig, ObjectiveConfig, OptimizerConfig, MeshConfig, DataC
 
 
 def list_experiments() -> list[str]:
-  """Names accepted by --experiment: paths of experiments/*.gin without the suffix."""
+  """Names accepted by --experiment: paths of experiments/*.gin without the suffix (common.gin,
+  the settings the sizes share, is not an experiment by itself)."""
   return sorted(str(p.relative_to(EXPERIMENTS_DIR).with_suffix(""))
-                for p in EXPERIMENTS_DIR.rglob("*.gin"))
+                for p in EXPERIMENTS_DIR.rglob("*.gin") if p.name != "common.gin")
 
 
 def experiment_path(name: str) -> Path:
@@ -282,14 +288,21 @@ def check_value_types(selector: str, hints: dict, values: dict) -> None:
 
 def _gin_factory(cls):
   """A function with `cls`'s signature that builds a plain `cls` (so gin validates names, and
-  `check_value_types` the values)."""
+  `check_value_types` the values). ModelConfig's also takes `size`, a name of config.PRESETS
+  whose fields the other bindings then change (`ModelConfig.size = 'small'`)."""
   hints = typing.get_type_hints(cls)
+  signature = inspect.signature(cls)
+  if cls is ModelConfig:
+    hints["size"] = Optional[str]
+    size = inspect.Parameter("size", inspect.Parameter.KEYWORD_ONLY, default=None)
+    signature = signature.replace(parameters=[*signature.parameters.values(), size])
 
   def factory(**kwargs):
     check_value_types(cls.__name__, hints, kwargs)
-    return cls(**kwargs)
+    size = kwargs.pop("size", None)
+    return preset(size).model.replace(**kwargs) if size else cls(**kwargs)
 
-  factory.__signature__ = inspect.signature(cls)
+  factory.__signature__ = signature
   factory.__name__ = cls.__name__
   return factory
 
@@ -317,7 +330,7 @@ def _fields_of(selector: str) -> list[str]:
     return _train_scalar_fields()
   for cls in _GIN_CLASSES:
     if cls.__name__ == selector:
-      return [f.name for f in dataclasses.fields(cls)]
+      return [f.name for f in dataclasses.fields(cls)] + (["size"] if cls is ModelConfig else [])
   return []
 
 
@@ -374,7 +387,6 @@ def check_bindings(bindings: Sequence[str], fields: dict) -> None:
   import, and a syntax error (values are Python literals: a string needs quotes). Macros are
   not bindings; define them in a gin file.
   """
-  from gin import config_parser
 
   class Unresolved(config_parser.ParserDelegate):
     """Parses @references and %macros without resolving them (gin does that later)."""
@@ -423,18 +435,21 @@ def explain_gin_syntax_error(err: SyntaxError, fields: dict) -> ValueError:
                     f"({_syntax_message(err)}):\n  {line}{hint}")
 
 
-def _explain_gin_error(err: Exception) -> Exception:
+def explain_gin_error(err: Exception, fields: dict, nested: Optional[dict] = None) -> Exception:
   """Rewrites gin's errors as one clear ValueError: syntax errors in files, unknown selectors and
   parameters (with close matches), undefined macros, and our own validation errors (without
-  gin's "In call to configurable" suffix). Other errors come back unchanged."""
-  fields = _selector_fields()
+  gin's "In call to configurable" suffix). Other errors come back unchanged. `fields`: {gin
+  selector: its field names}; `nested`: {TrainConfig field: its config class} (pre-training),
+  for the hint that nested configs bind through their own class. Pre-training and fine-tuning
+  both explain their errors here."""
+  nested = nested or {}
   if isinstance(err, SyntaxError):
     return explain_gin_syntax_error(err, fields)
   text = str(err)
   selectors = list(fields)
   m = re.search(r"No configurable matching '([^']+)'", text)
   if m:
-    attr = _NESTED.get(m.group(1))
+    attr = nested.get(m.group(1))
     close = ([attr.__name__] if attr else []) or difflib.get_close_matches(
         m.group(1), selectors, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -446,7 +461,7 @@ def _explain_gin_error(err: Exception) -> Exception:
     close += [f"{s}.{m.group(2)}" for s in _owners(m.group(2), fields)]
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     nested = (" (nested configs are bound through their own class, e.g. ModelConfig.hidden_size)"
-              if m.group(1) == "TrainConfig" and m.group(2) in _NESTED else "")
+              if m.group(2) in nested else "")
     return ValueError(f"unknown gin binding {m.group(1)}.{m.group(2)}.{hint}{nested} "
                       f"Fields: {', '.join(fields.get(m.group(1), []))}.\n{text}")
   m = re.search(r"In call to configurable 'macro' .* in scope '([^']+)'", text)
@@ -461,7 +476,6 @@ def _explain_gin_error(err: Exception) -> Exception:
 @functools.lru_cache(maxsize=1)
 def _register_gin() -> tuple[dict, Any]:
   """Registers one gin configurable per config class (once per process)."""
-  import gin  # the command-line edge is the only gin user
 
   gin.add_config_file_search_path(str(EXPERIMENTS_DIR))
   factories = {cls.__name__: gin.external_configurable(_gin_factory(cls), name=cls.__name__)
@@ -475,6 +489,15 @@ def _quiet_include_search(record: logging.LogRecord) -> bool:
   return not str(record.msg).startswith("Path not found")
 
 
+def _bound(name: str) -> Any:
+  """The value gin binds to `name` (SELECTOR.FIELD), or None."""
+
+  try:
+    return gin.query_parameter(name)
+  except ValueError:
+    return None
+
+
 def resolve_config(experiment: Optional[str], gin_files: Sequence[str] = (),
                    gin_bindings: Sequence[str] = ()) -> TrainConfig:
   """Parses experiments/EXPERIMENT.gin, then `gin_files`, then `gin_bindings` (later wins).
@@ -484,7 +507,6 @@ def resolve_config(experiment: Optional[str], gin_files: Sequence[str] = (),
   (with the file and line, or the binding). Gin's bindings are cleared before and after, so
   nothing leaks into library code.
   """
-  import gin
 
   files = [str(experiment_path(experiment))] if experiment else []
   for f in gin_files:
@@ -499,9 +521,13 @@ def resolve_config(experiment: Optional[str], gin_files: Sequence[str] = (),
   try:
     gin.parse_config_files_and_bindings(files, list(gin_bindings), finalize_config=False)
     nested = {name: factories[cls.__name__]() for name, cls in _NESTED.items()}
-    return TrainConfig(**nested, **train_factory())
+    scalars = train_factory()
+    size = _bound("ModelConfig.size")
+    if size and "generator_hidden_fraction" not in scalars:
+      scalars["generator_hidden_fraction"] = preset(size).generator_hidden_fraction
+    return TrainConfig(**nested, **scalars)
   except (ValueError, SyntaxError, TypeError) as err:
-    raise _explain_gin_error(err) from None
+    raise explain_gin_error(err, _selector_fields(), _NESTED) from None
   finally:
     root_logger.removeFilter(_quiet_include_search)
     gin.clear_config()

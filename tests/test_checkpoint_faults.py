@@ -16,9 +16,9 @@ import pytest
 from flax import traverse_util
 
 from electra_jax import checkpointing
-from electra_jax.checkpointing import (TMP_SUFFIX, Checkpointer, check_free_space,
-                                       read_pretraining_checkpoint)
-from electra_jax.objective import build_pretraining_model
+from electra_jax.checkpointing import TMP_SUFFIX, Checkpointer, check_free_space
+from electra_jax.pretrained import read_pretraining_checkpoint
+from electra_jax.objective import build_pretraining_model, init_fn
 from electra_jax.metrics_writer import MetricsWriter
 from electra_jax.optim import make_optimizer
 from electra_jax.sharding import make_mesh
@@ -132,7 +132,7 @@ def _kill_at_random_moments(tmp_path, env, *, steps: int, trials: int, seed: int
 
 def test_sigkill_during_async_saves_keeps_a_restorable_checkpoint_and_bitwise_resume(
     tmp_path, cache_env):
-  _kill_at_random_moments(tmp_path, cache_env, steps=30, trials=6, seed=0)
+  _kill_at_random_moments(tmp_path, cache_env, steps=20, trials=3, seed=0)
 
 
 @pytest.mark.slow
@@ -173,8 +173,8 @@ def test_resume_drops_metrics_past_the_checkpoint_and_a_record_cut_short(tmp_pat
 def _abstract_state(config):
   model = build_pretraining_model(config.model, config.generator, config.embedding_sharing,
                                   config.objective)
-  return abstract_train_state(model, make_optimizer(config.optimizer), make_mesh(config.mesh),
-                              seq_len=config.data.seq_len)[0]
+  return abstract_train_state(init_fn(model, config.data.seq_len),
+                              make_optimizer(config.optimizer), make_mesh(config.mesh))[0]
 
 
 def test_short_free_space_is_refused_before_training(tmp_path, monkeypatch):

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from electra_jax.checkpointing import (Checkpointer, PreemptionWatcher, load_init_params,
-                                       read_pretraining_checkpoint)
-from electra_jax.objective import build_pretraining_model
+from electra_jax.checkpointing import Checkpointer, PreemptionWatcher, load_init_params
+from electra_jax.pretrained import read_pretraining_checkpoint
+from electra_jax.objective import build_pretraining_model, init_fn
 from electra_jax.optim import make_optimizer
 from electra_jax.sharding import MeshConfig, make_mesh
 from electra_jax.train_config import CheckpointConfig
@@ -38,7 +38,7 @@ def _flat(tree):
 def test_keeps_latest_n_plus_every_kth(tmp_path):
   config = tiny_config(10)
   model, optimizer, mesh = _setup(config)
-  state, _ = create_train_state(model, optimizer, mesh, seq_len=SEQ, global_batch_size=8, seed=0)
+  state, _ = create_train_state(init_fn(model, SEQ), optimizer, mesh, seed=0)
   ckpt = Checkpointer(tmp_path, CheckpointConfig(keep_latest=2, keep_every=4, async_save=True))
   for step in range(1, 10):
     assert ckpt.save(step, state, config.to_dict(), {"step": step})
@@ -55,7 +55,7 @@ _SAVE_ON_8_DEVICES = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from flax import traverse_util
     from electra_jax.checkpointing import Checkpointer
-    from electra_jax.objective import build_pretraining_model
+    from electra_jax.objective import build_pretraining_model, init_fn
     from electra_jax.optim import make_optimizer
     from electra_jax.sharding import MeshConfig, make_mesh
     from electra_jax.train_config import CheckpointConfig
@@ -66,7 +66,7 @@ _SAVE_ON_8_DEVICES = textwrap.dedent("""
     model = build_pretraining_model(config.model, config.generator, "tied", config.objective)
     optimizer = make_optimizer(config.optimizer)
     mesh = make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
-    state, _ = create_train_state(model, optimizer, mesh, seq_len=64, global_batch_size=8, seed=3)
+    state, _ = create_train_state(init_fn(model, 64), optimizer, mesh, seed=3)
     flat = {{"/".join(k): v for k, v in traverse_util.flatten_dict(state.params).items()}}
     sharded = [k for k, v in flat.items() if not v.sharding.is_fully_replicated]
     print("sharded leaves:", len(sharded), "of", len(flat))
@@ -93,7 +93,7 @@ def test_checkpoint_saved_on_8_devices_restores_on_1_with_identical_params(tmp_p
   assert jax.device_count() == 1
   config = tiny_config(10)
   model, optimizer, mesh = _setup(config)
-  abstract, _ = abstract_train_state(model, optimizer, mesh, seq_len=SEQ)
+  abstract, _ = abstract_train_state(init_fn(model, SEQ), optimizer, mesh)
   state, stored_config, position = Checkpointer(tmp_path, CheckpointConfig()).restore(abstract)
   assert position == {"step": 5, "seed": 0, "global_batch_size": 8}
   assert stored_config["model"] == config.to_dict()["model"]
@@ -109,8 +109,7 @@ def test_checkpoint_saved_on_8_devices_restores_on_1_with_identical_params(tmp_p
 def test_reader_and_continued_pretraining_from_a_workdir(tmp_path):
   config = tiny_config(10)
   model, optimizer, mesh = _setup(config)
-  state, shardings = create_train_state(model, optimizer, mesh, seq_len=SEQ,
-                                        global_batch_size=8, seed=1)
+  state, shardings = create_train_state(init_fn(model, SEQ), optimizer, mesh, seed=1)
   ckpt = Checkpointer(tmp_path, CheckpointConfig())
   for step in (2, 4):
     ckpt.save(step, state, config.to_dict(), {"step": step})
@@ -130,8 +129,7 @@ def test_reader_and_continued_pretraining_from_a_workdir(tmp_path):
   assert step_dir_config == config_dict
 
   # Continued pre-training: a fresh state (other seed) takes every tensor from the checkpoint.
-  fresh, fresh_shardings = create_train_state(model, optimizer, mesh, seq_len=SEQ,
-                                              global_batch_size=8, seed=2)
+  fresh, fresh_shardings = create_train_state(init_fn(model, SEQ), optimizer, mesh, seed=2)
   messages = []
   loaded = load_init_params(config.replace(init_from=str(tmp_path)), fresh.params,
                             fresh_shardings.params, messages.append)

@@ -45,7 +45,7 @@ def _read_shard(path):
     tf = tensorflow()
     rows = [shard_format.parse_examples(tf, tf.constant([r.numpy()]), SEQ_LEN) for r in tf.data.TFRecordDataset(path)]
     return {k: np.concatenate([r[k].numpy() for r in rows]) if rows else np.zeros((0, SEQ_LEN), np.int32)
-            for k in shard_format.FEATURES}
+            for k in shard_format.BATCH_KEYS.values()}
 
 
 def _build(corpus_dir, vocab_path, out, **kwargs):
@@ -68,7 +68,7 @@ def test_shards_manifest_and_token_conservation(corpus_dir, vocab_path, tmp_path
     total = collections.Counter()
     for index, entry in enumerate(manifest["shards"]):
         shard = _read_shard(str(tmp_path / "out" / entry["file"]))
-        ids, mask, segments = shard["input_ids"], shard["input_mask"], shard["segment_ids"]
+        ids, mask, segments = shard["input_ids"], shard["attention_mask"], shard["token_type_ids"]
         assert entry["examples"] == len(ids) > 0 and entry["tokens"] == int(mask.sum())
         lengths = mask.sum(axis=1)
         assert (mask == (np.arange(SEQ_LEN)[None] < lengths[:, None])).all()

@@ -118,13 +118,13 @@ def _rows(path):
     rows = []
     for chunk in tf.data.TFRecordDataset(str(path)).batch(1024).map(
             lambda s: shard_format.parse_examples(tf, s, SEQ_LEN)).as_numpy_iterator():
-        stacked = np.concatenate([chunk[k] for k in shard_format.FEATURES], axis=1)
+        stacked = np.concatenate([chunk[k] for k in shard_format.BATCH_KEYS.values()], axis=1)
         rows += [row.tobytes() for row in stacked]
     return rows
 
 
 def _keys(batch):
-    return [row.tobytes() for row in np.concatenate([batch[k] for k in shard_format.FEATURES], axis=1)]
+    return [row.tobytes() for row in np.concatenate([batch[k] for k in shard_format.BATCH_KEYS.values()], axis=1)]
 
 
 def _first_error(reader, steps):

@@ -14,6 +14,7 @@ import pytest
 
 from data_pipelines import index_shards as indexer
 from data_pipelines import manifest as manifest_lib
+from data_pipelines import shard_format
 from data_pipelines import tokenizers
 from data_pipelines.pretraining_reader import PretrainingData
 from data_pipelines.tf_runtime import tensorflow
@@ -78,12 +79,12 @@ def _write_official_shards(directory, counts):
 
 
 def _epoch_rows(data_dir, split, batch, steps):
-    """Sorted rows (input_ids ++ input_mask ++ segment_ids) of `steps` global batches."""
+    """Sorted rows (input_ids ++ attention_mask ++ token_type_ids) of `steps` global batches."""
     data = PretrainingData(data_dir, global_batch_size=batch, seed=3, split=split, process_index=0, process_count=1)
     rows = []
     for step in range(steps):
         b = data.batch(step)
-        rows += np.concatenate([b[k] for k in FEATURES], axis=1).tolist()
+        rows += np.concatenate([b[shard_format.BATCH_KEYS[k]] for k in FEATURES], axis=1).tolist()
     return sorted(rows)
 
 

@@ -60,7 +60,7 @@ def test_batches_are_a_pure_function_of_seed_and_step(data_dir):
     a, b = _reader(data_dir), _reader(data_dir)
     for step in (0, 3, 1, 9, 3):
         x, y = a.batch(step), b.batch(step)
-        assert all(np.array_equal(x[k], y[k]) for k in shard_format.FEATURES)
+        assert all(np.array_equal(x[k], y[k]) for k in shard_format.BATCH_KEYS.values())
         assert {k: (v.dtype, v.shape) for k, v in x.items()} == {k: (np.int32, (12, SEQ_LEN)) for k in x}
     assert _ids(_reader(data_dir, seed=8).batch(0)) != _ids(a.batch(0))
     assert (a.seq_len, a.local_batch_size, a.num_examples) == (SEQ_LEN, 12, 60)
@@ -72,15 +72,15 @@ def test_seek_equals_replay_through_tf_data(data_dir):
     resumed = _reader(data_dir).iterate(7)
     for step in range(7, 12):
         got = next(resumed)
-        assert all(np.array_equal(got[k], replayed[step][k]) for k in shard_format.FEATURES)
+        assert all(np.array_equal(got[k], replayed[step][k]) for k in shard_format.BATCH_KEYS.values())
     fresh = _reader(data_dir)
-    assert all(np.array_equal(fresh.batch(11)[k], replayed[11][k]) for k in shard_format.FEATURES)
+    assert all(np.array_equal(fresh.batch(11)[k], replayed[11][k]) for k in shard_format.BATCH_KEYS.values())
 
 
 def test_rows_keep_their_mask_and_segments(data_dir):
     batch = _reader(data_dir).batch(2)
-    lengths = batch["input_mask"].sum(axis=1)
-    for ids, seg, n in zip(batch["input_ids"], batch["segment_ids"], lengths):
+    lengths = batch["attention_mask"].sum(axis=1)
+    for ids, seg, n in zip(batch["input_ids"], batch["token_type_ids"], lengths):
         s, k = divmod(int(ids[1]), 1000)
         assert n == 3 + (s + k) % (SEQ_LEN - 3)
         assert ids[0] == 2 and ids[n - 1] == 3 and (ids[n:] == 0).all()

@@ -218,6 +218,10 @@ def test_saved_sentencepiece_unigram_reloads_and_autotokenizer_gives_the_same_id
     hf, ids = _hf_ids(tmp_path / "export", texts)
     assert ids == [[tok.cls_id] + x + [tok.sep_id] for x in tok.encode(texts)]
     assert hf("alpha [MASK] gamma")["input_ids"].count(tok.mask_id) == 1  # fill-mask needs this
+    a, b = tok.encode(["alpha beta", "gamma"])
+    pair = hf("alpha beta", "gamma")
+    assert pair["input_ids"] == [tok.cls_id] + a + [tok.sep_id] + b + [tok.sep_id]
+    assert pair["token_type_ids"] == [0] * (len(a) + 2) + [1] * (len(b) + 1)
     assert hf.mask_token_id == tok.mask_id and hf.pad_token_id == tok.pad_id
     assert hf.decode(ids[0], skip_special_tokens=True) == texts[0]
 

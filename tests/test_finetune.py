@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from electra_jax import finetune as ft
-from electra_jax import glue_metrics, squad_eval
+from electra_jax import glue_metrics, squad_eval, task_kinds
 from electra_jax.finetune_config import FinetuneConfig
 
 WORDS = ("good great fine bad awful poor movie film plot the a is was very not what who "
@@ -85,6 +85,20 @@ def test_seeds_results_json_and_learning(sst2_run):
   assert on_disk["total_steps"] == 24  # ceil(4 epochs x 96 / 16)
 
 
+def test_metrics_logs_per_seed(sst2_run):
+  """Each seed logs through the pre-training MetricsWriter: training records every log_every
+  (10) steps and at the end, one eval record per dev evaluation, TensorBoard events."""
+  results, workdir, _ = sst2_run
+  for seed, history in zip(results["seeds"], results["eval_history"]):
+    train = [json.loads(l) for l in (workdir / f"seed_{seed}" / "metrics.jsonl").open()]
+    assert [r["step"] for r in train] == [10, 20, 24]
+    assert all(r["loss"] > 0 and r["grad_norm"] > 0 and r["learning_rate"] >= 0 for r in train)
+    evals = [json.loads(l) for l in (workdir / f"seed_{seed}" / "eval_metrics.jsonl").open()]
+    assert [(r["step"], r["eval_accuracy"]) for r in evals] == [
+        (h["step"], h["accuracy"]) for h in history]
+    assert list((workdir / f"seed_{seed}" / "tensorboard" / "eval").glob("events.*"))
+
+
 def test_dev_predictions_reproduce_reported_accuracy(sst2_run):
   results, workdir, _ = sst2_run
   for seed, acc in zip(results["seeds"], results["per_seed"]["accuracy"]):
@@ -152,6 +166,14 @@ def test_finetuned_model_converts_with_its_tokenizer_and_runs_in_a_pipeline(sst2
   assert got == want
 
 
+def test_empty_dev_split_is_one_error_before_training(tmp_path, vocab):
+  data = _sst2_dir(tmp_path / "glue", n_train=16, n_dev=8, n_test=0)
+  (data / "SST-2" / "dev.tsv").write_text("sentence\tlabel\n")
+  with pytest.raises(ValueError, match=r"^task sst2: the dev split is empty$"):
+    ft.finetune_and_evaluate(_config(vocab, data), str(tmp_path / "work"))
+  assert not (tmp_path / "work" / "seed_1").exists()
+
+
 @pytest.mark.parametrize("select", ["final", "best"])
 def test_select_final_or_best_evaluation(tmp_path, vocab, monkeypatch, select):
   """Dev accuracy scripted per evaluation as 50, 70, 90, 60: "final" reports the last one
@@ -159,11 +181,11 @@ def test_select_final_or_best_evaluation(tmp_path, vocab, monkeypatch, select):
   scripted = iter([50.0, 70.0, 90.0, 60.0])
   calls = []
 
-  def score(task, config, labels, split, outputs):
+  def score(self, task, config, labels, split, outputs):
     calls.append(len(calls))
     return {"accuracy": next(scripted)}, np.full(split.size, len(calls) % 2)
 
-  monkeypatch.setattr(ft, "score_split", score)
+  monkeypatch.setattr(task_kinds.Classification, "score", score)
   data = _sst2_dir(tmp_path / "glue", n_train=16, n_dev=8, n_test=0)
   # One step per epoch and one evaluation per epoch: 4 evaluations, after steps 1..4.
   cfg = _config(vocab, data, seeds=(1,), select=select, num_epochs=4.0, evals_per_epoch=1)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from data_pipelines import glue, squad, tagging, tokenizers
+from electra_jax.task_kinds import KINDS
 from electra_jax.tasks import get_task
 
 WORDS = ("the cat sat on mat dog ran far away paris is capital of france where what "
@@ -97,7 +98,7 @@ def test_labelled_split_without_label_column_fails_at_load(tmp_path):
       f"{train}: no sst2 label column 'label': found columns ['index', 'sentence'], expected "
       "['sentence', 'label'] (train and dev files need their labels)")):
     ft._train_examples(get_task("sst2"), cfg)
-  assert [e.label for e in ft._read_examples(get_task("sst2"), cfg, "test", None)] == [None]
+  assert [e.label for e in KINDS["classification"].read(get_task("sst2"), cfg, "test", None)] == [None]
 
 
 def test_malformed_rows_name_file_and_line(tmp_path, capsys):

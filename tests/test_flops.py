@@ -52,8 +52,8 @@ def test_analytic_flops_equal_traced_matmul_flops(kind, embedding_size):
   model = ob.build_pretraining_model(disc, gen, "tied", objective)
   rs = np.random.RandomState(0)
   ids = jnp.asarray(rs.randint(4, 97, (batch, seq_len)), jnp.int32)
-  data = {"input_ids": ids, "input_mask": jnp.ones_like(ids), "segment_ids": jnp.zeros_like(ids)}
-  params = model.init(jax.random.key(0), ids, data["input_mask"], data["segment_ids"],
+  data = {"input_ids": ids, "attention_mask": jnp.ones_like(ids), "token_type_ids": jnp.zeros_like(ids)}
+  params = model.init(jax.random.key(0), ids, data["attention_mask"], data["token_type_ids"],
                       jnp.zeros((batch, objective.num_predictions(seq_len)), jnp.int32))["params"]
 
   def loss(p):
@@ -79,8 +79,7 @@ def test_benchmark_figures_on_two_simulated_cpu_devices():
   assert out.returncode == 0, out.stderr[-3000:]
   r = json.loads(out.stdout.split("RESULT ", 1)[1])
   assert r["devices"] == 2 and r["device_kind"] == "cpu"
-  disc = config_lib.PRESETS["small"]()
-  gen = config_lib.generator_config(disc, benchmark.GENERATOR_FRACTION["small"])
+  disc, gen = config_lib.PRESETS["small"].model, config_lib.PRESETS["small"].generator
   assert r["flops_per_step"] == flops.training_flops_per_step(disc, gen, ob.ObjectiveConfig(), 4, 16)
   assert r["tokens_per_s"] == pytest.approx(4 * 16 / r["step_s"])
   assert r["mfu_vs_measured_matmul"] == pytest.approx(

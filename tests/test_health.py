@@ -14,14 +14,14 @@ SPECIAL = SpecialIds(pad=0, cls=1, sep=2, mask=3, vocab_size=10)
 
 def test_unigram_prior_counts_only_maskable_tokens():
   batch = {"input_ids": np.array([[1, 5, 5, 6, 2, 0], [1, 7, 5, 3, 2, 0]]),
-           "input_mask": np.array([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]])}
+           "attention_mask": np.array([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]])}
   got = health.unigram_prior([batch], SPECIAL)
   # maskable tokens: 5 5 6 7 5 (the [MASK], [CLS], [SEP], [PAD] are not)
   p = np.array([3, 1, 1]) / 5
   assert got["unigram_accuracy"] == pytest.approx(0.6)
   assert got["unigram_loss"] == pytest.approx(float(-(p * np.log(p)).sum()))
   with pytest.raises(ValueError, match="no maskable tokens"):
-    health.unigram_prior([{"input_ids": np.array([[1, 2]]), "input_mask": np.ones((1, 2))}],
+    health.unigram_prior([{"input_ids": np.array([[1, 2]]), "attention_mask": np.ones((1, 2))}],
                          SPECIAL)
 
 

@@ -47,11 +47,11 @@ def test_config_validation_errors(kwargs, message):
 
 
 def test_generator_config_rules_and_errors():
-  disc = C.small()
+  disc = C.PRESETS["small"].model
   gen = C.generator_config(disc, 0.25)
   assert (gen.hidden_size, gen.intermediate_size, gen.num_attention_heads) == (64, 256, 1)
   assert gen.embedding_size == disc.embedding_size
-  base_gen = C.generator_config(C.base(), 1 / 3)
+  base_gen = C.PRESETS["base"].generator
   assert (base_gen.hidden_size, base_gen.num_attention_heads) == (256, 4)
   with pytest.raises(ValueError, match="generator fractions must be in"):
     C.generator_config(disc, 0.0)
@@ -60,10 +60,11 @@ def test_generator_config_rules_and_errors():
 
 
 def test_presets_match_paper_table6():
-  for preset, (layers, hidden, ffn, heads, embed) in {
-      "small": (12, 256, 1024, 4, 128), "base": (12, 768, 3072, 12, 768),
-      "large": (24, 1024, 4096, 16, 1024)}.items():
-    cfg = C.PRESETS[preset]()
+  for preset, (layers, hidden, ffn, heads, embed, fraction) in {
+      "small": (12, 256, 1024, 4, 128, 1 / 4), "base": (12, 768, 3072, 12, 768, 1 / 3),
+      "large": (24, 1024, 4096, 16, 1024, 1 / 4)}.items():
+    cfg = C.PRESETS[preset].model
+    assert C.PRESETS[preset].generator_hidden_fraction == fraction
     assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size,
             cfg.num_attention_heads, cfg.embedding_size) == (layers, hidden, ffn, heads, embed)
     assert cfg.layer_norm_eps == 1e-12 and cfg.hidden_act == "gelu"
@@ -96,14 +97,15 @@ def test_bad_module_arguments():
         jax.random.key(0), ids, ids, ids, ids[:, :2]))
 
 
-def test_import_electra_jax_is_light():
+def test_import_electra_jax_leaves_out_tensorflow_and_torch():
+  """The public API imports plainly; TensorFlow (a data library here) and torch stay lazy."""
   code = ("import sys, electra_jax; "
-          "assert 'jax' not in sys.modules and 'tensorflow' not in sys.modules; "
-          "electra_jax.ModelConfig; assert 'jax' not in sys.modules; "
+          "assert 'tensorflow' not in sys.modules and 'torch' not in sys.modules; "
           "print(sorted(electra_jax.__all__))")
   r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
   assert r.returncode == 0, r.stderr
-  assert "load_pretrained" in r.stdout and "export_hf" in r.stdout
+  for name in ("load_pretrained", "load_tokenizer", "export_hf", "PRESETS"):
+    assert name in r.stdout
 
 
 # ---------------------------------------------------------------------------------------------

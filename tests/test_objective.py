@@ -35,8 +35,8 @@ def make_batch(batch=4, seed=0, lengths=(32, 20, 9, 32)):
     mask[b, :n] = 1
     ids[b, 0], ids[b, n - 1] = SPECIAL.cls, SPECIAL.sep
     ids[b, n:] = SPECIAL.pad
-  return {"input_ids": jnp.asarray(ids), "input_mask": jnp.asarray(mask),
-          "segment_ids": jnp.zeros((batch, L), jnp.int32)}
+  return {"input_ids": jnp.asarray(ids), "attention_mask": jnp.asarray(mask),
+          "token_type_ids": jnp.zeros((batch, L), jnp.int32)}
 
 
 def init_params(model, objective, seed=1):
@@ -77,8 +77,8 @@ def test_mask_counts_positions_and_candidates():
   objective = ob.ObjectiveConfig()
   lengths = (32, 20, 9, 3, 2, 14, 27, 6)
   batch = make_batch(batch=64, lengths=lengths)
-  ids, mask = np.asarray(batch["input_ids"]), np.asarray(batch["input_mask"])
-  out = jax.jit(lambda r: ob.mask_tokens(r, batch["input_ids"], batch["input_mask"], SPECIAL,
+  ids, mask = np.asarray(batch["input_ids"]), np.asarray(batch["attention_mask"])
+  out = jax.jit(lambda r: ob.mask_tokens(r, batch["input_ids"], batch["attention_mask"], SPECIAL,
                                          objective), compiler_options=FAST)(jax.random.PRNGKey(0))
   out = jax.tree.map(np.asarray, out)
   p = objective.num_predictions(L)
@@ -108,7 +108,7 @@ def test_mask_tokens_takes_numpy_inputs_without_changing_them():
   narrowed in place, so counts came from the candidates instead of the real tokens)."""
   objective = ob.ObjectiveConfig(mask_prob=0.15, max_predictions=8)
   batch = make_batch(batch=8, lengths=(17, 20, 9, 32))
-  ids, mask = np.asarray(batch["input_ids"]), np.asarray(batch["input_mask"]).astype(bool)
+  ids, mask = np.asarray(batch["input_ids"]), np.asarray(batch["attention_mask"]).astype(bool)
   before = mask.copy()
   rng = jax.random.PRNGKey(3)
   eager = ob.mask_tokens(rng, ids, mask, SPECIAL, objective)
@@ -122,13 +122,13 @@ def test_max_predictions_cap_and_round_half_even():
   batch = make_batch(batch=2, lengths=(32,))
   # 32 x 0.5 = 16 tokens wanted, capped at max_predictions = 3.
   cfg = ob.ObjectiveConfig(mask_prob=0.5, max_predictions=3)
-  out = ob.mask_tokens(jax.random.PRNGKey(1), batch["input_ids"], batch["input_mask"], SPECIAL,
+  out = ob.mask_tokens(jax.random.PRNGKey(1), batch["input_ids"], batch["attention_mask"], SPECIAL,
                        cfg)
   np.testing.assert_array_equal(np.asarray(out["weights"]).sum(-1), [3, 3])
   # round(10 x 0.25) = round(2.5) = 2 (half to even, as tf.round).
   batch = make_batch(batch=2, lengths=(10,))
   cfg = ob.ObjectiveConfig(mask_prob=0.25, max_predictions=8)
-  out = ob.mask_tokens(jax.random.PRNGKey(1), batch["input_ids"], batch["input_mask"], SPECIAL,
+  out = ob.mask_tokens(jax.random.PRNGKey(1), batch["input_ids"], batch["attention_mask"], SPECIAL,
                        cfg)
   np.testing.assert_array_equal(np.asarray(out["weights"]).sum(-1), [2, 2])
 
@@ -139,7 +139,7 @@ def test_mask_statistics_over_many_samples():
   batch = make_batch(batch=256, lengths=(32,))
   ids = np.asarray(batch["input_ids"])
   cfg = ob.ObjectiveConfig(mask_prob=0.25)  # count = round(32 x .25) = 8 <= P = 8
-  run = jax.jit(lambda r, c: ob.mask_tokens(r, batch["input_ids"], batch["input_mask"], SPECIAL,
+  run = jax.jit(lambda r, c: ob.mask_tokens(r, batch["input_ids"], batch["attention_mask"], SPECIAL,
                                             c), static_argnums=1, compiler_options=FAST)
   shown, chosen = [], np.zeros(L)
   for seed in range(8):
@@ -251,15 +251,15 @@ def _sigmoid_ce(x, z):
 def reference_electra(params, batch, rng, model, objective):
   """The ELECTRA loss recomputed step by step from the public pieces, in NumPy."""
   k_mask, k_gen, k_sample, k_disc = jax.random.split(rng, 4)
-  masked = ob.mask_tokens(k_mask, batch["input_ids"], batch["input_mask"], SPECIAL, objective)
-  gen_logits = model.apply({"params": params}, masked["input_ids"], batch["input_mask"],
-                           batch["segment_ids"], masked["positions"], False,
+  masked = ob.mask_tokens(k_mask, batch["input_ids"], batch["attention_mask"], SPECIAL, objective)
+  gen_logits = model.apply({"params": params}, masked["input_ids"], batch["attention_mask"],
+                           batch["token_type_ids"], masked["positions"], False,
                            method="generator_logits", rngs={"dropout": k_gen})
   sampled = ob.sample_tokens(k_sample, gen_logits, method=objective.sampler)
   corrupted = ob.scatter_positions(batch["input_ids"], masked["positions"], masked["weights"],
                                    sampled)
-  disc_logits = np.asarray(model.apply({"params": params}, corrupted, batch["input_mask"],
-                                       batch["segment_ids"], False,
+  disc_logits = np.asarray(model.apply({"params": params}, corrupted, batch["attention_mask"],
+                                       batch["token_type_ids"], False,
                                        method="discriminator_logits", rngs={"dropout": k_disc}),
                            np.float64)
   g = np.asarray(gen_logits, np.float64)
@@ -269,7 +269,7 @@ def reference_electra(params, batch, rng, model, objective):
   tgt = np.asarray(masked["masked_lm_ids"])
   nll = -np.take_along_axis(logp, tgt[..., None], -1)[..., 0]
   gen_loss = (nll * w).sum() / (w.sum() + 1e-6)
-  ids, mask = np.asarray(batch["input_ids"]), np.asarray(batch["input_mask"], np.float64)
+  ids, mask = np.asarray(batch["input_ids"]), np.asarray(batch["attention_mask"], np.float64)
   labels = (np.asarray(corrupted) != ids).astype(np.float64) * mask
   if objective.kind == "electra":
     dw = mask  # every non-pad token, [CLS]/[SEP] included
@@ -291,7 +291,7 @@ def test_electra_losses_match_reference(kind):
   np.testing.assert_allclose(float(m["gen_loss"]), gen_loss, rtol=1e-5)
   np.testing.assert_allclose(float(m["disc_loss"]), disc_loss, rtol=1e-5)
   np.testing.assert_allclose(float(loss), gen_loss + 50.0 * disc_loss, rtol=1e-5)
-  mask = np.asarray(batch["input_mask"])
+  mask = np.asarray(batch["attention_mask"])
   np.testing.assert_allclose(float(m["replaced_fraction"]), labels.sum() / mask.sum(), rtol=1e-6)
   assert labels.sum() > 0
   frac = (labels * dw).sum() / dw.sum()  # over the positions the disc loss weighs
@@ -370,16 +370,16 @@ def test_replace_mlm_big_network_predicts_originals_from_samples():
   batch, rng = make_batch(), jax.random.PRNGKey(5)
   _, m = loss_fn(objective, model)(params, batch, rng)
   k_mask, _, k_sample, _ = jax.random.split(rng, 4)
-  masked = ob.mask_tokens(k_mask, batch["input_ids"], batch["input_mask"], SPECIAL, objective)
-  g = model.apply({"params": params}, masked["input_ids"], batch["input_mask"],
-                  batch["segment_ids"], masked["positions"], True, method="generator_logits")
+  masked = ob.mask_tokens(k_mask, batch["input_ids"], batch["attention_mask"], SPECIAL, objective)
+  g = model.apply({"params": params}, masked["input_ids"], batch["attention_mask"],
+                  batch["token_type_ids"], masked["positions"], True, method="generator_logits")
   sampled = ob.sample_tokens(k_sample, g, method=objective.sampler)
   corrupted = ob.scatter_positions(batch["input_ids"], masked["positions"], masked["weights"],
                                    sampled)
   w = np.asarray(masked["weights"]) > 0
   got = np.take_along_axis(np.asarray(corrupted), np.asarray(masked["positions"]), 1)
   np.testing.assert_array_equal(got[w], np.asarray(sampled)[w])
-  out = model.apply({"params": params}, corrupted, batch["input_mask"], batch["segment_ids"],
+  out = model.apply({"params": params}, corrupted, batch["attention_mask"], batch["token_type_ids"],
                     masked["positions"], True, method="discriminator_outputs")
   want, _ = ob.weighted_cross_entropy(out["mlm"], masked["masked_lm_ids"], masked["weights"])
   np.testing.assert_allclose(float(m["mlm_loss"]), float(want), rtol=1e-5)

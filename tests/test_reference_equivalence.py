@@ -86,7 +86,7 @@ def make_batch() -> dict:
     ids[row, [0, mid - 1, length - 1]] = (SPECIAL.cls, SPECIAL.sep, SPECIAL.sep)
   ids[mask == 0] = SPECIAL.pad
   ids[0, 5] = SPECIAL.pad
-  return {"input_ids": ids, "input_mask": mask, "segment_ids": types}
+  return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
 
 def random_params(model) -> dict:
@@ -259,11 +259,11 @@ def test_free_running_masking(kind):
   batch = te.batch_to_torch(make_batch())
   ids = batch["input_ids"]
   counts = jax_run(kind)["steps"][0]["draws"]["masked"]["weights"].sum(1)
-  candidates = (batch["input_mask"] > 0) & (ids > SPECIAL.mask)  # ids 0..3 are the specials
+  candidates = (batch["attention_mask"] > 0) & (ids > SPECIAL.mask)  # ids 0..3 are the specials
   g = torch.Generator().manual_seed(0)
   shown = {"mask": 0, "kept": 0, "other": 0}
   for _ in range(200):
-    m = te.mask_tokens(ids, batch["input_mask"], SPECIAL, objective, g)
+    m = te.mask_tokens(ids, batch["attention_mask"], SPECIAL, objective, g)
     np.testing.assert_array_equal(m["weights"].sum(1).numpy(), counts)
     for row in range(B):
       used = m["weights"][row] > 0
@@ -305,11 +305,10 @@ def test_make_train_step():
   model = ob.build_pretraining_model(DISC, GEN, "tied", objective)
   tx = optim.make_optimizer(cfg)
   mesh = shd.make_mesh(shd.MeshConfig())
-  state, shardings = ts.create_train_state(model, tx, mesh, seq_len=L, global_batch_size=B,
-                                           seed=0)
+  state, shardings = ts.create_train_state(ob.init_fn(model, L), tx, mesh, seed=0)
   params = random_params(model)
   state = state.replace(params=jax.device_put(params, shardings.params))
-  step_fn = ts.make_train_step(model, tx, objective, SPECIAL, mesh, shardings)
+  step_fn = ts.make_train_step(ob.loss_fn(model, objective, SPECIAL), tx, mesh, shardings)
   batch = make_batch()
   # The batch goes in as an argument, as into the train step: as numpy constants, mask_tokens'
   # `candidates &= ...` also rewrites its numpy `real` in place and counts fewer tokens.

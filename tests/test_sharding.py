@@ -118,11 +118,11 @@ _TINY_MODEL = textwrap.dedent('''
 
 _LOWER_EIGHT = _TINY_MODEL + textwrap.dedent('''
     mesh = shd.make_mesh(shd.MeshConfig(data=2, fsdp=2, tensor=2))
-    state, shardings = ts.abstract_train_state(model, tx, mesh, seq_len=32)
+    state, shardings = ts.abstract_train_state(ob.init_fn(model, 32), tx, mesh)
     ids = jax.ShapeDtypeStruct((8, 32), "int32", sharding=shd.batch_sharding(mesh))
-    batch = dict(input_ids=ids, input_mask=ids, segment_ids=ids)
-    train = ts.make_train_step(model, tx, objective, special, mesh, shardings)
-    evaluate = ts.make_eval_step(model, objective, special, mesh, shardings)
+    batch = dict(input_ids=ids, attention_mask=ids, token_type_ids=ids)
+    train = ts.make_train_step(ob.loss_fn(model, objective, special), tx, mesh, shardings)
+    evaluate = ob.make_eval_step(model, objective, special, mesh, shardings)
     pattern = re.compile(r"sdy.sharding_constraint %[^ ]+ (<@mesh, [^>]*>) : (tensor<[^>]*>)")
     found = lambda text: [" : ".join(m) for m in pattern.findall(text)]
     json.dump({"train": found(train.lower(state, batch).as_text()),
@@ -171,12 +171,11 @@ _EIGHT_DEVICES = _TINY_MODEL + textwrap.dedent('''
       mask[::3, 20:] = 0
       ids[:, 0] = 1
       ids[mask == 0] = 0
-      batches.append(dict(input_ids=ids, input_mask=mask, segment_ids=np.zeros_like(ids)))
+      batches.append(dict(input_ids=ids, attention_mask=mask, token_type_ids=np.zeros_like(ids)))
 
     def run(mesh):
-      state, shardings = ts.create_train_state(model, tx, mesh, seq_len=32, global_batch_size=8,
-                                               seed=0)
-      step = ts.make_train_step(model, tx, objective, special, mesh, shardings)
+      state, shardings = ts.create_train_state(ob.init_fn(model, 32), tx, mesh, seed=0)
+      step = ts.make_train_step(ob.loss_fn(model, objective, special), tx, mesh, shardings)
       metrics = []
       for b in batches:
         state, m = step(state, shd.global_batch(b, mesh))

@@ -20,15 +20,15 @@ def test_every_experiment_resolves_and_paper_sizes_match_table_6():
                    "ablations/uniform_generator", "ablations/generator_size_1_2"):
     assert required in names
   configs = {n: resolve_config(n) for n in names}
-  for name, preset, frac, mask, lr, batch, steps in (
-      ("small", model_presets.small, 0.25, 0.15, 5e-4, 128, 1_000_000),
-      ("base", model_presets.base, 1 / 3, 0.15, 2e-4, 256, 766_000),
-      ("large", model_presets.large, 0.25, 0.25, 2e-4, 2048, 400_000)):
+  for name, shape, frac, mask, lr, batch, steps in (  # paper Table 6
+      ("small", (12, 256, 1024, 4, 128), 0.25, 0.15, 5e-4, 128, 1_000_000),
+      ("base", (12, 768, 3072, 12, 768), 1 / 3, 0.15, 2e-4, 256, 766_000),
+      ("large", (24, 1024, 4096, 16, 1024), 0.25, 0.25, 2e-4, 2048, 400_000)):
     c = configs[name]
-    want = preset()
-    for field in ("embedding_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                  "intermediate_size", "vocab_size"):
-      assert getattr(c.model, field) == getattr(want, field), (name, field)
+    assert c.model.replace(dtype="float32") == model_presets.PRESETS[name].model.replace(
+        vocab_size=30522)
+    assert (c.model.num_hidden_layers, c.model.hidden_size, c.model.intermediate_size,
+            c.model.num_attention_heads, c.model.embedding_size) == shape
     assert c.generator_hidden_fraction == pytest.approx(frac)
     assert (c.objective.mask_prob, c.optimizer.learning_rate) == (mask, lr)
     assert (c.data.global_batch_size, c.optimizer.total_steps, c.data.seq_len) == (batch, steps, 128)
@@ -229,3 +229,21 @@ def test_finetune_bindings_are_checked_the_same_way(tmp_path):
                                        r"FinetuneConfig\.tokenizer = \"wordpiece:/v\"$"):
     resolve_finetune([str(path)], [], **flags)
   assert resolve_finetune([], ["FinetuneConfig.seeds = [1, 2]"], **flags).seeds == (1, 2)
+
+
+def test_model_size_selects_a_preset_that_bindings_change():
+  c = resolve_config(None, gin_bindings=["ModelConfig.size = 'base'",
+                                         "ModelConfig.num_hidden_layers = 4"])
+  assert c.model == model_presets.PRESETS["base"].model.replace(num_hidden_layers=4)
+  assert c.generator_hidden_fraction == pytest.approx(1 / 3)  # the preset's
+  c = resolve_config(None, gin_bindings=["ModelConfig.size = 'base'",
+                                         "TrainConfig.generator_hidden_fraction = 0.5"])
+  assert c.generator_hidden_fraction == 0.5
+  assert resolve_config("tiny").model.hidden_size == model_presets.PRESETS["tiny"].model.hidden_size
+  with pytest.raises(ValueError, match=r"unknown model size 'huge'; expected one of "
+                     r"\['base', 'large', 'small', 'tiny'\]"):
+    resolve_config(None, gin_bindings=["ModelConfig.size = 'huge'"])
+  with pytest.raises(ValueError, match=r"did you mean 'ModelConfig.size = \"base\"'"):
+    resolve_config(None, gin_bindings=['size = "base"'])
+  with pytest.raises(ValueError, match=r"a string needs quotes .*'ModelConfig.size = \"base\"'"):
+    resolve_config(None, gin_bindings=["size = base"])

@@ -31,24 +31,22 @@ def batches(n):
   for _ in range(n):
     ids = rs.randint(5, V, (B, L)).astype(np.int32)
     ids[:, 0], ids[:, -1] = SPECIAL.cls, SPECIAL.sep
-    out.append(dict(input_ids=ids, input_mask=np.ones_like(ids), segment_ids=np.zeros_like(ids)))
+    out.append(dict(input_ids=ids, attention_mask=np.ones_like(ids), token_type_ids=np.zeros_like(ids)))
   return out
 
 
 @pytest.fixture(scope="module")
 def setup():
   mesh = shd.make_mesh(shd.MeshConfig())
-  state, shardings = ts.create_train_state(MODEL, TX, mesh, seq_len=L, global_batch_size=B,
-                                           seed=3)
-  step = ts.make_train_step(MODEL, TX, OBJECTIVE, SPECIAL, mesh, shardings)
+  state, shardings = ts.create_train_state(ob.init_fn(MODEL, L), TX, mesh, seed=3)
+  step = ts.make_train_step(ob.loss_fn(MODEL, OBJECTIVE, SPECIAL), TX, mesh, shardings)
   return mesh, state, shardings, step
 
 
 def test_resumed_run_is_bitwise_identical(setup):
   mesh, _, shardings, step = setup
   data = [shd.global_batch(b, mesh) for b in batches(4)]
-  fresh = lambda: ts.create_train_state(MODEL, TX, mesh, seq_len=L, global_batch_size=B,
-                                        seed=3)[0]
+  fresh = lambda: ts.create_train_state(ob.init_fn(MODEL, L), TX, mesh, seed=3)[0]
   state, straight = fresh(), []
   for b in data:
     state, m = step(state, b)
@@ -76,7 +74,7 @@ def test_resumed_run_is_bitwise_identical(setup):
 
 def test_abstract_state_matches_created_state(setup):
   mesh, state, shardings, _ = setup
-  abstract, abstract_shardings = ts.abstract_train_state(MODEL, TX, mesh, seq_len=L)
+  abstract, abstract_shardings = ts.abstract_train_state(ob.init_fn(MODEL, L), TX, mesh)
   assert jax.tree.structure(abstract) == jax.tree.structure(state)
   for a, s in zip(jax.tree.leaves(abstract), jax.tree.leaves(state)):
     assert (a.shape, a.dtype) == (s.shape, s.dtype)
@@ -88,7 +86,7 @@ def test_abstract_state_matches_created_state(setup):
 
 def test_eval_step_is_deterministic(setup):
   mesh, state, shardings, _ = setup
-  evaluate = ts.make_eval_step(MODEL, OBJECTIVE, SPECIAL, mesh, shardings)
+  evaluate = ob.make_eval_step(MODEL, OBJECTIVE, SPECIAL, mesh, shardings)
   b = shd.global_batch(batches(1)[0], mesh)
   first, second = jax.device_get(evaluate(state, b)), jax.device_get(evaluate(state, b))
   assert first == second and set(first) == set(ob.METRIC_NAMES)
@@ -100,7 +98,7 @@ def test_activation_constraints_change_nothing_on_one_device(setup):
   holds the model's activation constraints (forward; and backward in the train step); the train
   step jitted without them (`.jitted`) holds none and computes bit-identical results."""
   mesh, state, shardings, step = setup
-  evaluate = ts.make_eval_step(MODEL, OBJECTIVE, SPECIAL, mesh, shardings)
+  evaluate = ob.make_eval_step(MODEL, OBJECTIVE, SPECIAL, mesh, shardings)
   data = [shd.global_batch(b, mesh) for b in batches(2)]
   count = lambda lowered: lowered.as_text().count("sdy.sharding_constraint")
   n_train, n_eval = count(step.lower(state, data[0])), count(evaluate.lower(state, data[0]))
@@ -125,7 +123,7 @@ def test_activation_constraints_change_nothing_on_one_device(setup):
 def test_errors(setup):
   mesh = setup[0]
   if mesh.shape["data"] > 1:
-    with pytest.raises(ValueError, match="global_batch_size=.* is not divisible"):
-      ts.create_train_state(MODEL, TX, mesh, seq_len=L, global_batch_size=1, seed=0)
+    with pytest.raises(ValueError, match="global_batch_size=1 is not divisible"):
+      ts.check_batch(mesh, 1)
   with pytest.raises(ValueError, match="has no 'learning_rate' entry"):
-    ts.make_train_step(MODEL, optax.adamw(1e-3), OBJECTIVE, SPECIAL, mesh, setup[2])
+    ts.make_train_step(ob.loss_fn(MODEL, OBJECTIVE, SPECIAL), optax.adamw(1e-3), mesh, setup[2])

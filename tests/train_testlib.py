@@ -22,19 +22,13 @@ DETERMINISTIC_KEYS = ("loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_acc
 
 
 def tiny_bindings(steps: int, *, seq_len: int = 64, batch: int = 8, **extra) -> list[str]:
-  """Gin bindings of a 2-layer, hidden-32 ELECTRA on the default data, `steps` steps long.
+  """Gin bindings of the tiny preset (2 layers, hidden 32) on the default data, `steps` long.
 
   extra: more bindings as {"Selector__field": value} (double underscore = dot).
   """
   bindings = {
+      "ModelConfig.size": "tiny",
       "ModelConfig.vocab_size": VOCAB,
-      "ModelConfig.embedding_size": 32,
-      "ModelConfig.hidden_size": 32,
-      "ModelConfig.num_hidden_layers": 2,
-      "ModelConfig.num_attention_heads": 2,
-      "ModelConfig.intermediate_size": 64,
-      "ModelConfig.max_position_embeddings": 128,
-      "TrainConfig.generator_hidden_fraction": 0.5,
       "OptimizerConfig.learning_rate": 2e-3,
       "OptimizerConfig.warmup_steps": 10,
       "OptimizerConfig.total_steps": steps,

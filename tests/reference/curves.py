@@ -94,17 +94,15 @@ def initial_params(config):
   """The parameters train_and_evaluate starts a fresh run of `config` from (numpy tree)."""
   import jax
 
-  from electra_jax.objective import build_pretraining_model
+  from electra_jax.objective import build_pretraining_model, init_fn
   from electra_jax.optim import make_optimizer
   from electra_jax.sharding import make_mesh
   from electra_jax.train_step import create_train_state
 
   model = build_pretraining_model(config.model, config.generator, config.embedding_sharing,
                                   config.objective)
-  state, _ = create_train_state(model, make_optimizer(config.optimizer), make_mesh(config.mesh),
-                                seq_len=config.data.seq_len,
-                                global_batch_size=config.data.global_batch_size,
-                                seed=config.data.seed)
+  state, _ = create_train_state(init_fn(model, config.data.seq_len), make_optimizer(config.optimizer),
+                                make_mesh(config.mesh), seed=config.data.seed)
   return jax.device_get(state.params)
 
 

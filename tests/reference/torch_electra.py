@@ -147,6 +147,7 @@ def jax_to_hf(tree, disc_cfg: ModelConfig, gen_cfg: ModelConfig, objective: Obje
   float32 arrays named as `PretrainingReference.hf_parameters()`, through electra_jax's
   `split_pretraining_params` and `hf_io.params_to_state`."""
   from electra_jax import hf_io
+  from electra_jax import modeling
   from electra_jax.modeling import split_pretraining_params
 
   _check_supported(objective, embedding_sharing)
@@ -156,7 +157,7 @@ def jax_to_hf(tree, disc_cfg: ModelConfig, gen_cfg: ModelConfig, objective: Obje
   out = {}
   for prefix, arch, cfg, part in parts:
     if part is not None:
-      state = hf_io.params_to_state(hf_io.build_model(arch, cfg), part)
+      state = hf_io.params_to_state(modeling.build(arch, cfg), part)
       out.update({f"{prefix}/{k}": v for k, v in state.items()})
   return out
 
@@ -303,7 +304,7 @@ def pretraining_loss(ref: PretrainingReference, batch: dict, masked: dict, sampl
   replacements (unused for kind "mlm"). Returns (loss scalar with gradient, {METRIC_NAMES:
   float32 scalars without gradient}, {"big_input": [B,L], "gen_logits": [B,P,V] or None}).
   """
-  ids, input_mask, types = batch["input_ids"], batch["input_mask"], batch["segment_ids"]
+  ids, input_mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
   positions, weights = masked["positions"], masked["weights"]
   targets = masked["masked_lm_ids"]
   real = (input_mask > 0).float()
@@ -413,7 +414,7 @@ class OfficialAdamW:
 def batch_to_torch(batch: dict) -> dict:
   """{input_ids, input_mask, segment_ids: numpy [B,L]} -> int64 tensors."""
   return {k: torch.as_tensor(np.asarray(batch[k]), dtype=torch.long)
-          for k in ("input_ids", "input_mask", "segment_ids")}
+          for k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
 @torch.no_grad()
@@ -426,7 +427,7 @@ def evaluate(ref: PretrainingReference, eval_data, objective: ObjectiveConfig,
   for i in range(num_batches):
     g = torch.Generator().manual_seed(seed)
     batch = batch_to_torch(eval_data.batch(i))
-    masked = mask_tokens(batch["input_ids"], batch["input_mask"], special, objective, g)
+    masked = mask_tokens(batch["input_ids"], batch["attention_mask"], special, objective, g)
     _, metrics, _ = pretraining_loss(ref, batch, masked, random_sampler(objective, special, g),
                                      objective, special)
     for k, v in metrics.items():
@@ -450,7 +451,7 @@ def train(ref: PretrainingReference, optimizer: OfficialAdamW, train_data, eval_
   for step in range(steps):
     ref.train()
     batch = batch_to_torch(train_data.batch(step))
-    masked = mask_tokens(batch["input_ids"], batch["input_mask"], special, objective, g)
+    masked = mask_tokens(batch["input_ids"], batch["attention_mask"], special, objective, g)
     loss, metrics, _ = pretraining_loss(ref, batch, masked, sample, objective, special)
     if not torch.isfinite(loss):
       raise FloatingPointError(f"reference: non-finite loss {float(loss)} at step {step}")
