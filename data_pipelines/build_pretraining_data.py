@@ -35,107 +35,107 @@ BUILD_KEY_FIELDS = ("format", "corpus", "tokenizer_fingerprint", "seq_len", "num
 
 
 def _sidecar(path):
-    return path + ".stats.json"
+  return path + ".stats.json"
 
 
 def _packed_examples(corpus, tokenizer, parts, num_parts, input_stats, packer):
-    """Yield (input_ids, segment_ids) examples of the given corpus parts, in corpus order."""
-    pending, chars = [], 0
+  """Yield (input_ids, segment_ids) examples of the given corpus parts, in corpus order."""
+  pending, chars = [], 0
 
-    def flush():
-        texts = [unit for unit in pending if unit]
-        encoded = iter(tokenizer.encode(texts))
-        for unit in pending:
-            yield from packer.add(next(encoded)) if unit else packer.end_document()
-        pending.clear()
+  def flush():
+    texts = [unit for unit in pending if unit]
+    encoded = iter(tokenizer.encode(texts))
+    for unit in pending:
+      yield from packer.add(next(encoded)) if unit else packer.end_document()
+    pending.clear()
 
-    for unit in corpus.iter_units(parts, num_parts, input_stats):
-        pending.append(unit)
-        chars += len(unit)
-        if len(pending) >= ENCODE_BATCH_UNITS or chars >= ENCODE_BATCH_CHARS:
-            yield from flush()
-            chars = 0
-    yield from flush()
-    yield from packer.end_document()
+  for unit in corpus.iter_units(parts, num_parts, input_stats):
+    pending.append(unit)
+    chars += len(unit)
+    if len(pending) >= ENCODE_BATCH_UNITS or chars >= ENCODE_BATCH_CHARS:
+      yield from flush()
+      chars = 0
+  yield from flush()
+  yield from packer.end_document()
 
 
 def build_shard(task):
-    """Build one shard (a worker's job). `task` is a dict of plain values; returns its stats dict."""
-    from data_pipelines.tf_runtime import tensorflow
+  """Build one shard (a worker's job). `task` is a dict of plain values; returns its stats dict."""
+  from data_pipelines.tf_runtime import tensorflow
 
-    tf = tensorflow()
-    started = time.perf_counter()
-    corpus = corpora.load(task["corpus"])
-    tokenizer = tokenizers.load(task["tokenizer"])
-    index, num_shards, pieces = task["index"], task["build_key"]["num_shards"], task["build_key"]["pieces_per_shard"]
-    seq_len = task["build_key"]["seq_len"]
-    rng = random.Random(f"{task['build_key']['seed']}/{index}")
-    input_stats = text_io.InputStats()
-    packer = packing.ExamplePacker(seq_len, tokenizer.cls_id, tokenizer.sep_id, rng)
-    parts = [index + k * num_shards for k in range(pieces)]
-    examples = _packed_examples(corpus, tokenizer, parts, num_shards * pieces, input_stats, packer)
-    records = (
-        shard_format.serialize_example(tf, ids, segments, seq_len, tokenizer.pad_id) for ids, segments in examples
-    )
-    path = os.path.join(task["output_dir"], shard_format.shard_name(index, num_shards))
-    count = shard_format.write_atomically(tf, path, records)
-    stats = {
-        "build_key": task["build_key"],
-        "file": os.path.basename(path),
-        "examples": count,
-        "bytes": os.path.getsize(path),
-        "tokens": packer.stats.tokens + 3 * count - packer.stats.single_segment_examples,
-        "seconds": time.perf_counter() - started,
-        "input": input_stats.as_dict(),
-        "packing": packer.stats.as_dict(),
-    }
-    manifest_lib.write_json_atomically(_sidecar(path), stats)
-    return stats
+  tf = tensorflow()
+  started = time.perf_counter()
+  corpus = corpora.load(task["corpus"])
+  tokenizer = tokenizers.load(task["tokenizer"])
+  index, num_shards, pieces = task["index"], task["build_key"]["num_shards"], task["build_key"]["pieces_per_shard"]
+  seq_len = task["build_key"]["seq_len"]
+  rng = random.Random(f"{task['build_key']['seed']}/{index}")
+  input_stats = text_io.InputStats()
+  packer = packing.ExamplePacker(seq_len, tokenizer.cls_id, tokenizer.sep_id, rng)
+  parts = [index + k * num_shards for k in range(pieces)]
+  examples = _packed_examples(corpus, tokenizer, parts, num_shards * pieces, input_stats, packer)
+  records = (
+      shard_format.serialize_example(tf, ids, segments, seq_len, tokenizer.pad_id) for ids, segments in examples
+  )
+  path = os.path.join(task["output_dir"], shard_format.shard_name(index, num_shards))
+  count = shard_format.write_atomically(tf, path, records)
+  stats = {
+      "build_key": task["build_key"],
+      "file": os.path.basename(path),
+      "examples": count,
+      "bytes": os.path.getsize(path),
+      "tokens": packer.stats.tokens + 3 * count - packer.stats.single_segment_examples,
+      "seconds": time.perf_counter() - started,
+      "input": input_stats.as_dict(),
+      "packing": packer.stats.as_dict(),
+  }
+  manifest_lib.write_json_atomically(_sidecar(path), stats)
+  return stats
 
 
 def _init_worker():
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+  os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
 def _finished_shard(path, build_key):
-    """The stats of an already built shard, None if it must be built; error if built differently."""
-    sidecar = _sidecar(path)
-    if not (os.path.isfile(sidecar) and os.path.isfile(path)):
-        return None
-    with open(sidecar, encoding="utf-8") as f:
-        stats = json.load(f)
-    differing = [k for k in BUILD_KEY_FIELDS if stats["build_key"].get(k) != build_key[k]]
-    if differing:
-        details = ", ".join(f"{k}: existing {stats['build_key'].get(k)!r} vs requested {build_key[k]!r}" for k in differing)
-        raise ValueError(f"{path} was built with different settings ({details}); use a new --output directory")
-    return stats
+  """The stats of an already built shard, None if it must be built; error if built differently."""
+  sidecar = _sidecar(path)
+  if not (os.path.isfile(sidecar) and os.path.isfile(path)):
+    return None
+  with open(sidecar, encoding="utf-8") as f:
+    stats = json.load(f)
+  differing = [k for k in BUILD_KEY_FIELDS if stats["build_key"].get(k) != build_key[k]]
+  if differing:
+    details = ", ".join(f"{k}: existing {stats['build_key'].get(k)!r} vs requested {build_key[k]!r}" for k in differing)
+    raise ValueError(f"{path} was built with different settings ({details}); use a new --output directory")
+  return stats
 
 
 def _eval_count(num_shards, eval_shards, eval_fraction):
-    if eval_fraction is not None:
-        if not 0 <= eval_fraction < 1:
-            raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
-        eval_shards = max(1, round(eval_fraction * num_shards)) if eval_fraction > 0 else 0
-    if not 0 <= eval_shards < num_shards:
-        raise ValueError(f"eval_shards={eval_shards} must leave at least one of the {num_shards} shards for training")
-    return eval_shards
+  if eval_fraction is not None:
+    if not 0 <= eval_fraction < 1:
+      raise ValueError(f"eval_fraction must be in [0, 1), got {eval_fraction}")
+    eval_shards = max(1, round(eval_fraction * num_shards)) if eval_fraction > 0 else 0
+  if not 0 <= eval_shards < num_shards:
+    raise ValueError(f"eval_shards={eval_shards} must leave at least one of the {num_shards} shards for training")
+  return eval_shards
 
 
 def _summary(all_stats, skipped, seconds):
-    input_total, packing_total = text_io.InputStats(), packing.PackingStats()
-    for stats in all_stats:
-        input_total.add(text_io.InputStats(**stats["input"]))
-        packing_total.add(packing.PackingStats(**stats["packing"]))
-    return {
-        "shards_built": len(all_stats) - skipped,
-        "shards_skipped_already_built": skipped,
-        "examples": sum(s["examples"] for s in all_stats),
-        "tokens": sum(s["tokens"] for s in all_stats),
-        "wall_seconds": round(seconds, 3),
-        "worker_seconds": round(sum(s["seconds"] for s in all_stats), 3),
-        "input": input_total.as_dict(),
-        "packing": packing_total.as_dict(),
-    }
+  input_total, packing_total = text_io.InputStats(), packing.PackingStats()
+  for stats in all_stats:
+    input_total.add(text_io.InputStats(**stats["input"]))
+    packing_total.add(packing.PackingStats(**stats["packing"]))
+  return {
+      "shards_built": len(all_stats) - skipped,
+      "shards_skipped_already_built": skipped,
+      "examples": sum(s["examples"] for s in all_stats),
+      "tokens": sum(s["tokens"] for s in all_stats),
+      "wall_seconds": round(seconds, 3),
+      "worker_seconds": round(sum(s["seconds"] for s in all_stats), 3),
+      "input": input_total.as_dict(),
+      "packing": packing_total.as_dict(),
+  }
 
 
 def build_pretraining_data(
@@ -151,128 +151,128 @@ def build_pretraining_data(
     pieces_per_shard=16,
     progress=True,
 ):
-    """Build shards + manifest.json in `output_dir`; returns the manifest dict.
+  """Build shards + manifest.json in `output_dir`; returns the manifest dict.
 
-    Args:
-      corpus: a corpus spec (corpora.load) or a corpora.Corpus.
-      tokenizer: a tokenizer spec (tokenizers.load) or a tokenizers.Tokenizer.
-      seq_len: tokens per example, [CLS]/[SEP] included.
-      num_shards: output TFRecord files; eval_shards (or eval_fraction of them) go to eval.
-      num_workers: processes building shards in parallel (1 = in this process).
-      seed: packing randomness (single-segment and short examples), per shard.
-      pieces_per_shard: corpus parts interleaved into each shard.
-    """
-    corpus = corpora.load(corpus) if isinstance(corpus, str) else corpus
-    tokenizer = tokenizers.load(tokenizer) if isinstance(tokenizer, str) else tokenizer
-    if num_shards < 1 or num_workers < 1 or pieces_per_shard < 1:
-        raise ValueError(
-            f"num_shards ({num_shards}), num_workers ({num_workers}) and pieces_per_shard ({pieces_per_shard}) must be >= 1"
-        )
-    if seq_len < 5:
-        raise ValueError(f"seq_len must be >= 5, got {seq_len}")
-    n_eval = _eval_count(num_shards, eval_shards, eval_fraction)
-    os.makedirs(output_dir, exist_ok=True)
-    build_key = {
-        "format": manifest_lib.FORMAT,
-        "corpus": corpus.spec,
-        "tokenizer_fingerprint": tokenizer.fingerprint(),
-        "seq_len": seq_len,
-        "num_shards": num_shards,
-        "pieces_per_shard": pieces_per_shard,
-        "seed": seed,
-    }
-    started = time.perf_counter()
-    done, tasks = {}, []
-    for index in range(num_shards):
-        path = os.path.join(output_dir, shard_format.shard_name(index, num_shards))
-        stats = _finished_shard(path, build_key)
-        if stats is None:
-            tasks.append({"index": index, "corpus": corpus.spec, "tokenizer": tokenizer.spec,
-                          "output_dir": output_dir, "build_key": build_key})
-        else:
-            done[index] = stats
-    skipped = len(done)
-    bar = _progress_bar(num_shards, skipped, progress)
-    if num_workers == 1 or len(tasks) <= 1:
-        results = map(build_shard, tasks)
-        _consume(results, tasks, done, bar)
+  Args:
+    corpus: a corpus spec (corpora.load) or a corpora.Corpus.
+    tokenizer: a tokenizer spec (tokenizers.load) or a tokenizers.Tokenizer.
+    seq_len: tokens per example, [CLS]/[SEP] included.
+    num_shards: output TFRecord files; eval_shards (or eval_fraction of them) go to eval.
+    num_workers: processes building shards in parallel (1 = in this process).
+    seed: packing randomness (single-segment and short examples), per shard.
+    pieces_per_shard: corpus parts interleaved into each shard.
+  """
+  corpus = corpora.load(corpus) if isinstance(corpus, str) else corpus
+  tokenizer = tokenizers.load(tokenizer) if isinstance(tokenizer, str) else tokenizer
+  if num_shards < 1 or num_workers < 1 or pieces_per_shard < 1:
+    raise ValueError(
+        f"num_shards ({num_shards}), num_workers ({num_workers}) and pieces_per_shard ({pieces_per_shard}) must be >= 1"
+    )
+  if seq_len < 5:
+    raise ValueError(f"seq_len must be >= 5, got {seq_len}")
+  n_eval = _eval_count(num_shards, eval_shards, eval_fraction)
+  os.makedirs(output_dir, exist_ok=True)
+  build_key = {
+      "format": manifest_lib.FORMAT,
+      "corpus": corpus.spec,
+      "tokenizer_fingerprint": tokenizer.fingerprint(),
+      "seq_len": seq_len,
+      "num_shards": num_shards,
+      "pieces_per_shard": pieces_per_shard,
+      "seed": seed,
+  }
+  started = time.perf_counter()
+  done, tasks = {}, []
+  for index in range(num_shards):
+    path = os.path.join(output_dir, shard_format.shard_name(index, num_shards))
+    stats = _finished_shard(path, build_key)
+    if stats is None:
+      tasks.append({"index": index, "corpus": corpus.spec, "tokenizer": tokenizer.spec,
+                    "output_dir": output_dir, "build_key": build_key})
     else:
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(min(num_workers, len(tasks)), initializer=_init_worker) as pool:
-            _consume(pool.imap_unordered(build_shard, tasks), tasks, done, bar)
-    if bar is not None:
-        bar.close()
-    all_stats = [done[i] for i in range(num_shards)]
-    shards = [
-        {"file": s["file"], "split": "eval" if i >= num_shards - n_eval else "train",
-         "examples": s["examples"], "tokens": s["tokens"],
-         **({"bytes": s["bytes"]} if "bytes" in s else {})}  # sidecars of older builds lack it
-        for i, s in enumerate(all_stats)
-    ]
-    build = {"corpus": corpus.spec, "seed": seed, "num_shards": num_shards,
-             "pieces_per_shard": pieces_per_shard,
-             "summary": _summary(all_stats, skipped, time.perf_counter() - started)}
-    manifest = manifest_lib.make_manifest(seq_len, tokenizer, shards, build)
-    tokenizer.save(os.path.join(output_dir, tokenizers.SAVED_DIR))  # the shards travel with it
-    manifest_lib.write_json_atomically(os.path.join(output_dir, manifest_lib.MANIFEST_NAME), manifest)
-    return manifest
+      done[index] = stats
+  skipped = len(done)
+  bar = _progress_bar(num_shards, skipped, progress)
+  if num_workers == 1 or len(tasks) <= 1:
+    results = map(build_shard, tasks)
+    _consume(results, tasks, done, bar)
+  else:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(min(num_workers, len(tasks)), initializer=_init_worker) as pool:
+      _consume(pool.imap_unordered(build_shard, tasks), tasks, done, bar)
+  if bar is not None:
+    bar.close()
+  all_stats = [done[i] for i in range(num_shards)]
+  shards = [
+      {"file": s["file"], "split": "eval" if i >= num_shards - n_eval else "train",
+       "examples": s["examples"], "tokens": s["tokens"],
+       **({"bytes": s["bytes"]} if "bytes" in s else {})}  # sidecars of older builds lack it
+      for i, s in enumerate(all_stats)
+  ]
+  build = {"corpus": corpus.spec, "seed": seed, "num_shards": num_shards,
+           "pieces_per_shard": pieces_per_shard,
+           "summary": _summary(all_stats, skipped, time.perf_counter() - started)}
+  manifest = manifest_lib.make_manifest(seq_len, tokenizer, shards, build)
+  tokenizer.save(os.path.join(output_dir, tokenizers.SAVED_DIR))  # the shards travel with it
+  manifest_lib.write_json_atomically(os.path.join(output_dir, manifest_lib.MANIFEST_NAME), manifest)
+  return manifest
 
 
 def _progress_bar(total, initial, enabled):
-    if not enabled:
-        return None
-    from tqdm import tqdm
+  if not enabled:
+    return None
+  from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc="shards", unit="shard", file=sys.stderr)
+  return tqdm(total=total, initial=initial, desc="shards", unit="shard", file=sys.stderr)
 
 
 def _consume(results, tasks, done, bar):
-    for stats in results:
-        index = int(stats["file"].split("-")[1])
-        done[index] = stats
-        if bar is not None:
-            bar.set_postfix(examples=stats["examples"], refresh=False)
-            bar.update(1)
+  for stats in results:
+    index = int(stats["file"].split("-")[1])
+    done[index] = stats
+    if bar is not None:
+      bar.set_postfix(examples=stats["examples"], refresh=False)
+      bar.update(1)
 
 
 def format_summary(manifest):
-    """Human-readable lines of the build summary (counts of input handled, packing, speed)."""
-    summary = manifest["build"]["summary"]
-    lines = [
-        f"shards: {summary['shards_built']} built, {summary['shards_skipped_already_built']} already built "
-        f"({len(manifest['train_shards'])} train, {len(manifest['eval_shards'])} eval)",
-        f"examples: {summary['examples']}  tokens (non-pad): {summary['tokens']}",
-    ]
-    lines += [f"input.{k}: {v}" for k, v in summary["input"].items()]
-    lines += [f"packing.{k}: {v}" for k, v in summary["packing"].items()]
-    if summary["worker_seconds"] > 0:
-        rate = summary["packing"]["tokens"] / summary["worker_seconds"]
-        lines.append(f"speed: {rate:,.0f} corpus tokens/s per worker over all shards' worker time")
-    return lines
+  """Human-readable lines of the build summary (counts of input handled, packing, speed)."""
+  summary = manifest["build"]["summary"]
+  lines = [
+      f"shards: {summary['shards_built']} built, {summary['shards_skipped_already_built']} already built "
+      f"({len(manifest['train_shards'])} train, {len(manifest['eval_shards'])} eval)",
+      f"examples: {summary['examples']}  tokens (non-pad): {summary['tokens']}",
+  ]
+  lines += [f"input.{k}: {v}" for k, v in summary["input"].items()]
+  lines += [f"packing.{k}: {v}" for k, v in summary["packing"].items()]
+  if summary["worker_seconds"] > 0:
+    rate = summary["packing"]["tokens"] / summary["worker_seconds"]
+    lines.append(f"speed: {rate:,.0f} corpus tokens/s per worker over all shards' worker time")
+  return lines
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", required=True, help="corpus spec: files/globs, jsonl:..., tfds:NAME, builtin")
-    parser.add_argument("--tokenizer", required=True, help="wordpiece:VOCAB[?lowercase=false] or sentencepiece:MODEL")
-    parser.add_argument("--output", required=True, help="output directory for shards and manifest.json")
-    parser.add_argument("--seq_len", type=int, default=128)
-    parser.add_argument("--num_shards", type=int, default=16)
-    parser.add_argument("--num_workers", type=int, default=1)
-    parser.add_argument("--eval_shards", type=int, default=0, help="how many of the last shards form the eval split")
-    parser.add_argument("--eval_fraction", type=float, default=None, help="fraction of shards for eval (overrides --eval_shards)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pieces_per_shard", type=int, default=16)
-    args = parser.parse_args(argv)
-    manifest = build_pretraining_data(
-        args.corpus, args.tokenizer, args.output, seq_len=args.seq_len, num_shards=args.num_shards,
-        num_workers=args.num_workers, eval_shards=args.eval_shards, eval_fraction=args.eval_fraction,
-        seed=args.seed, pieces_per_shard=args.pieces_per_shard,
-    )
-    for line in format_summary(manifest):
-        print(line)
-    print(f"wrote {os.path.join(args.output, manifest_lib.MANIFEST_NAME)}")
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--corpus", required=True, help="corpus spec: files/globs, jsonl:..., tfds:NAME, builtin")
+  parser.add_argument("--tokenizer", required=True, help="wordpiece:VOCAB[?lowercase=false] or sentencepiece:MODEL")
+  parser.add_argument("--output", required=True, help="output directory for shards and manifest.json")
+  parser.add_argument("--seq_len", type=int, default=128)
+  parser.add_argument("--num_shards", type=int, default=16)
+  parser.add_argument("--num_workers", type=int, default=1)
+  parser.add_argument("--eval_shards", type=int, default=0, help="how many of the last shards form the eval split")
+  parser.add_argument("--eval_fraction", type=float, default=None, help="fraction of shards for eval (overrides --eval_shards)")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--pieces_per_shard", type=int, default=16)
+  args = parser.parse_args(argv)
+  manifest = build_pretraining_data(
+      args.corpus, args.tokenizer, args.output, seq_len=args.seq_len, num_shards=args.num_shards,
+      num_workers=args.num_workers, eval_shards=args.eval_shards, eval_fraction=args.eval_fraction,
+      seed=args.seed, pieces_per_shard=args.pieces_per_shard,
+  )
+  for line in format_summary(manifest):
+    print(line)
+  print(f"wrote {os.path.join(args.output, manifest_lib.MANIFEST_NAME)}")
 
 
 if __name__ == "__main__":
-    main()
+  main()

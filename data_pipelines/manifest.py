@@ -20,78 +20,78 @@ FORMAT = "electra_jax.pretraining/1"
 
 
 def make_manifest(seq_len, tokenizer, shards, build):
-    """The manifest dict for `shards` ([{file, split, examples, tokens}] in shard order) of
-    `seq_len`-token examples made with `tokenizer`; `build` records how they were made."""
-    return {
-        "format": FORMAT,
-        "seq_len": seq_len,
-        "tokenizer": {"spec": tokenizer.spec, "fingerprint": tokenizer.fingerprint(),
-                      "vocab_size": tokenizer.vocab_size, **tokenizer.special_ids()},
-        "shards": shards,
-        "train_shards": [s["file"] for s in shards if s["split"] == "train"],
-        "eval_shards": [s["file"] for s in shards if s["split"] == "eval"],
-        "build": build,
-    }
+  """The manifest dict for `shards` ([{file, split, examples, tokens}] in shard order) of
+  `seq_len`-token examples made with `tokenizer`; `build` records how they were made."""
+  return {
+      "format": FORMAT,
+      "seq_len": seq_len,
+      "tokenizer": {"spec": tokenizer.spec, "fingerprint": tokenizer.fingerprint(),
+                    "vocab_size": tokenizer.vocab_size, **tokenizer.special_ids()},
+      "shards": shards,
+      "train_shards": [s["file"] for s in shards if s["split"] == "train"],
+      "eval_shards": [s["file"] for s in shards if s["split"] == "eval"],
+      "build": build,
+  }
 
 
 def write_json_atomically(path, data):
-    """Write `data` as indented JSON via a temp file and an atomic rename."""
-    temp = f"{path}.tmp-{os.getpid()}"
-    with open(temp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(temp, path)
+  """Write `data` as indented JSON via a temp file and an atomic rename."""
+  temp = f"{path}.tmp-{os.getpid()}"
+  with open(temp, "w", encoding="utf-8") as f:
+    json.dump(data, f, indent=1, sort_keys=True)
+    f.write("\n")
+  os.replace(temp, path)
 
 
 def read_manifest(data_dir):
-    """Load and sanity-check `data_dir/manifest.json`."""
-    path = os.path.join(data_dir, MANIFEST_NAME)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no {MANIFEST_NAME} in {data_dir}: build it with data_pipelines.build_pretraining_data")
-    with open(path, encoding="utf-8") as f:
-        manifest = json.load(f)
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
-    return manifest
+  """Load and sanity-check `data_dir/manifest.json`."""
+  path = os.path.join(data_dir, MANIFEST_NAME)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no {MANIFEST_NAME} in {data_dir}: build it with data_pipelines.build_pretraining_data")
+  with open(path, encoding="utf-8") as f:
+    manifest = json.load(f)
+  if manifest.get("format") != FORMAT:
+    raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+  return manifest
 
 
 def check_compatible(manifest, data_dir, seq_len=None, vocab_fingerprint=None):
-    """Raise ValueError naming both values if the shards disagree with the run's config."""
-    if seq_len is not None and int(seq_len) != manifest["seq_len"]:
-        raise ValueError(
-            f"seq_len mismatch: the run uses seq_len={seq_len} but the shards in {data_dir} "
-            f"have seq_len={manifest['seq_len']}"
-        )
-    if vocab_fingerprint is not None and vocab_fingerprint != manifest["tokenizer"]["fingerprint"]:
-        raise ValueError(
-            f"vocabulary mismatch: the run's tokenizer has fingerprint {vocab_fingerprint} but the "
-            f"shards in {data_dir} were built with fingerprint {manifest['tokenizer']['fingerprint']} "
-            f"({manifest['tokenizer']['spec']})"
-        )
+  """Raise ValueError naming both values if the shards disagree with the run's config."""
+  if seq_len is not None and int(seq_len) != manifest["seq_len"]:
+    raise ValueError(
+        f"seq_len mismatch: the run uses seq_len={seq_len} but the shards in {data_dir} "
+        f"have seq_len={manifest['seq_len']}"
+    )
+  if vocab_fingerprint is not None and vocab_fingerprint != manifest["tokenizer"]["fingerprint"]:
+    raise ValueError(
+        f"vocabulary mismatch: the run's tokenizer has fingerprint {vocab_fingerprint} but the "
+        f"shards in {data_dir} were built with fingerprint {manifest['tokenizer']['fingerprint']} "
+        f"({manifest['tokenizer']['spec']})"
+    )
 
 
 def rebuild_command(manifest, data_dir):
-    """The build_pretraining_data command line that rebuilds the shards of `data_dir` as they were
-    built (it skips the shards still present, so it rebuilds only deleted ones, byte for byte), or
-    None when the manifest does not record how they were built (index_shards, older formats)."""
-    build = manifest.get("build", {})
-    if not all(key in build for key in ("corpus", "seed", "num_shards", "pieces_per_shard")):
-        return None
-    return shlex.join([
-        "python", "-m", "data_pipelines.build_pretraining_data", "--corpus", build["corpus"],
-        "--tokenizer", manifest["tokenizer"]["spec"], "--output", data_dir,
-        "--seq_len", str(manifest["seq_len"]), "--num_shards", str(build["num_shards"]),
-        "--eval_shards", str(len(manifest["eval_shards"])), "--pieces_per_shard", str(build["pieces_per_shard"]),
-        "--seed", str(build["seed"]),
-    ])
+  """The build_pretraining_data command line that rebuilds the shards of `data_dir` as they were
+  built (it skips the shards still present, so it rebuilds only deleted ones, byte for byte), or
+  None when the manifest does not record how they were built (index_shards, older formats)."""
+  build = manifest.get("build", {})
+  if not all(key in build for key in ("corpus", "seed", "num_shards", "pieces_per_shard")):
+    return None
+  return shlex.join([
+      "python", "-m", "data_pipelines.build_pretraining_data", "--corpus", build["corpus"],
+      "--tokenizer", manifest["tokenizer"]["spec"], "--output", data_dir,
+      "--seq_len", str(manifest["seq_len"]), "--num_shards", str(build["num_shards"]),
+      "--eval_shards", str(len(manifest["eval_shards"])), "--pieces_per_shard", str(build["pieces_per_shard"]),
+      "--seed", str(build["seed"]),
+  ])
 
 
 def repair_advice(manifest, data_dir):
-    """One sentence on how to get back an intact copy of a bad shard of `data_dir`."""
-    command = rebuild_command(manifest, data_dir)
-    if command is not None:
-        return f"rebuild it: delete the file if it is there and re-run `{command}`, which rebuilds only missing shards"
-    source = manifest.get("build", {}).get("indexed_from")
-    if source is not None:
-        return f"restore it from the original shards (this manifest indexes {source}, see data_pipelines.index_shards)"
-    return "rebuild the shards with python -m data_pipelines.build_pretraining_data"
+  """One sentence on how to get back an intact copy of a bad shard of `data_dir`."""
+  command = rebuild_command(manifest, data_dir)
+  if command is not None:
+    return f"rebuild it: delete the file if it is there and re-run `{command}`, which rebuilds only missing shards"
+  source = manifest.get("build", {}).get("indexed_from")
+  if source is not None:
+    return f"restore it from the original shards (this manifest indexes {source}, see data_pipelines.index_shards)"
+  return "rebuild the shards with python -m data_pipelines.build_pretraining_data"

@@ -11,26 +11,26 @@ _TF = None
 
 
 def tensorflow():
-    """Return the `tensorflow` module with every GPU and TPU hidden from it.
+  """Return the `tensorflow` module with every GPU and TPU hidden from it.
 
-    Raises:
-      RuntimeError: TensorFlow was already initialised elsewhere with a visible accelerator.
-    """
-    global _TF
-    if _TF is not None:
-        return _TF
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+  Raises:
+    RuntimeError: TensorFlow was already initialised elsewhere with a visible accelerator.
+  """
+  global _TF
+  if _TF is not None:
+    return _TF
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import tensorflow as tf
 
-    for device_type in ("GPU", "TPU"):
-        try:
-            tf.config.set_visible_devices([], device_type)
-        except RuntimeError as err:  # devices were initialised before this call
-            visible = tf.config.get_visible_devices(device_type)
-            if visible:
-                raise RuntimeError(
-                    f"TensorFlow was initialised before data_pipelines could hide accelerators "
-                    f"and can see {visible}; import data_pipelines before running TF ops"
-                ) from err
-    _TF = tf
-    return tf
+  for device_type in ("GPU", "TPU"):
+    try:
+      tf.config.set_visible_devices([], device_type)
+    except RuntimeError as err:  # devices were initialised before this call
+      visible = tf.config.get_visible_devices(device_type)
+      if visible:
+        raise RuntimeError(
+            f"TensorFlow was initialised before data_pipelines could hide accelerators "
+            f"and can see {visible}; import data_pipelines before running TF ops"
+        ) from err
+  _TF = tf
+  return tf

@@ -42,310 +42,310 @@ _HF_INPUTS = {"model_input_names": ["input_ids", "token_type_ids", "attention_ma
 
 
 class Tokenizer(abc.ABC):
-    """Common interface. Subclasses set `spec`, `vocab_size`, the special ids and `_tokens`."""
+  """Common interface. Subclasses set `spec`, `vocab_size`, the special ids and `_tokens`."""
 
-    spec: str
-    vocab_size: int
-    pad_id: int
-    unk_id: int
-    cls_id: int
-    sep_id: int
-    mask_id: int
-    _tokens: list
+  spec: str
+  vocab_size: int
+  pad_id: int
+  unk_id: int
+  cls_id: int
+  sep_id: int
+  mask_id: int
+  _tokens: list
 
-    @abc.abstractmethod
-    def encode(self, texts):
-        """Token ids of each text, no special tokens added: list[str] -> list[list[int]]."""
+  @abc.abstractmethod
+  def encode(self, texts):
+    """Token ids of each text, no special tokens added: list[str] -> list[list[int]]."""
 
-    @abc.abstractmethod
-    def encode_with_offsets(self, texts):
-        """Ids plus (start, end) character spans into each original text (end exclusive).
+  @abc.abstractmethod
+  def encode_with_offsets(self, texts):
+    """Ids plus (start, end) character spans into each original text (end exclusive).
 
-        Spans exclude the whitespace before a word.
-        """
+    Spans exclude the whitespace before a word.
+    """
 
-    @abc.abstractmethod
-    def decode(self, ids):
-        """Text for a sequence of ids; special tokens are skipped."""
+  @abc.abstractmethod
+  def decode(self, ids):
+    """Text for a sequence of ids; special tokens are skipped."""
 
-    def fingerprint(self):
-        """sha256 hex of the id-ordered token list: equal iff ids mean the same tokens."""
-        digest = hashlib.sha256()
-        for token in self._tokens:
-            digest.update(token.encode("utf-8"))
-            digest.update(b"\n")
-        return digest.hexdigest()
+  def fingerprint(self):
+    """sha256 hex of the id-ordered token list: equal iff ids mean the same tokens."""
+    digest = hashlib.sha256()
+    for token in self._tokens:
+      digest.update(token.encode("utf-8"))
+      digest.update(b"\n")
+    return digest.hexdigest()
 
-    def special_ids(self):
-        """{"pad_id": .., "unk_id": .., "cls_id": .., "sep_id": .., "mask_id": ..}."""
-        return {name: getattr(self, name) for name in ("pad_id", "unk_id", "cls_id", "sep_id", "mask_id")}
+  def special_ids(self):
+    """{"pad_id": .., "unk_id": .., "cls_id": .., "sep_id": .., "mask_id": ..}."""
+    return {name: getattr(self, name) for name in ("pad_id", "unk_id", "cls_id", "sep_id", "mask_id")}
 
-    def __repr__(self):
-        return f"{type(self).__name__}({self.spec!r}, vocab_size={self.vocab_size})"
+  def __repr__(self):
+    return f"{type(self).__name__}({self.spec!r}, vocab_size={self.vocab_size})"
 
-    def save(self, directory):
-        """Write this tokenizer into `directory` (created): its vocabulary file, SAVED_DESCRIPTION
-        and the Hugging Face tokenizer files. Returns the names of the files written."""
-        os.makedirs(directory, exist_ok=True)
-        description = {"format": SAVED_FORMAT, "fingerprint": self.fingerprint(),
-                       "vocab_size": self.vocab_size, **self._save_files(directory)}
-        _write_json(os.path.join(directory, SAVED_DESCRIPTION), description)
-        _write_json(os.path.join(directory, "special_tokens_map.json"), _HF_SPECIAL)
-        return sorted(os.listdir(directory))
+  def save(self, directory):
+    """Write this tokenizer into `directory` (created): its vocabulary file, SAVED_DESCRIPTION
+    and the Hugging Face tokenizer files. Returns the names of the files written."""
+    os.makedirs(directory, exist_ok=True)
+    description = {"format": SAVED_FORMAT, "fingerprint": self.fingerprint(),
+                   "vocab_size": self.vocab_size, **self._save_files(directory)}
+    _write_json(os.path.join(directory, SAVED_DESCRIPTION), description)
+    _write_json(os.path.join(directory, "special_tokens_map.json"), _HF_SPECIAL)
+    return sorted(os.listdir(directory))
 
-    @abc.abstractmethod
-    def _save_files(self, directory):
-        """Write the vocabulary and the HF files; return the description's kind, file, options."""
+  @abc.abstractmethod
+  def _save_files(self, directory):
+    """Write the vocabulary and the HF files; return the description's kind, file, options."""
 
 
 def _special_ids_or_raise(token_to_id, source):
-    missing = [tok for tok in SPECIAL_TOKENS if tok not in token_to_id]
-    if missing:
-        raise ValueError(f"{source} lacks the special tokens {missing}; ELECTRA needs all of {list(SPECIAL_TOKENS)}")
-    return [token_to_id[tok] for tok in SPECIAL_TOKENS]
+  missing = [tok for tok in SPECIAL_TOKENS if tok not in token_to_id]
+  if missing:
+    raise ValueError(f"{source} lacks the special tokens {missing}; ELECTRA needs all of {list(SPECIAL_TOKENS)}")
+  return [token_to_id[tok] for tok in SPECIAL_TOKENS]
 
 
 def _parse_bool(name, value, spec):
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise ValueError(f"tokenizer spec {spec!r}: option {name}={value!r} is not true/false")
+  if value.lower() in ("true", "1", "yes"):
+    return True
+  if value.lower() in ("false", "0", "no"):
+    return False
+  raise ValueError(f"tokenizer spec {spec!r}: option {name}={value!r} is not true/false")
 
 
 class WordPieceTokenizer(Tokenizer):
-    """BERT WordPiece on the `tokenizers` Rust pipeline (BertNormalizer, BertPreTokenizer, WordPiece)."""
+  """BERT WordPiece on the `tokenizers` Rust pipeline (BertNormalizer, BertPreTokenizer, WordPiece)."""
 
-    def __init__(self, vocab_path, lowercase=True, strip_accents=None):
-        from tokenizers import Tokenizer as RustTokenizer
-        from tokenizers import decoders, models, normalizers, pre_tokenizers
+  def __init__(self, vocab_path, lowercase=True, strip_accents=None):
+    from tokenizers import Tokenizer as RustTokenizer
+    from tokenizers import decoders, models, normalizers, pre_tokenizers
 
-        if not os.path.isfile(vocab_path):
-            raise FileNotFoundError(f"WordPiece vocab file not found: {vocab_path}")
-        with open(vocab_path, encoding="utf-8-sig") as f:
-            self._tokens = [line.rstrip("\n") for line in f]
-        token_to_id = {}
-        for index, token in enumerate(self._tokens):
-            token_to_id[token] = index
-        (self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id) = _special_ids_or_raise(
-            token_to_id, f"vocab {vocab_path}"
-        )
-        strip_accents = lowercase if strip_accents is None else strip_accents
-        self.lowercase = lowercase
-        self.strip_accents = strip_accents
-        self.vocab_size = len(self._tokens)
-        self.spec = (
-            f"wordpiece:{os.path.abspath(vocab_path)}?lowercase={str(lowercase).lower()}"
-            f"&strip_accents={str(strip_accents).lower()}"
-        )
-        rust = RustTokenizer(models.WordPiece(token_to_id, unk_token="[UNK]", max_input_chars_per_word=100))
-        rust.normalizer = normalizers.BertNormalizer(
-            clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents, lowercase=lowercase
-        )
-        rust.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        rust.decoder = decoders.WordPiece(prefix="##", cleanup=True)
-        rust.add_special_tokens(list(SPECIAL_TOKENS))
-        self._rust = rust
+    if not os.path.isfile(vocab_path):
+      raise FileNotFoundError(f"WordPiece vocab file not found: {vocab_path}")
+    with open(vocab_path, encoding="utf-8-sig") as f:
+      self._tokens = [line.rstrip("\n") for line in f]
+    token_to_id = {}
+    for index, token in enumerate(self._tokens):
+      token_to_id[token] = index
+    (self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id) = _special_ids_or_raise(
+        token_to_id, f"vocab {vocab_path}"
+    )
+    strip_accents = lowercase if strip_accents is None else strip_accents
+    self.lowercase = lowercase
+    self.strip_accents = strip_accents
+    self.vocab_size = len(self._tokens)
+    self.spec = (
+        f"wordpiece:{os.path.abspath(vocab_path)}?lowercase={str(lowercase).lower()}"
+        f"&strip_accents={str(strip_accents).lower()}"
+    )
+    rust = RustTokenizer(models.WordPiece(token_to_id, unk_token="[UNK]", max_input_chars_per_word=100))
+    rust.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents, lowercase=lowercase
+    )
+    rust.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    rust.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    rust.add_special_tokens(list(SPECIAL_TOKENS))
+    self._rust = rust
 
-    def encode(self, texts):
-        return [enc.ids for enc in self._rust.encode_batch_fast(list(texts), add_special_tokens=False)]
+  def encode(self, texts):
+    return [enc.ids for enc in self._rust.encode_batch_fast(list(texts), add_special_tokens=False)]
 
-    def encode_with_offsets(self, texts):
-        encodings = self._rust.encode_batch(list(texts), add_special_tokens=False)
-        return [(enc.ids, [tuple(span) for span in enc.offsets]) for enc in encodings]
+  def encode_with_offsets(self, texts):
+    encodings = self._rust.encode_batch(list(texts), add_special_tokens=False)
+    return [(enc.ids, [tuple(span) for span in enc.offsets]) for enc in encodings]
 
-    def decode(self, ids):
-        return self._rust.decode([int(i) for i in ids], skip_special_tokens=True)
+  def decode(self, ids):
+    return self._rust.decode([int(i) for i in ids], skip_special_tokens=True)
 
-    def _save_files(self, directory):
-        with open(os.path.join(directory, "vocab.txt"), "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(token + "\n" for token in self._tokens)
-        _write_json(os.path.join(directory, "tokenizer_config.json"),
-                    {"tokenizer_class": "ElectraTokenizer", "do_lower_case": self.lowercase,
-                     "strip_accents": self.strip_accents, "tokenize_chinese_chars": True, **_HF_SPECIAL})
-        return {"kind": "wordpiece", "file": "vocab.txt", "lowercase": self.lowercase,
-                "strip_accents": self.strip_accents}
+  def _save_files(self, directory):
+    with open(os.path.join(directory, "vocab.txt"), "w", encoding="utf-8", newline="\n") as f:
+      f.writelines(token + "\n" for token in self._tokens)
+    _write_json(os.path.join(directory, "tokenizer_config.json"),
+                {"tokenizer_class": "ElectraTokenizer", "do_lower_case": self.lowercase,
+                 "strip_accents": self.strip_accents, "tokenize_chinese_chars": True, **_HF_SPECIAL})
+    return {"kind": "wordpiece", "file": "vocab.txt", "lowercase": self.lowercase,
+            "strip_accents": self.strip_accents}
 
 
 class SentencePieceTokenizer(Tokenizer):
-    """A SentencePiece model whose pieces include [PAD] [UNK] [CLS] [SEP] [MASK]."""
+  """A SentencePiece model whose pieces include [PAD] [UNK] [CLS] [SEP] [MASK]."""
 
-    def __init__(self, model_path):
-        import sentencepiece as spm
+  def __init__(self, model_path):
+    import sentencepiece as spm
 
-        if not os.path.isfile(model_path):
-            raise FileNotFoundError(f"SentencePiece model file not found: {model_path}")
-        self._sp = spm.SentencePieceProcessor(model_file=model_path)
-        self.vocab_size = self._sp.get_piece_size()
-        self._tokens = [self._sp.id_to_piece(i) for i in range(self.vocab_size)]
-        token_to_id = {tok: i for i, tok in enumerate(self._tokens)}
-        (self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id) = _special_ids_or_raise(
-            token_to_id, f"SentencePiece model {model_path}"
-        )
-        self._special = frozenset((self.pad_id, self.cls_id, self.sep_id, self.mask_id))
-        self.model_path = os.path.abspath(model_path)
-        self.spec = f"sentencepiece:{self.model_path}"
+    if not os.path.isfile(model_path):
+      raise FileNotFoundError(f"SentencePiece model file not found: {model_path}")
+    self._sp = spm.SentencePieceProcessor(model_file=model_path)
+    self.vocab_size = self._sp.get_piece_size()
+    self._tokens = [self._sp.id_to_piece(i) for i in range(self.vocab_size)]
+    token_to_id = {tok: i for i, tok in enumerate(self._tokens)}
+    (self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id) = _special_ids_or_raise(
+        token_to_id, f"SentencePiece model {model_path}"
+    )
+    self._special = frozenset((self.pad_id, self.cls_id, self.sep_id, self.mask_id))
+    self.model_path = os.path.abspath(model_path)
+    self.spec = f"sentencepiece:{self.model_path}"
 
-    def encode(self, texts):
-        return self._sp.encode(list(texts), out_type=int)
+  def encode(self, texts):
+    return self._sp.encode(list(texts), out_type=int)
 
-    def encode_with_offsets(self, texts):
-        results = []
-        for text, proto in zip(texts, self._sp.encode(list(texts), return_type="proto")):
-            char_of_byte = _byte_to_char_offsets(text)
-            ids, spans = [], []
-            for piece in proto.pieces:
-                start, end = char_of_byte[piece.begin], char_of_byte[piece.end]
-                while start < end and text[start].isspace():  # "▁word" covers the space before it
-                    start += 1
-                ids.append(piece.id)
-                spans.append((start, end))
-            results.append((ids, spans))
-        return results
+  def encode_with_offsets(self, texts):
+    results = []
+    for text, proto in zip(texts, self._sp.encode(list(texts), return_type="proto")):
+      char_of_byte = _byte_to_char_offsets(text)
+      ids, spans = [], []
+      for piece in proto.pieces:
+        start, end = char_of_byte[piece.begin], char_of_byte[piece.end]
+        while start < end and text[start].isspace():  # "▁word" covers the space before it
+          start += 1
+        ids.append(piece.id)
+        spans.append((start, end))
+      results.append((ids, spans))
+    return results
 
-    def decode(self, ids):
-        return self._sp.decode([int(i) for i in ids if int(i) not in self._special])
+  def decode(self, ids):
+    return self._sp.decode([int(i) for i in ids if int(i) not in self._special])
 
-    def _save_files(self, directory):
-        shutil.copyfile(self.model_path, os.path.join(directory, "spm.model"))
-        fast = self._hf_fast_tokenizer()
-        if fast is not None:
-            fast.save(os.path.join(directory, "tokenizer.json"))
-            _write_json(os.path.join(directory, "tokenizer_config.json"),
-                        {"tokenizer_class": "PreTrainedTokenizerFast", **_HF_SPECIAL, **_HF_INPUTS})
-        return {"kind": "sentencepiece", "file": "spm.model"}
+  def _save_files(self, directory):
+    shutil.copyfile(self.model_path, os.path.join(directory, "spm.model"))
+    fast = self._hf_fast_tokenizer()
+    if fast is not None:
+      fast.save(os.path.join(directory, "tokenizer.json"))
+      _write_json(os.path.join(directory, "tokenizer_config.json"),
+                  {"tokenizer_class": "PreTrainedTokenizerFast", **_HF_SPECIAL, **_HF_INPUTS})
+    return {"kind": "sentencepiece", "file": "spm.model"}
 
-    def _hf_fast_tokenizer(self):
-        """The unigram model as a `tokenizers` pipeline for Hugging Face (None for BPE models).
+  def _hf_fast_tokenizer(self):
+    """The unigram model as a `tokenizers` pipeline for Hugging Face (None for BPE models).
 
-        Same ids as SentencePiece on text (NFKC, runs of spaces collapsed, "▁" word prefixes),
-        except that a literal "[MASK]" (etc.) in the text is the special token, as in WordPiece
-        and as transformers' fill-mask pipeline needs; [CLS] A [SEP] (B [SEP]) framing.
-        """
-        from sentencepiece import sentencepiece_model_pb2
-        from tokenizers import Regex
-        from tokenizers import Tokenizer as RustTokenizer
-        from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
+    Same ids as SentencePiece on text (NFKC, runs of spaces collapsed, "▁" word prefixes),
+    except that a literal "[MASK]" (etc.) in the text is the special token, as in WordPiece
+    and as transformers' fill-mask pipeline needs; [CLS] A [SEP] (B [SEP]) framing.
+    """
+    from sentencepiece import sentencepiece_model_pb2
+    from tokenizers import Regex
+    from tokenizers import Tokenizer as RustTokenizer
+    from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
-        proto = sentencepiece_model_pb2.ModelProto()
-        with open(self.model_path, "rb") as f:
-            proto.ParseFromString(f.read())
-        if proto.trainer_spec.model_type != proto.trainer_spec.UNIGRAM:
-            return None
-        rust = RustTokenizer(models.Unigram([(p.piece, p.score) for p in proto.pieces], unk_id=self.unk_id))
-        rust.normalizer = normalizers.Sequence(
-            [normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
-        rust.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-        rust.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-        rust.add_special_tokens(list(SPECIAL_TOKENS))
-        cls, sep = ("[CLS]", self.cls_id), ("[SEP]", self.sep_id)
-        rust.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[cls, sep])
-        return rust
+    proto = sentencepiece_model_pb2.ModelProto()
+    with open(self.model_path, "rb") as f:
+      proto.ParseFromString(f.read())
+    if proto.trainer_spec.model_type != proto.trainer_spec.UNIGRAM:
+      return None
+    rust = RustTokenizer(models.Unigram([(p.piece, p.score) for p in proto.pieces], unk_id=self.unk_id))
+    rust.normalizer = normalizers.Sequence(
+        [normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
+    rust.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    rust.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    rust.add_special_tokens(list(SPECIAL_TOKENS))
+    cls, sep = ("[CLS]", self.cls_id), ("[SEP]", self.sep_id)
+    rust.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[cls, sep])
+    return rust
 
 
 def _byte_to_char_offsets(text):
-    """list mapping each UTF-8 byte offset of `text` (0..len(bytes)) to its character offset."""
-    data = text.encode("utf-8")
-    if len(data) == len(text):
-        return range(len(text) + 1)
-    table = []
-    for char_index, char in enumerate(text):
-        table.extend([char_index] * len(char.encode("utf-8")))
-    table.append(len(text))
-    return table
+  """list mapping each UTF-8 byte offset of `text` (0..len(bytes)) to its character offset."""
+  data = text.encode("utf-8")
+  if len(data) == len(text):
+    return range(len(text) + 1)
+  table = []
+  for char_index, char in enumerate(text):
+    table.extend([char_index] * len(char.encode("utf-8")))
+  table.append(len(text))
+  return table
 
 
 def _write_json(path, data):
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(data, f, indent=1, sort_keys=True)
+    f.write("\n")
 
 
 def load_saved(directory):
-    """The tokenizer `Tokenizer.save` wrote into `directory`; ValueError when its files do not
-    match the description (another vocabulary than the one recorded)."""
-    path = os.path.join(directory, SAVED_DESCRIPTION)
-    with open(path, encoding="utf-8") as f:
-        description = json.load(f)
-    if description.get("format") != SAVED_FORMAT:
-        raise ValueError(f"{path}: format {description.get('format')!r}, expected {SAVED_FORMAT!r}")
-    file = os.path.join(directory, description["file"])
-    if description["kind"] == "wordpiece":
-        tokenizer = WordPieceTokenizer(file, lowercase=description["lowercase"],
-                                       strip_accents=description["strip_accents"])
-    else:
-        tokenizer = SentencePieceTokenizer(file)
-    if tokenizer.fingerprint() != description["fingerprint"]:
-        raise ValueError(f"{file} is not the vocabulary {path} describes (fingerprint "
-                         f"{tokenizer.fingerprint()[:12]} != {description['fingerprint'][:12]})")
-    return tokenizer
+  """The tokenizer `Tokenizer.save` wrote into `directory`; ValueError when its files do not
+  match the description (another vocabulary than the one recorded)."""
+  path = os.path.join(directory, SAVED_DESCRIPTION)
+  with open(path, encoding="utf-8") as f:
+    description = json.load(f)
+  if description.get("format") != SAVED_FORMAT:
+    raise ValueError(f"{path}: format {description.get('format')!r}, expected {SAVED_FORMAT!r}")
+  file = os.path.join(directory, description["file"])
+  if description["kind"] == "wordpiece":
+    tokenizer = WordPieceTokenizer(file, lowercase=description["lowercase"],
+                                   strip_accents=description["strip_accents"])
+  else:
+    tokenizer = SentencePieceTokenizer(file)
+  if tokenizer.fingerprint() != description["fingerprint"]:
+    raise ValueError(f"{file} is not the vocabulary {path} describes (fingerprint "
+                     f"{tokenizer.fingerprint()[:12]} != {description['fingerprint'][:12]})")
+  return tokenizer
 
 
 def find_saved(path):
-    """The tokenizer saved with a checkpoint, shard directory or exported model at `path`, or None.
+  """The tokenizer saved with a checkpoint, shard directory or exported model at `path`, or None.
 
-    Looks in `path` (or the directory of a file), its SAVED_DIR subdirectory, and the same in its
-    parent and grandparent (a step directory WORKDIR/checkpoints/STEP finds WORKDIR/tokenizer).
-    A Hugging Face directory with only vocab.txt (and maybe tokenizer_config.json's
-    do_lower_case / strip_accents) is read as WordPiece.
-    """
-    start = os.path.abspath(path if os.path.isdir(path) else os.path.dirname(path) or ".")
-    ancestors = [start, os.path.dirname(start), os.path.dirname(os.path.dirname(start))]
-    for directory in ancestors:
-        for candidate in (directory, os.path.join(directory, SAVED_DIR)):
-            if os.path.isfile(os.path.join(candidate, SAVED_DESCRIPTION)):
-                return load_saved(candidate)
-    vocab = os.path.join(start, "vocab.txt")
-    if os.path.isfile(vocab):
-        options = {}
-        config = os.path.join(start, "tokenizer_config.json")
-        if os.path.isfile(config):
-            with open(config, encoding="utf-8") as f:
-                options = json.load(f)
-        return WordPieceTokenizer(vocab, lowercase=options.get("do_lower_case", True),
-                                  strip_accents=options.get("strip_accents"))
-    return None
+  Looks in `path` (or the directory of a file), its SAVED_DIR subdirectory, and the same in its
+  parent and grandparent (a step directory WORKDIR/checkpoints/STEP finds WORKDIR/tokenizer).
+  A Hugging Face directory with only vocab.txt (and maybe tokenizer_config.json's
+  do_lower_case / strip_accents) is read as WordPiece.
+  """
+  start = os.path.abspath(path if os.path.isdir(path) else os.path.dirname(path) or ".")
+  ancestors = [start, os.path.dirname(start), os.path.dirname(os.path.dirname(start))]
+  for directory in ancestors:
+    for candidate in (directory, os.path.join(directory, SAVED_DIR)):
+      if os.path.isfile(os.path.join(candidate, SAVED_DESCRIPTION)):
+        return load_saved(candidate)
+  vocab = os.path.join(start, "vocab.txt")
+  if os.path.isfile(vocab):
+    options = {}
+    config = os.path.join(start, "tokenizer_config.json")
+    if os.path.isfile(config):
+      with open(config, encoding="utf-8") as f:
+        options = json.load(f)
+    return WordPieceTokenizer(vocab, lowercase=options.get("do_lower_case", True),
+                              strip_accents=options.get("strip_accents"))
+  return None
 
 
 def load(spec):
-    """Build a `Tokenizer` from a spec string (see the module docstring)."""
-    kind, sep, rest = spec.partition(":")
-    if not sep:
-        raise ValueError(f"tokenizer spec {spec!r} must look like 'wordpiece:PATH' or 'sentencepiece:PATH'")
-    path, _, query = rest.partition("?")
-    options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
-    if kind == "wordpiece":
-        unknown = set(options) - {"lowercase", "strip_accents"}
-        if unknown:
-            raise ValueError(f"tokenizer spec {spec!r}: unknown options {sorted(unknown)}")
-        lowercase = _parse_bool("lowercase", options.get("lowercase", "true"), spec)
-        strip = options.get("strip_accents")
-        strip_accents = None if strip is None else _parse_bool("strip_accents", strip, spec)
-        return WordPieceTokenizer(path, lowercase=lowercase, strip_accents=strip_accents)
-    if kind == "sentencepiece":
-        if options:
-            raise ValueError(f"tokenizer spec {spec!r}: sentencepiece takes no options, got {sorted(options)}")
-        return SentencePieceTokenizer(path)
-    raise ValueError(f"tokenizer spec {spec!r}: unknown kind {kind!r} (expected wordpiece or sentencepiece)")
+  """Build a `Tokenizer` from a spec string (see the module docstring)."""
+  kind, sep, rest = spec.partition(":")
+  if not sep:
+    raise ValueError(f"tokenizer spec {spec!r} must look like 'wordpiece:PATH' or 'sentencepiece:PATH'")
+  path, _, query = rest.partition("?")
+  options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+  if kind == "wordpiece":
+    unknown = set(options) - {"lowercase", "strip_accents"}
+    if unknown:
+      raise ValueError(f"tokenizer spec {spec!r}: unknown options {sorted(unknown)}")
+    lowercase = _parse_bool("lowercase", options.get("lowercase", "true"), spec)
+    strip = options.get("strip_accents")
+    strip_accents = None if strip is None else _parse_bool("strip_accents", strip, spec)
+    return WordPieceTokenizer(path, lowercase=lowercase, strip_accents=strip_accents)
+  if kind == "sentencepiece":
+    if options:
+      raise ValueError(f"tokenizer spec {spec!r}: sentencepiece takes no options, got {sorted(options)}")
+    return SentencePieceTokenizer(path)
+  raise ValueError(f"tokenizer spec {spec!r}: unknown kind {kind!r} (expected wordpiece or sentencepiece)")
 
 
 def of_shards(data_dir, recorded):
-    """The tokenizer that made the shards in `data_dir`, whose manifest records `recorded`
-    ({spec, fingerprint, ...}): the one saved beside them (DATA_DIR/tokenizer), else the one the
-    spec names. ValueError when neither exists or the vocabulary differs from the recorded one."""
-    saved = os.path.join(data_dir, SAVED_DIR)
-    if os.path.isfile(os.path.join(saved, SAVED_DESCRIPTION)):
-        tokenizer = load_saved(saved)
-    else:
-        try:
-            tokenizer = load(recorded["spec"])
-        except FileNotFoundError as err:
-            raise ValueError(f"the tokenizer of the shards in {data_dir} is gone ({err}); put it "
-                             f"back, or rebuild the shards (the builder now saves it in "
-                             f"{saved})") from None
-    if tokenizer.fingerprint() != recorded["fingerprint"]:
-        raise ValueError(f"the tokenizer {tokenizer.spec} differs from the one that made the shards "
-                         f"in {data_dir} (fingerprint {tokenizer.fingerprint()[:12]} != "
-                         f"{recorded['fingerprint'][:12]}); restore the original vocabulary file")
-    return tokenizer
+  """The tokenizer that made the shards in `data_dir`, whose manifest records `recorded`
+  ({spec, fingerprint, ...}): the one saved beside them (DATA_DIR/tokenizer), else the one the
+  spec names. ValueError when neither exists or the vocabulary differs from the recorded one."""
+  saved = os.path.join(data_dir, SAVED_DIR)
+  if os.path.isfile(os.path.join(saved, SAVED_DESCRIPTION)):
+    tokenizer = load_saved(saved)
+  else:
+    try:
+      tokenizer = load(recorded["spec"])
+    except FileNotFoundError as err:
+      raise ValueError(f"the tokenizer of the shards in {data_dir} is gone ({err}); put it "
+                       f"back, or rebuild the shards (the builder now saves it in "
+                       f"{saved})") from None
+  if tokenizer.fingerprint() != recorded["fingerprint"]:
+    raise ValueError(f"the tokenizer {tokenizer.spec} differs from the one that made the shards "
+                     f"in {data_dir} (fingerprint {tokenizer.fingerprint()[:12]} != "
+                     f"{recorded['fingerprint'][:12]}); restore the original vocabulary file")
+  return tokenizer
