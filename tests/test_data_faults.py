@@ -6,7 +6,6 @@ import os
 import re
 import shlex
 import shutil
-import string
 import struct
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from data_pipelines.pretraining_reader import PretrainingData, ShardError, seede
 from data_pipelines.tf_runtime import tensorflow
 from electra_jax.train import open_data
 from electra_jax.train_config import resolve_config
+from test_data_builder import vocab_path  # noqa: F401 (fixture)
 from test_data_reader import _write_dataset
 from train_testlib import DATA_CACHE, REPO, VOCAB
 
@@ -28,17 +28,6 @@ SEQ_LEN = 32
 NUM_SHARDS = 6  # 5 train + 1 eval
 SEED = 3
 TF_NOISE = ("Traceback", "function_node", "[Op:", "\n")
-
-
-@pytest.fixture(scope="module")
-def vocab_path(tmp_path_factory):
-  """A character-level WordPiece vocab: specials, a-z, ##a-##z, digits, punctuation."""
-  tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-  tokens += list(string.ascii_lowercase) + [f"##{c}" for c in string.ascii_lowercase + string.digits]
-  tokens += list(string.digits) + list(".,;!?'-")
-  path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
-  path.write_text("\n".join(tokens) + "\n", encoding="utf-8")
-  return str(path)
 
 
 @pytest.fixture(scope="module")
