@@ -409,6 +409,8 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
   mesh = shd.make_mesh(shd.MeshConfig(data=-1, fsdp=config.mesh_fsdp, tensor=config.mesh_tensor))
   for name in ("batch_size", "eval_batch_size"):
     ts.check_batch(mesh, getattr(config, name), f"FinetuneConfig.{name}")
+  _log(f"devices: {jax.device_count()} x {jax.devices()[0].platform} over "
+       f"{jax.process_count()} process(es); mesh {dict(mesh.shape)}")
   _log(f"{task.name}: {data.train.size} train rows, "
        + ", ".join(f"{s.name} {s.size}" for s in data.dev) + f"; {hp}")
 

@@ -51,6 +51,7 @@ def small_run(workdir, shards, steps: int, *bindings: str, schedule: int = 0) ->
   return train_and_evaluate(config, workdir)
 
 
+@pytest.mark.slow  # 2 min; the default suite keeps the full ELECTRA test, which fails the same way
 def test_uniform_replacements_are_detected(tmp_path, shards):
   """The trivial task (replacements uniform over the vocabulary): a learning discriminator
   separates them almost perfectly within 300 steps. Measured (eval, 10 batches) at steps
