@@ -4,7 +4,6 @@ devices live. Each process feeds its half of every batch; predictions are gather
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ import pytest
 
 from test_finetune import _sst2_dir
 from test_finetune import vocab  # noqa: F401 (fixture)
-from train_testlib import REPO, read_jsonl
+from train_testlib import REPO, free_port, read_jsonl
 
 pytestmark = pytest.mark.slow
 TINY = ["FinetuneConfig.model_overrides = (('hidden_size', 32), ('embedding_size', 32), "
@@ -22,12 +21,6 @@ TINY = ["FinetuneConfig.model_overrides = (('hidden_size', 32), ('embedding_size
         "FinetuneConfig.eval_batch_size = 8", "FinetuneConfig.num_epochs = 2.0",
         "FinetuneConfig.learning_rate = 0.01", "FinetuneConfig.log_every = 1",
         "FinetuneConfig.progress = False", "FinetuneConfig.tensorboard = False"]
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
 
 
 def _finetune(workdir, data, vocab, xla_flags, extra=()):
@@ -43,7 +36,7 @@ def _finetune(workdir, data, vocab, xla_flags, extra=()):
 def test_two_processes_match_one_process(tmp_path, vocab):
   data = _sst2_dir(tmp_path / "glue", n_train=32, n_dev=20, n_test=0)
   single, multi = tmp_path / "single", tmp_path / "multi"
-  port = _free_port()
+  port = free_port()
   procs = [_finetune(single, data, vocab, "--xla_force_host_platform_device_count=2")]
   procs += [_finetune(multi, data, vocab, "", (f"--coordinator_address=localhost:{port}",
                                                 "--num_processes=2", f"--process_id={i}"))

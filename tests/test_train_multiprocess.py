@@ -7,20 +7,14 @@ sharding-independent threefry bits, so they match across the two layouts too.
 """
 
 import json
-import socket
 
 import numpy as np
 import pytest
 
-from train_testlib import DETERMINISTIC_KEYS, read_jsonl, tiny_bindings, train_subprocess
+from train_testlib import (DETERMINISTIC_KEYS, free_port, read_jsonl, tiny_bindings,
+                           train_subprocess)
 
 STEPS = 6
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -30,7 +24,7 @@ def test_two_processes_match_one_process(tmp_path):
   # All three processes start together, so they import the same source even while it is being
   # edited (run one after the other, the two layouts once ran different code and disagreed).
   single, multi = tmp_path / "single", tmp_path / "multi"
-  port = _free_port()
+  port = free_port()
   procs = [train_subprocess(single, bindings,
                             {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})]
   procs += [train_subprocess(multi, bindings, {"XLA_FLAGS": ""},

@@ -6,6 +6,7 @@ fixed directory under the system temp dir and reused by later tests and test ses
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -66,3 +67,10 @@ def train_subprocess(workdir: Path, bindings: list[str], env_extra: dict | None 
     cmd.append(f"--gin_bindings={b}")
   return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def free_port() -> int:
+  """A TCP port on localhost that is free now (for a jax.distributed coordinator)."""
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
