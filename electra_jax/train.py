@@ -52,7 +52,7 @@ from electra_jax.objective import (SpecialIds, build_pretraining_model, init_fn,
 from electra_jax.optim import make_optimizer
 from electra_jax.sharding import global_batch, make_mesh
 from electra_jax.train_config import list_experiments, resolve_config, save_config_json, to_gin
-from electra_jax.train_step import (abstract_train_state, check_batch, create_train_state,
+from electra_jax.train_step import (abstract_train_state, check_batch, init_train_state,
                                     make_train_step)
 
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "electra_jax")
@@ -341,7 +341,8 @@ def _train(config, workdir: Path) -> dict:
                                   config.objective)
   optimizer = make_optimizer(config.optimizer)
   check_batch(mesh, batch_size)
-  abstract, shardings = abstract_train_state(init_fn(model, seq_len), optimizer, mesh)
+  init = init_fn(model, seq_len)
+  abstract, shardings = abstract_train_state(init, optimizer, mesh)
   check_free_space(workdir.resolve() / "checkpoints", config.checkpoint, abstract)
   train_data, eval_data, special, data_dir = open_data(config)
   checkpointer = Checkpointer(workdir, config.checkpoint)
@@ -364,8 +365,7 @@ def _train(config, workdir: Path) -> dict:
           f"{config.data.seed} / batch {batch_size}; the data order changes from here")
     say(f"restored step {restored_step} from {checkpointer.directory}")
   else:
-    state, shardings = create_train_state(init_fn(model, seq_len), optimizer, mesh,
-                                          seed=config.data.seed)
+    state = init_train_state(init, optimizer, shardings, seed=config.data.seed)
     if config.init_from:
       params = load_init_params(config, state.params, shardings.params, say)
       state = state.replace(params=params)

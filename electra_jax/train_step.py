@@ -76,15 +76,20 @@ def state_initializer(optimizer: optax.GradientTransformation, shardings: TrainS
   return jax.jit(make, out_shardings=shardings)
 
 
-def create_train_state(init_fn: InitFn, optimizer: optax.GradientTransformation, mesh, *,
-                       seed: int) -> tuple[TrainState, TrainState]:
-  """(state, state_shardings): a fresh TrainState at step 0. Parameters come from
-  fold_in(PRNGKey(seed), 0), the step rng root is fold_in(PRNGKey(seed), 1)."""
-  shardings = state_shardings(init_fn, optimizer, mesh)
+def init_train_state(init_fn: InitFn, optimizer: optax.GradientTransformation,
+                     shardings: TrainState, *, seed: int) -> TrainState:
+  """A fresh TrainState at step 0, laid out as `shardings` (`state_shardings`). Parameters come
+  from fold_in(PRNGKey(seed), 0), the step rng root is fold_in(PRNGKey(seed), 1)."""
   root = jax.random.PRNGKey(seed)
   params = params_initializer(init_fn, shardings)(jax.random.fold_in(root, 0))
-  state = state_initializer(optimizer, shardings)(params, jax.random.fold_in(root, 1))
-  return state, shardings
+  return state_initializer(optimizer, shardings)(params, jax.random.fold_in(root, 1))
+
+
+def create_train_state(init_fn: InitFn, optimizer: optax.GradientTransformation, mesh, *,
+                       seed: int) -> tuple[TrainState, TrainState]:
+  """(state, state_shardings): `init_train_state` with the shardings derived on `mesh`."""
+  shardings = state_shardings(init_fn, optimizer, mesh)
+  return init_train_state(init_fn, optimizer, shardings, seed=seed), shardings
 
 
 def abstract_train_state(init_fn: InitFn, optimizer: optax.GradientTransformation, mesh
