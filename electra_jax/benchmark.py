@@ -91,7 +91,6 @@ def time_torch_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int
   """Seconds per step of the transformers PyTorch generator + discriminator step on `device`
   ("cpu" or "cuda"). Parameters are float32; dtype="bfloat16" runs the forward and backward under
   bf16 autocast, and float32 matmuls on CUDA use TF32 as XLA's default precision does on GPU."""
-
   import torch
   from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
 

@@ -313,8 +313,6 @@ def load_init_params(config, fresh_params: dict, param_shardings: dict, say=prin
   discriminator backbone must come from the source. Returns arrays placed on
   `param_shardings` (works with several processes: each holds the whole source on the host).
   """
-
-
   path = config.init_from
   fmt = detect_format(path)
   _, disc = load_pretrained(path, "discriminator", format=fmt, as_numpy=True)

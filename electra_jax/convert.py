@@ -71,7 +71,6 @@ def _write(model, params, dst: str, to: str, tokenizer, finetune) -> dict:
 def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=False,
             num_attention_heads=None, architecture=None, strict=True) -> list[str]:
   """Runs one conversion; returns the summary lines. Raises CheckpointError on bad input."""
-
   if to not in ("hf", "electra_jax-safetensors"):
     raise CheckpointError(f"--to {to!r}; expected 'hf' or 'electra_jax-safetensors'")
   fmt = src_format or pretrained.detect_format(src)

@@ -284,7 +284,6 @@ def _log(message: str) -> None:
 def build_runner(task: Task, config: FinetuneConfig, hp: Hparams, model_config: ModelConfig,
                  num_labels: int, n_train: int, mesh) -> tuple["Runner", int]:
   """The task model, optimizer and jitted steps, shared by every seed; and the step count."""
-
   kind = KINDS[task.kind]
   model = kind.model(model_config, num_labels, config.head, config.classifier_dropout)
   dummy = jnp.zeros((1, hp.max_seq_length), jnp.int32)
@@ -377,7 +376,6 @@ def _stats(values: list) -> dict:
 
 def resolve_tokenizer(config: FinetuneConfig):
   """`config.tokenizer`'s tokenizer, else the one saved with `config.init` (ValueError if none)."""
-
   if config.tokenizer is not None:
     return tokenizers.load(config.tokenizer)
   tokenizer = None if config.init == "random" else tokenizers.find_saved(config.init)
@@ -397,7 +395,6 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
   train/dev sizes. Raises ValueError / FileNotFoundError for unknown tasks (with close
   matches), missing files and labels outside the task's label set.
   """
-
   task = get_task(config.task)
   workdir = Path(workdir)
   tokenizer = resolve_tokenizer(config)

@@ -216,7 +216,6 @@ def resolve_config(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = 
   """FinetuneConfig from gin files, then bindings (`FinetuneConfig.FIELD = VALUE`), then
   `fields` (command-line flags; they win). Unknown fields raise ValueError with close matches;
   so do bindings gin would ignore, values of the wrong type and syntax errors."""
-
   if "factory" not in _REGISTERED:
     _REGISTERED["factory"] = gin.external_configurable(_factory(), name="FinetuneConfig")
   for f in gin_files:

@@ -24,7 +24,6 @@ def add_distributed_flags(parser: argparse.ArgumentParser) -> None:
 def initialize_distributed(args: argparse.Namespace) -> None:
   """jax.distributed.initialize when asked (--distributed, --coordinator_address or the
   JAX_COORDINATOR_ADDRESS variable); on CPU, cross-process collectives go through gloo."""
-
   wanted = args.distributed or args.coordinator_address or os.environ.get(
       "JAX_COORDINATOR_ADDRESS")
   if not wanted:

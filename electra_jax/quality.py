@@ -188,7 +188,6 @@ def pretraining_configs(data_dir: str, experiment: Optional[str], steps: Optiona
   steps: the ELECTRA run's steps and schedule length (None: the experiment's train_steps).
   Raises ValueError when the ELECTRA run's objective is "mlm".
   """
-
   manifest = read_manifest(data_dir)
   recipe = [f"ModelConfig.vocab_size = {manifest['tokenizer']['vocab_size']}",
             f"DataConfig.seq_len = {manifest['seq_len']}",
@@ -215,7 +214,6 @@ def pretraining_configs(data_dir: str, experiment: Optional[str], steps: Optiona
 
 def _check_reusable(workdir: Path, config) -> None:
   """ValueError if `workdir` holds a run of another config (resuming it would mix the two)."""
-
   path = workdir / "config.json"
   if not path.is_file():
     return
@@ -240,7 +238,6 @@ def pretrain(configs: dict, workdir: str) -> dict:
   """Runs each config with train.train_and_evaluate in WORKDIR/<name>; returns, per name,
   {"workdir", "objective", "steps", "flops_per_step", "total_flops", "seconds" (wall time of
   this call), "train" and "eval" (the metrics.jsonl / eval_metrics.jsonl records)}."""
-
   summary = {}
   for name, config in configs.items():
     run_dir = Path(workdir) / name
@@ -307,7 +304,6 @@ def run_pretraining_quality(base_config, tasks: list[str], data_dir: str,
   WORKDIR/pretraining_curves.png and WORKDIR/quality.json; returns the JSON's dict:
   {"pretraining": pretrain()'s summary, "select", "seeds", "tasks", "rows", "averages",
   "curves"}."""
-
   configs = pretraining_configs(data_dir, experiment, steps, bindings)
   summary = pretrain(configs, workdir)
   spec = base_config.tokenizer or read_manifest(data_dir)["tokenizer"]["spec"]
@@ -326,7 +322,6 @@ def run_pretraining_quality(base_config, tasks: list[str], data_dir: str,
 
 
 def main(argv=None) -> int:
-
   p = argparse.ArgumentParser(prog="python -m electra_jax.quality", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   mode = p.add_mutually_exclusive_group(required=True)

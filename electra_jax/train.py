@@ -95,7 +95,6 @@ def open_data(config):
   the model's vocabulary size. Raises ValueError if the shards' seq_len or vocabulary size
   disagree with the config.
   """
-
   data_cfg = config.data
   data_dir = data_cfg.data_dir
   if data_dir is None:
@@ -137,7 +136,6 @@ def _memory_report(compiled) -> str:
 
 
 def _first_nonfinite(metrics: dict) -> Optional[str]:
-
   for name in ("loss", "grad_norm"):
     if name in metrics and not math.isfinite(float(metrics[name])):
       return name
@@ -154,8 +152,6 @@ def _data_position(config, step: int) -> dict:
 
 def _evaluate(eval_step, state, eval_data, mesh, num_batches: int) -> dict:
   """Mean metrics over eval batches 0..num_batches-1 (the same batches every time)."""
-
-
   totals = None
   for i in range(num_batches):
     metrics = eval_step(state, global_batch(eval_data.batch(i), mesh))
@@ -166,8 +162,6 @@ def _evaluate(eval_step, state, eval_data, mesh, num_batches: int) -> dict:
 def _flops_and_peak(config) -> tuple:
   """(analytic matmul FLOPs of one train step, peak FLOP/s of all devices together) for MFU;
   the peak is None on devices without a known peak (CPUs), and then no MFU is logged."""
-
-
   step_flops = flops_lib.training_flops_per_step(config.model, config.generator,
                                                  config.objective, config.data.global_batch_size,
                                                  config.data.seq_len)
@@ -202,7 +196,6 @@ def lock_workdir(workdir: Path):
   its holder: the kernel releases a flock when its process dies, so a file left by a killed run
   does not block. The file stays (deleting it would let two processes lock different files).
   """
-
   try:
     workdir.mkdir(parents=True, exist_ok=True)
     problem = None if os.access(workdir, os.W_OK) else "permission denied"
@@ -312,8 +305,6 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
   directory, and the log, eval and checkpoint settings. `overwrite`: start over instead,
   deleting the earlier run's checkpoints and metrics (RUN_OUTPUTS).
   """
-
-
   workdir = Path(workdir)
   with contextlib.ExitStack() as stack:
     if jax.process_index() == 0:
@@ -332,8 +323,6 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
 
 def _train(config, workdir: Path) -> dict:
   """The run of `train_and_evaluate` in a claimed workdir."""
-
-
   is_main = jax.process_index() == 0
   mesh = make_mesh(config.mesh)
   seq_len, batch_size = config.data.seq_len, config.data.global_batch_size
@@ -472,7 +461,6 @@ def _train(config, workdir: Path) -> dict:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-
   p = argparse.ArgumentParser(
       prog="python -m electra_jax.train", description=__doc__.split("\n\n")[0],
       formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -476,7 +476,6 @@ def explain_gin_error(err: Exception, fields: dict, nested: Optional[dict] = Non
 @functools.lru_cache(maxsize=1)
 def _register_gin() -> tuple[dict, Any]:
   """Registers one gin configurable per config class (once per process)."""
-
   gin.add_config_file_search_path(str(EXPERIMENTS_DIR))
   factories = {cls.__name__: gin.external_configurable(_gin_factory(cls), name=cls.__name__)
                for cls in _GIN_CLASSES}
@@ -491,7 +490,6 @@ def _quiet_include_search(record: logging.LogRecord) -> bool:
 
 def _bound(name: str) -> Any:
   """The value gin binds to `name` (SELECTOR.FIELD), or None."""
-
   try:
     return gin.query_parameter(name)
   except ValueError:
@@ -507,7 +505,6 @@ def resolve_config(experiment: Optional[str], gin_files: Sequence[str] = (),
   (with the file and line, or the binding). Gin's bindings are cleared before and after, so
   nothing leaks into library code.
   """
-
   files = [str(experiment_path(experiment))] if experiment else []
   for f in gin_files:
     if not Path(f).is_file():
