@@ -39,10 +39,10 @@ from electra_jax.pretrained import NATIVE_CONFIG
 class _ProgressLine:
   """A single self-overwriting progress line on stderr."""
 
-  def __init__(self, label: str, stream=sys.stderr):
-    self.label, self.stream = label, stream
+  def __init__(self, label: str):
+    self.label, self.stream = label, sys.stderr  # the stderr of now, not of import time
     self.last = 0.0
-    self.tty = stream.isatty()
+    self.tty = self.stream.isatty()
 
   def __call__(self, done: int, total: int, name: str) -> None:
     now = time.monotonic()
