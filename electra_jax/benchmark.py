@@ -6,7 +6,7 @@
 Times our jitted, sharded train step (ELECTRA objective, official optimizer) after compilation and
 warm-up, with block_until_ready. In the same run it measures this machine's dense matmul FLOP/s in
 the run's dtype (2048^2 on CPU, 8192^2 on an accelerator, through XLA) and prints MFU
-against that and against the device's listed peak (electra_jax.flops.PEAK_FLOPS). With
+against that and against the device's listed peak (electra_jax.pretrain.flops.PEAK_FLOPS). With
 --compare_torch it also times Hugging Face transformers' PyTorch ElectraForMaskedLM generator +
 ElectraForPreTraining discriminator (shared embeddings, same sizes and batch, masking, Gumbel
 sampling, loss gen + 50 x disc, clip 1.0, AdamW; on CUDA when JAX runs on a GPU, with bf16
@@ -27,12 +27,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from electra_jax import config as config_lib
-from electra_jax import flops as flops_lib
-from electra_jax import objective as ob
-from electra_jax import optim
-from electra_jax import sharding as shd
-from electra_jax import train_step as ts
+from electra_jax.model import config as config_lib
+from electra_jax.pretrain import flops as flops_lib
+from electra_jax.pretrain import objective as ob
+from electra_jax.runtime import optim
+from electra_jax.runtime import mesh as shd
+from electra_jax.runtime import state as ts
+from electra_jax.runtime.step import make_train_step
 
 SPECIAL = ob.SpecialIds(pad=0, cls=101, sep=102, mask=103, vocab_size=30522)  # BERT uncased
 
@@ -68,7 +69,7 @@ def time_jax_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int,
   tx = optim.make_optimizer(optim.OptimizerConfig())
   mesh = shd.make_mesh(shd.MeshConfig())
   state, shardings = ts.create_train_state(ob.init_fn(model, seq_len), tx, mesh, seed=0)
-  step = ts.make_train_step(ob.loss_fn(model, objective, SPECIAL), tx, mesh, shardings)
+  step = make_train_step(ob.loss_fn(model, objective, SPECIAL), tx, mesh, shardings)
   data = shd.global_batch(synthetic_batch(batch, seq_len, disc.vocab_size), mesh)
   t = time.perf_counter()
   state, metrics = step(state, data)

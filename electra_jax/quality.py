@@ -16,8 +16,7 @@ both from experiments/EXPERIMENT.gin + the --pretrain_set bindings:
                    learning-rate schedule's length too; default: the experiment's).
   WORKDIR/mlm      the same network and data with ObjectiveConfig.kind = "mlm" (BERT's masked
                    LM, no generator) for round(steps x F_electra / F_mlm) steps, F = the analytic
-                   FLOPs of one training step (electra_jax.flops.training_flops_per_step), so
-                   both runs spend the same compute. Its schedule is the ELECTRA run's stretched
+                   FLOPs of one training step (pretrain.flops.training_flops_per_step), so both runs spend the same compute. Its schedule is the ELECTRA run's stretched
                    by the same factor (warmup, total steps and eval_every), so warmup, decay and
                    evaluations fall at equal FLOPs.
 
@@ -81,15 +80,15 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from data_pipelines.manifest import read_manifest
-from electra_jax import flops
-from electra_jax import sharding
-from electra_jax.finetune import (SELECTION, finetune_and_evaluate, load_initial,
-                                  resolve_tokenizer)
-from electra_jax.finetune_config import resolve_config, size_of
-from electra_jax.tasks import get_task
-from electra_jax.train import train_and_evaluate
-from electra_jax.train_config import load_config_json
-from electra_jax.train_config import resolve_config as resolve_train_config
+from electra_jax.finetune.config import resolve_config, size_of
+from electra_jax.finetune.tasks import get_task
+from electra_jax.finetune.train import (SELECTION, finetune_and_evaluate, load_initial,
+                                        resolve_tokenizer)
+from electra_jax.pretrain import flops
+from electra_jax.pretrain.config import load_config_json
+from electra_jax.pretrain.config import resolve_config as resolve_train_config
+from electra_jax.pretrain.train import train_and_evaluate
+from electra_jax.runtime import mesh as sharding
 
 # Curve panels: metric name in metrics.jsonl (held-out: "eval_" + name) -> panel title. A run
 # is drawn in a panel only where it has the metric (the objective reports 0 for a term its kind

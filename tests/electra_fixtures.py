@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from electra_jax.hf_io import ARCHITECTURES
+from electra_jax.io.hf import ARCHITECTURES
 
 # Two tiny shapes: "small" has embedding_size != hidden_size (factorised embeddings with an
 # embeddings_project), "base" has embedding_size == hidden_size.

@@ -9,12 +9,12 @@ import pytest
 
 from data_pipelines import tokenizers
 from electra_jax import load_tokenizer
-from electra_jax import convert
-from electra_jax import finetune as ft
-from electra_jax.finetune_config import FinetuneConfig
-from electra_jax.train import train_and_evaluate
-from electra_jax.train_config import resolve_config
-from test_finetune import _sst2_dir
+from electra_jax.finetune import train as ft
+from electra_jax.finetune.config import FinetuneConfig
+from electra_jax.io import convert
+from electra_jax.pretrain.config import resolve_config
+from electra_jax.pretrain.train import train_and_evaluate
+from finetune_testlib import sst2_dir
 from train_testlib import tiny_bindings
 
 
@@ -36,7 +36,7 @@ def test_the_workdir_keeps_the_tokenizer_of_its_shards(pretrained):
 
 
 def test_finetune_from_the_workdir_needs_no_tokenizer_flag(pretrained, tmp_path):
-  data = _sst2_dir(tmp_path / "glue", n_train=16, n_dev=8, n_test=0)
+  data = sst2_dir(tmp_path / "glue", n_train=16, n_dev=8, n_test=0)
   config = FinetuneConfig(task="sst2", init=str(pretrained), data_dir=str(data), seeds=(1,),
                           num_epochs=1.0, batch_size=8, eval_batch_size=8, max_seq_length=32,
                           progress=False, tensorboard=False)

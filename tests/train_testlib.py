@@ -48,7 +48,7 @@ def tiny_bindings(steps: int, *, seq_len: int = 64, batch: int = 8, **extra) -> 
 
 
 def tiny_config(steps: int, **kw):
-  from electra_jax.train_config import resolve_config
+  from electra_jax.pretrain.config import resolve_config
 
   return resolve_config(None, gin_bindings=tiny_bindings(steps, **kw))
 

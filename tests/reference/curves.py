@@ -4,8 +4,8 @@ initial weights, the same training batches and the same eval batches.
     python -m tests.reference.curves --data_dir /work/data/shared128 --steps 600 \
         --eval_every 100 --out /work/runs/curves
 
-electra_jax trains through `electra_jax.train.train_and_evaluate` (its workdir is OUT/jax); the
-reference (tests/reference/torch_electra.py) starts from the parameters electra_jax's
+electra_jax trains through `electra_jax.pretrain.train.train_and_evaluate` (its workdir is
+OUT/jax); the reference (tests/reference/torch_electra.py) starts from the parameters electra_jax's
 `create_train_state` gives the same seed (what train_and_evaluate starts from) and runs its own
 free-running loop over the same `PretrainingData` batches. Masks, samples and dropout are drawn
 independently in each framework, so the curves agree statistically, not bit for bit. Both
@@ -94,10 +94,10 @@ def initial_params(config):
   """The parameters train_and_evaluate starts a fresh run of `config` from (numpy tree)."""
   import jax
 
-  from electra_jax.objective import build_pretraining_model, init_fn
-  from electra_jax.optim import make_optimizer
-  from electra_jax.sharding import make_mesh
-  from electra_jax.train_step import create_train_state
+  from electra_jax.pretrain.objective import build_pretraining_model, init_fn
+  from electra_jax.runtime.optim import make_optimizer
+  from electra_jax.runtime.mesh import make_mesh
+  from electra_jax.runtime.state import create_train_state
 
   model = build_pretraining_model(config.model, config.generator, config.embedding_sharing,
                                   config.objective)
@@ -118,7 +118,7 @@ def read_jax_evals(workdir: Path) -> list[dict]:
 def run_reference(config, params, args, out: Path) -> list[dict]:
   """The reference trained on `config`'s data from `params`; its eval records."""
   from data_pipelines.pretraining_reader import PretrainingData
-  from electra_jax.objective import SpecialIds
+  from electra_jax.pretrain.objective import SpecialIds
   from tests.reference import torch_electra as te
 
   data = config.data
@@ -178,9 +178,9 @@ def plot(jax_records: list[dict], ref_records: list[dict], title: str, path: Pat
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   from data_pipelines import manifest as manifest_lib
-  from electra_jax import sharding
-  from electra_jax.train import train_and_evaluate
-  from electra_jax.train_config import resolve_config
+  from electra_jax.runtime import mesh as sharding
+  from electra_jax.pretrain.train import train_and_evaluate
+  from electra_jax.pretrain.config import resolve_config
 
   sharding.set_cpu_xla_flags()
   out = Path(args.out)

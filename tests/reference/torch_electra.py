@@ -14,8 +14,8 @@ departures from transformers' defaults, both to follow the official ELECTRA:
   - MLM heads run at the P masked positions only ([B,P,E] -> [B,P,V]), not at all L.
 
 Everything random and every loss is computed here, independently of electra_jax, by the rules of
-`electra_jax.objective` (its module docstring): masking (`mask_tokens`), Gumbel-max sampling
-(`sample_gumbel`), the loss terms and metrics (`pretraining_loss`), and the official AdamW
+`electra_jax.pretrain.objective` (its module docstring): masking (`mask_tokens`), Gumbel-max
+sampling (`sample_gumbel`), the loss terms and metrics (`pretraining_loss`), and the official AdamW
 (`OfficialAdamW`). electra_jax is used only for its config dataclasses and to convert its
 parameters (`jax_to_hf`), so that both frameworks can start from the same weights.
 
@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 import transformers
 
-from electra_jax.config import ModelConfig
-from electra_jax.objective import ObjectiveConfig, SpecialIds
-from electra_jax.optim import OptimizerConfig
+from electra_jax.model.config import ModelConfig
+from electra_jax.pretrain.objective import ObjectiveConfig, SpecialIds
+from electra_jax.runtime.optim import OptimizerConfig
 
 Tensor = torch.Tensor
 SUPPORTED_KINDS = ("electra", "electra_15", "replace_mlm", "mlm")
@@ -146,9 +146,9 @@ def jax_to_hf(tree, disc_cfg: ModelConfig, gen_cfg: ModelConfig, objective: Obje
   """An electra_jax pre-training params tree (or a tree shaped like it: gradients, updates) ->
   float32 arrays named as `PretrainingReference.hf_parameters()`, through electra_jax's
   `split_pretraining_params` and `hf_io.params_to_state`."""
-  from electra_jax import hf_io
-  from electra_jax import modeling
-  from electra_jax.modeling import split_pretraining_params
+  from electra_jax.io import hf as hf_io
+  from electra_jax.model import heads
+  from electra_jax.model.pretraining import split_pretraining_params
 
   _check_supported(objective, embedding_sharing)
   gen, disc = split_pretraining_params(tree, embedding_sharing)
@@ -157,7 +157,7 @@ def jax_to_hf(tree, disc_cfg: ModelConfig, gen_cfg: ModelConfig, objective: Obje
   out = {}
   for prefix, arch, cfg, part in parts:
     if part is not None:
-      state = hf_io.params_to_state(modeling.build(arch, cfg), part)
+      state = hf_io.params_to_state(heads.build(arch, cfg), part)
       out.update({f"{prefix}/{k}": v for k, v in state.items()})
   return out
 

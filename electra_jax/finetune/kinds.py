@@ -1,0 +1,299 @@
+"""What fine-tuning does differently per kind of task: one `TaskKind` object per kind.
+
+A kind reads a split's examples (native files or TFDS), featurises them, builds the task model,
+gives the training loss and the evaluation outputs, scores a split and writes its prediction
+file. electra_jax.finetune.train runs the same loop for every kind through these methods:
+
+  classification  GLUE single sentence / pair classification (ElectraForSequenceClassification)
+  regression      STS-B (the same model with one output, mean squared error)
+  span            SQuAD 1.1 / 2.0 (ElectraForQuestionAnswering, start/end logits)
+  tagging         CoNLL chunking / NER (ElectraForTokenClassification, first word piece)
+
+`KINDS[task.kind]` is the object of a `electra_jax.finetune.tasks.Task`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from data_pipelines import glue, squad, tagging
+from electra_jax.finetune import squad_eval
+from electra_jax.finetune.config import FinetuneConfig, Hparams
+from electra_jax.finetune.tasks import Task, label_ids, tag_set
+from electra_jax.model import heads
+from electra_jax.model.config import ModelConfig
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclasses.dataclass
+class Split:
+  """One split ready for the model. arrays: MODEL_INPUTS (+ targets for training), [N, ...];
+  examples: the source examples (for scoring and prediction files); extra: SQuAD window
+  bookkeeping or tagging row owners / word indices."""
+
+  name: str
+  arrays: dict
+  examples: list
+  extra: Any = None
+
+  @property
+  def size(self) -> int:
+    return len(self.arrays["input_ids"])
+
+
+def task_file(config: FinetuneConfig, task: Task, split: str) -> Optional[str]:
+  """DATA_DIR/<task dir>/<file> or DATA_DIR/<file>; None when neither exists."""
+  name = task.files[split]
+  for candidate in (os.path.join(config.data_dir, task.glue_dir, name),
+                    os.path.join(config.data_dir, name)):
+    if os.path.isfile(candidate):
+      return candidate
+  return None
+
+
+def _required_file(config: FinetuneConfig, task: Task, split: str) -> str:
+  path = task_file(config, task, split)
+  if path is None:
+    raise FileNotFoundError(
+        f"task {task.name}: no {split} file: looked for "
+        f"{os.path.join(config.data_dir, task.glue_dir, task.files[split])} and "
+        f"{os.path.join(config.data_dir, task.files[split])}")
+  return path
+
+
+def _limit(items: list, n: Optional[int]) -> list:
+  return items if n is None else items[:n]
+
+
+def _tfds_split(task: Task, split: str, n: Optional[int]) -> str:
+  name = task.tfds_splits[split]
+  return name if n is None else f"{name}[:{n}]"
+
+
+class TaskKind:
+  """The per-kind steps of fine-tuning (see the module docstring)."""
+
+  targets: tuple[str, ...] = ("labels",)  # batch keys of the training targets
+
+  def read(self, task: Task, config: FinetuneConfig, split: str, n: Optional[int]) -> list:
+    """The first `n` (all: None) examples of one split."""
+    raise NotImplementedError
+
+  def label_set(self, task: Task, train_examples: list) -> tuple:
+    """Class / tag names in output order (empty: regression, span)."""
+    return task.labels
+
+  def featurize(self, task: Task, config: FinetuneConfig, hp: Hparams, tokenizer, name: str,
+                examples: list, labels: tuple, training: bool) -> Split:
+    raise NotImplementedError
+
+  def num_outputs(self, labels: tuple) -> int:
+    """Output width of the head (classes or tags; unused by span models)."""
+    return len(labels)
+
+  def model(self, model_config: ModelConfig, num_labels: int, head: str,
+            classifier_dropout: Optional[float]) -> nn.Module:
+    raise NotImplementedError
+
+  def loss(self, outputs, batch: dict) -> jax.Array:
+    """Mean training loss of a batch (float32 scalar), inside the jitted step."""
+    raise NotImplementedError
+
+  def eval_outputs(self, outputs):
+    """What the predict step returns per row (inside the jitted step)."""
+    return outputs
+
+  def predictions(self, outputs):
+    """Host predictions of test rows from `eval_outputs` (class ids or values)."""
+    return np.argmax(outputs, axis=-1)
+
+  def score(self, task: Task, config: FinetuneConfig, labels: tuple, split: Split, outputs
+            ) -> tuple[dict, Any]:
+    """(metrics in percent, predictions in the form the prediction files use)."""
+    raise NotImplementedError
+
+  def write_predictions(self, task: Task, labels: tuple, split: Split, preds, out_dir: Path
+                        ) -> Path:
+    raise NotImplementedError
+
+
+class Classification(TaskKind):
+
+  def read(self, task, config, split, n):
+    if config.tfds:
+      return glue.read_tfds(task.tfds_name, _tfds_split(task, split, n), task.name,
+                            task.tfds_labels, config.tfds_data_dir)
+    return _limit(glue.read_tsv(_required_file(config, task, split), task.name,
+                                self._native_labels(task), config.on_malformed,
+                                require_label=split not in task.test_splits), n)
+
+  def _native_labels(self, task: Task):
+    return task.labels
+
+  def featurize(self, task, config, hp, tokenizer, name, examples, labels, training):
+    arrays = glue.featurize(examples, tokenizer, hp.max_seq_length)
+    if examples and examples[0].label is not None:
+      arrays["labels"] = label_ids(task, [e.label for e in examples], f"{task.name} {name}")
+    return Split(name, arrays, examples)
+
+  def model(self, model_config, num_labels, head, classifier_dropout):
+    return heads.build("ElectraForSequenceClassification", model_config, num_labels, head,
+                       classifier_dropout)
+
+  def loss(self, outputs, batch):
+    return optax.softmax_cross_entropy_with_integer_labels(outputs, batch["labels"]).mean()
+
+  def score(self, task, config, labels, split, outputs):
+    preds = np.argmax(outputs, axis=-1)
+    gold = label_ids(task, [e.label for e in split.examples], f"{task.name} {split.name}")
+    return task.score(gold, preds), preds
+
+  def _format(self, labels: tuple, pred) -> str:
+    return labels[int(pred)]
+
+  def write_predictions(self, task, labels, split, preds, out_dir):
+    """Dev predictions (index, prediction, gold label) or a GLUE test submission file."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    is_test = split.name in task.submission
+    name = f"{task.submission[split.name]}.tsv" if is_test else f"{split.name}_predictions.tsv"
+    path = out_dir / name
+    with open(path, "w") as f:
+      f.write("index\tprediction\n" if is_test else "index\tprediction\tlabel\n")
+      for ex, p in zip(split.examples, preds):
+        value = self._format(labels, p)
+        f.write(f"{ex.guid}\t{value}" + ("\n" if is_test else f"\t{ex.label}\n"))
+    return path
+
+
+class Regression(Classification):
+
+  def _native_labels(self, task):
+    return None
+
+  def num_outputs(self, labels):
+    return 1
+
+  def loss(self, outputs, batch):
+    return jnp.mean(jnp.square(outputs[:, 0] - batch["labels"]))
+
+  def eval_outputs(self, outputs):
+    return outputs[:, 0]
+
+  def predictions(self, outputs):
+    return outputs
+
+  def score(self, task, config, labels, split, outputs):
+    gold = np.asarray([e.label for e in split.examples], np.float32)
+    return task.score(gold, outputs), outputs
+
+  def _format(self, labels, pred):
+    return f"{float(pred):.3f}"
+
+
+class Span(TaskKind):
+
+  targets = ("start_positions", "end_positions")
+
+  def read(self, task, config, split, n):
+    if config.tfds:
+      return squad.read_tfds(task.tfds_name, _tfds_split(task, split, n), config.tfds_data_dir)
+    return _limit(squad.read_json(_required_file(config, task, split),
+                                  check_answers=split == "train",
+                                  on_malformed=config.on_malformed), n)
+
+  def featurize(self, task, config, hp, tokenizer, name, examples, labels, training):
+    arrays, features = squad.featurize(examples, tokenizer, hp.max_seq_length, config.doc_stride,
+                                       config.max_query_length, training=training)
+    return Split(name, arrays, examples, features)
+
+  def model(self, model_config, num_labels, head, classifier_dropout):
+    return heads.build("ElectraForQuestionAnswering", model_config)
+
+  def loss(self, outputs, batch):
+    start, end = outputs
+    return 0.5 * (optax.softmax_cross_entropy_with_integer_labels(start, batch["start_positions"])
+                  + optax.softmax_cross_entropy_with_integer_labels(end, batch["end_positions"])
+                  ).mean()
+
+  def score(self, task, config, labels, split, outputs):
+    start, end = outputs
+    preds, null_diffs = squad.postprocess(split.examples, split.extra, start, end,
+                                          config.n_best_size, config.max_answer_length,
+                                          task.squad_version, config.squad_null_threshold)
+    gold = {e.qid: list(e.answers) for e in split.examples}
+    scores = squad_eval.evaluate(gold, preds, task.squad_version,
+                                 na_probs=null_diffs if task.squad_version == "v2.0" else None,
+                                 na_prob_thresh=config.squad_null_threshold)
+    return {k: v for k, v in scores.items() if k in task.metrics}, (preds, null_diffs)
+
+  def write_predictions(self, task, labels, split, preds, out_dir):
+    """SPLIT_predictions.json (qid -> answer text), and SPLIT_null_odds.json for SQuAD 2.0."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    answers, null_diffs = preds
+    path = out_dir / f"{split.name}_predictions.json"
+    path.write_text(json.dumps(answers, indent=1, ensure_ascii=False) + "\n")
+    if task.squad_version == "v2.0":
+      (out_dir / f"{split.name}_null_odds.json").write_text(json.dumps(null_diffs, indent=1) + "\n")
+    return path
+
+
+class Tagging(TaskKind):
+
+  def read(self, task, config, split, n):
+    if config.tfds:
+      raise ValueError(f"task {task.name}: tagging reads native CoNLL files only; pass --data_dir")
+    return _limit(tagging.read_conll(_required_file(config, task, split),
+                                     on_malformed=config.on_malformed), n)
+
+  def label_set(self, task, train_examples):
+    return tag_set([s.tags for s in train_examples])
+
+  def featurize(self, task, config, hp, tokenizer, name, examples, labels, training):
+    arrays, owners = tagging.featurize(examples, tokenizer, hp.max_seq_length,
+                                       {t: i for i, t in enumerate(labels)})
+    return Split(name, arrays, examples, owners)
+
+  def model(self, model_config, num_labels, head, classifier_dropout):
+    return heads.build("ElectraForTokenClassification", model_config, num_labels,
+                       classifier_dropout=classifier_dropout)
+
+  def loss(self, outputs, batch):
+    valid = batch["labels"] >= 0
+    ce = optax.softmax_cross_entropy_with_integer_labels(
+        outputs, jnp.where(valid, batch["labels"], 0))
+    return jnp.sum(ce * valid) / jnp.maximum(jnp.sum(valid), 1)
+
+  def eval_outputs(self, outputs):
+    return jnp.argmax(outputs, axis=-1).astype(jnp.int32)
+
+  def score(self, task, config, labels, split, outputs):
+    pred_tags = tagging.assemble(split.examples, split.extra, split.arrays["word_index"],
+                                 outputs, labels)
+    return task.score([list(s.tags) for s in split.examples], pred_tags), pred_tags
+
+  def write_predictions(self, task, labels, split, preds, out_dir):
+    """SPLIT_predictions.txt: "word gold predicted" per line, a blank line between sentences
+    (conlleval's input)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{split.name}_predictions.txt"
+    with open(path, "w") as f:
+      for sent, tags in zip(split.examples, preds):
+        for word, gold, pred in zip(sent.words, sent.tags, tags):
+          f.write(f"{word} {gold} {pred}\n")
+        f.write("\n")
+    return path
+
+
+KINDS = {"classification": Classification(), "regression": Regression(), "span": Span(),
+         "tagging": Tagging()}

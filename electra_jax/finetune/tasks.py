@@ -1,0 +1,202 @@
+"""Fine-tuning task registry: GLUE, SQuAD 1.1/2.0, CoNLL chunking and NER.
+
+A `Task` names what the fine-tuning loop needs to know about a task: the kind of head, the label
+set, the metrics (in percent) and which one selects the best dev checkpoint, where its data
+lives (GLUE directory / file names, TFDS name), and the paper's defaults (Table 7 epochs; the
+official code's max sequence lengths: 128, SQuAD 512, chunking 256).
+
+    task = get_task("SST-2")          # aliases and case are forgiven
+    scores = task.score(labels, predictions)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Optional, Sequence
+
+import numpy as np
+
+from electra_jax.finetune import metrics as gm
+
+KINDS = ("classification", "regression", "span", "tagging")
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """One fine-tuning task.
+
+  labels: class names in output-index order, as they appear in the native files (GLUE TSV
+    label column); empty for regression and span tasks; tagging tasks take the tag set from
+    the training file (sorted, "O" first).
+  dev_splits: names of the evaluation splits (MNLI: matched and mismatched); metric names of
+    the second and later splits get the split's suffix (e.g. "accuracy_mismatched").
+  files: split name -> file name under `data_dir/glue_dir` (native format).
+  tfds_splits: split name -> TFDS split name.
+  submission: split name -> GLUE leaderboard submission file stem for its test split.
+  unordered_pair: the two sentences of a pair can be swapped without changing the label (what
+    FinetuneConfig.double_unordered doubles). True for MRPC and STS-B only, the tasks that the
+    official code doubles (google-research/electra finetune/classification/
+    classification_tasks.py, MRPC._create_examples and STS._create_examples, lines 358 and 436
+    at commit 8a46635); QQP is not among them there.
+  """
+
+  name: str
+  kind: str
+  labels: tuple[str, ...]
+  metrics: tuple[str, ...]
+  primary: str
+  glue_dir: str
+  files: dict
+  tfds_name: Optional[str] = None
+  tfds_splits: dict = dataclasses.field(default_factory=dict)
+  tfds_labels: tuple[str, ...] = ()
+  dev_splits: tuple[str, ...] = ("dev",)
+  test_splits: tuple[str, ...] = ("test",)
+  submission: dict = dataclasses.field(default_factory=dict)
+  epochs: float = 3.0
+  max_seq_length: int = 128
+  squad_version: Optional[str] = None
+  unordered_pair: bool = False
+
+  def __post_init__(self):
+    if self.kind not in KINDS:
+      raise ValueError(f"task {self.name}: kind={self.kind!r}; expected one of {KINDS}")
+    if self.unordered_pair and self.kind not in ("classification", "regression"):
+      raise ValueError(f"task {self.name}: unordered_pair needs a sentence-pair GLUE task")
+
+  @property
+  def num_labels(self) -> int:
+    """Output width of the head for classification/regression (span: 2 logits per token)."""
+    return 1 if self.kind == "regression" else len(self.labels)
+
+  def metric_names(self) -> list[str]:
+    """All reported metric names, with split suffixes for extra dev splits (MNLI)."""
+    names = list(self.metrics)
+    for split in self.dev_splits[1:]:
+      names += [f"{m}_{split.removeprefix('dev_')}" for m in self.metrics]
+    return names
+
+  def score(self, labels: Sequence, predictions: Sequence) -> dict[str, float]:
+    """Metrics in percent for one split: classification label / prediction ids, regression
+    floats, tagging lists of tag strings per sentence (span tasks are scored by squad_eval)."""
+    if self.kind == "span":
+      raise ValueError(f"task {self.name} is scored with electra_jax.finetune.squad_eval")
+    out = {}
+    for metric in self.metrics:
+      if metric == "accuracy":
+        out[metric] = gm.accuracy(labels, predictions)
+      elif metric == "f1" and self.kind == "classification":
+        out[metric] = gm.binary_f1(labels, predictions)
+      elif metric == "mcc":
+        out[metric] = gm.matthews_corrcoef(labels, predictions)
+      elif metric == "pearson":
+        out[metric] = gm.pearson(labels, predictions)
+      elif metric == "spearman":
+        out[metric] = gm.spearman(labels, predictions)
+      elif metric in ("f1", "precision", "recall") and self.kind == "tagging":
+        out[metric] = gm.span_f1(labels, predictions)[metric]
+      else:
+        raise ValueError(f"task {self.name}: no rule for metric {metric!r}")
+    return {k: 100.0 * float(v) for k, v in out.items()}
+
+
+def _glue(name, glue_dir, labels, metrics, primary, tfds, tfds_labels=None, **kw) -> Task:
+  files = kw.pop("files", {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"})
+  tfds_splits = kw.pop("tfds_splits", {"train": "train", "dev": "validation", "test": "test"})
+  kind = kw.pop("kind", "classification")
+  return Task(name=name, kind=kind, labels=labels, metrics=metrics, primary=primary,
+              glue_dir=glue_dir, files=files, tfds_name=tfds, tfds_splits=tfds_splits,
+              tfds_labels=tfds_labels if tfds_labels is not None else labels,
+              submission=kw.pop("submission", {"test": glue_dir}), **kw)
+
+
+_BINARY = ("0", "1")
+_ENTAIL2 = ("entailment", "not_entailment")
+
+TASKS: dict[str, Task] = {t.name: t for t in [
+    _glue("cola", "CoLA", _BINARY, ("mcc", "accuracy"), "mcc", "glue/cola"),
+    _glue("sst2", "SST-2", _BINARY, ("accuracy",), "accuracy", "glue/sst2"),
+    _glue("mrpc", "MRPC", _BINARY, ("accuracy", "f1"), "accuracy", "glue/mrpc",
+          unordered_pair=True),
+    _glue("stsb", "STS-B", (), ("spearman", "pearson"), "spearman", "glue/stsb",
+          kind="regression", epochs=10.0, unordered_pair=True),
+    _glue("qqp", "QQP", _BINARY, ("accuracy", "f1"), "accuracy", "glue/qqp"),
+    _glue("mnli", "MNLI", ("contradiction", "entailment", "neutral"), ("accuracy",), "accuracy",
+          "glue/mnli", tfds_labels=("entailment", "neutral", "contradiction"),
+          files={"train": "train.tsv", "dev_matched": "dev_matched.tsv",
+                 "dev_mismatched": "dev_mismatched.tsv", "test_matched": "test_matched.tsv",
+                 "test_mismatched": "test_mismatched.tsv"},
+          tfds_splits={"train": "train", "dev_matched": "validation_matched",
+                       "dev_mismatched": "validation_mismatched",
+                       "test_matched": "test_matched", "test_mismatched": "test_mismatched"},
+          dev_splits=("dev_matched", "dev_mismatched"),
+          test_splits=("test_matched", "test_mismatched"),
+          submission={"test_matched": "MNLI-m", "test_mismatched": "MNLI-mm"}),
+    _glue("qnli", "QNLI", _ENTAIL2, ("accuracy",), "accuracy", "glue/qnli"),
+    _glue("rte", "RTE", _ENTAIL2, ("accuracy",), "accuracy", "glue/rte", epochs=10.0),
+    _glue("wnli", "WNLI", _BINARY, ("accuracy",), "accuracy", "glue/wnli"),
+    Task("squad1.1", "span", (), ("exact_match", "f1"), "f1", "squad",
+         {"train": "train-v1.1.json", "dev": "dev-v1.1.json"}, tfds_name="squad/v1.1",
+         tfds_splits={"train": "train", "dev": "validation"}, test_splits=(), epochs=2.0,
+         max_seq_length=512, squad_version="v1.1"),
+    Task("squad2.0", "span", (), ("exact_match", "f1"), "f1", "squad",
+         {"train": "train-v2.0.json", "dev": "dev-v2.0.json"}, tfds_name="squad/v2.0",
+         tfds_splits={"train": "train", "dev": "validation"}, test_splits=(), epochs=2.0,
+         max_seq_length=512, squad_version="v2.0"),
+    Task("chunk", "tagging", (), ("f1", "precision", "recall"), "f1", "conll2000",
+         {"train": "train.txt", "dev": "test.txt"}, test_splits=(), max_seq_length=256),
+    Task("ner", "tagging", (), ("f1", "precision", "recall"), "f1", "conll2003",
+         {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"}, test_splits=()),
+]}
+
+_ALIASES = {"sst": "sst2", "sts": "stsb", "squad": "squad1.1", "squad1": "squad1.1",
+            "squadv1": "squad1.1", "squadv11": "squad1.1", "squad11": "squad1.1",
+            "squad2": "squad2.0", "squadv2": "squad2.0", "squad20": "squad2.0",
+            "squadv20": "squad2.0", "conll2000": "chunk", "chunking": "chunk",
+            "conll2003": "ner"}
+
+
+def _key(name: str) -> str:
+  return name.lower().replace("-", "").replace("_", "").replace(".", "").replace("/", "")
+
+
+def get_task(name: str) -> Task:
+  """The task called `name` (case, '-', '_', '.' ignored; e.g. "SST-2", "squad/v2.0").
+
+  Raises ValueError listing close matches and every known task.
+  """
+  key = _key(name)
+  by_key = {_key(t): t for t in TASKS}
+  by_key.update({_key(a): t for a, t in _ALIASES.items()})
+  if key.startswith("glue"):
+    key = key[4:]
+  if key in by_key:
+    return TASKS[by_key[key]]
+  close = difflib.get_close_matches(name.lower(), list(TASKS) + list(_ALIASES), n=5, cutoff=0.5)
+  close = list(dict.fromkeys(_ALIASES.get(c, c) for c in close))[:3]
+  hint = f" Did you mean {', '.join(close)}?" if close else ""
+  raise ValueError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(TASKS)}")
+
+
+def tag_set(train_tags: Sequence[Sequence[str]]) -> tuple[str, ...]:
+  """Sorted tag vocabulary of a tagging training set, "O" first when present."""
+  tags = sorted({t for sent in train_tags for t in sent})
+  if "O" in tags:
+    tags.remove("O")
+    tags.insert(0, "O")
+  if not tags:
+    raise ValueError("the tagging training set has no tags")
+  return tuple(tags)
+
+
+def label_ids(task: Task, labels: Sequence, where: str) -> np.ndarray:
+  """Class label strings -> ids [N] int32 (regression: floats [N] float32)."""
+  if task.kind == "regression":
+    return np.asarray(labels, np.float32)
+  index = {label: i for i, label in enumerate(task.labels)}
+  bad = sorted({str(label) for label in labels if label not in index})
+  if bad:
+    raise ValueError(f"{where}: labels {bad} are not in the label set of task {task.name} "
+                     f"{list(task.labels)}")
+  return np.asarray([index[label] for label in labels], np.int32)

@@ -1,0 +1,502 @@
+"""Fine-tune ELECTRA on GLUE, SQuAD or CoNLL tagging and evaluate it, over several seeds.
+
+    python -m electra_jax.finetune --task=sst2 --init=PATH --data_dir=DIR --workdir=DIR \
+        [--seeds=1,2,3] [--tokenizer=wordpiece:PATH/vocab.txt] [--tfds] [--gin_bindings ...]
+
+Without --tokenizer, the tokenizer saved with --init is used (a pre-training workdir keeps its own
+in WORKDIR/tokenizer; an HF directory has vocab.txt); it is saved again in WORKDIR/tokenizer.
+
+Library entry point: `finetune_and_evaluate(config, workdir) -> results dict`.
+
+Protocol (ELECTRA paper §3.3, Table 7; DESIGN.md §3): the encoder comes from `config.init`
+(electra_jax.io.load.load_pretrained: a Hugging Face directory, an official TF checkpoint or
+an electra_jax pre-training checkpoint's discriminator) or is random; a fresh task head
+(ElectraForSequenceClassification / ForTokenClassification / ForQuestionAnswering) goes on top,
+unless the checkpoint already holds a head of the same shape (HF fine-tuned models). AdamW
+(electra_jax.runtime.optim) with linear warmup over `warmup_fraction` of the steps then linear
+decay to 0, layer-wise learning-rate decay, dropout. Each step is one `jax.jit` over the mesh from
+electra_jax.runtime.mesh with explicit shardings (batch split over the data axes). The dev set is
+scored `evals_per_epoch` times per epoch and at the last step. Each seed reports one of these
+evaluations, chosen by `FinetuneConfig.select`: "final" (default, the paper's protocol: the
+model at the last step) or "best" (the highest primary metric; dev-selected, optimistic). Its
+model goes to WORKDIR/seed_S/{select}/ (electra_jax.json + params.safetensors, the format
+`electra_jax.load_pretrained` and `python -m electra_jax.io.convert` read; `load_finetuned` adds the
+task record) and its predictions to prediction files;
+test splits present on disk are predicted with it (GLUE submission TSVs).
+
+WORKDIR/results.json: task, metric names, the selection rule, per-seed values, and their median,
+mean and (population) standard deviation, plus every evaluation of every seed. Scores are
+percentages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from tqdm.auto import tqdm
+
+from data_pipelines import glue, tokenizers
+from electra_jax.finetune.config import FinetuneConfig, Hparams, resolve_config, resolve_hparams
+from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, TaskKind, task_file
+from electra_jax.finetune.tasks import Task, get_task
+from electra_jax.io.load import load_pretrained
+from electra_jax.io.native import load_safetensors, read_finetune_info, save_safetensors
+from electra_jax.model.config import ModelConfig
+from electra_jax.runtime import mesh as shd
+from electra_jax.runtime import state as ts
+from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
+from electra_jax.runtime.layerwise_lr import layerwise_lr_multipliers
+from electra_jax.runtime.metrics import MetricsWriter, itstime
+from electra_jax.runtime.optim import OptimizerConfig, make_optimizer
+from electra_jax.runtime.step import make_train_step
+
+SELECTION = {"final": "dev score of the final checkpoint",
+             "best": "best dev score over the evaluations"}
+_SHAPE_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
+                 "num_attention_heads", "intermediate_size", "max_position_embeddings",
+                 "type_vocab_size")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclasses.dataclass
+class TaskData:
+  labels: tuple  # class / tag names in output order (empty: regression, span)
+  train: Split
+  dev: list
+  test: list
+
+
+def _train_examples(task: Task, config: FinetuneConfig) -> list:
+  """The training examples: capped at max_train_examples (the first N, or a random N with
+  train_sample_seed), then doubled with swapped pairs when config.double_unordered applies."""
+  n = config.max_train_examples
+  sample = n is not None and config.train_sample_seed is not None
+  examples = KINDS[task.kind].read(task, config, "train", None if sample else n)
+  if sample and n < len(examples):
+    keep = np.random.default_rng(config.train_sample_seed).choice(len(examples), n, replace=False)
+    examples = [examples[i] for i in np.sort(keep)]
+  if config.double_unordered and task.unordered_pair:
+    examples = glue.double_unordered(examples)
+  return examples
+
+
+def load_task_data(task: Task, config: FinetuneConfig, hp: Hparams, tokenizer) -> TaskData:
+  """Reads and featurises the train split, every dev split and the test splits on disk."""
+  kind = KINDS[task.kind]
+  train_ex = _train_examples(task, config)
+  labels = kind.label_set(task, train_ex)
+  if not train_ex:
+    raise ValueError(f"task {task.name}: the training split is empty")
+  train = kind.featurize(task, config, hp, tokenizer, "train", train_ex, labels, True)
+  dev = []
+  for s in task.dev_splits:
+    examples = kind.read(task, config, s, config.max_eval_examples)
+    if not examples:
+      raise ValueError(f"task {task.name}: the {s} split is empty")
+    dev.append(kind.featurize(task, config, hp, tokenizer, s, examples, labels, False))
+  test = []
+  if config.write_predictions:
+    for s in task.test_splits:
+      if s in task.files and (config.tfds or task_file(config, task, s) is not None):
+        examples = kind.read(task, config, s, config.max_eval_examples)
+        if examples:
+          test.append(kind.featurize(task, config, hp, tokenizer, s, examples, labels, False))
+  return TaskData(labels, train, dev, test)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+
+
+def load_initial(config: FinetuneConfig, vocab_size: int) -> tuple[ModelConfig, Optional[dict]]:
+  """(architecture, params of the initial model as host arrays; None for random init)."""
+  overrides = dict(config.model_overrides)
+  if config.dtype != "float32":
+    overrides["dtype"] = config.dtype
+  if config.init == "random":
+    return config.random_init_config(vocab_size).replace(**overrides), None
+  if not os.path.exists(config.init):
+    raise FileNotFoundError(f"--init {config.init} does not exist (a Hugging Face directory, "
+                            "an official TF checkpoint, an electra_jax pre-training checkpoint, "
+                            "or 'random')")
+  model, params = load_pretrained(config.init, as_numpy=True)  # the discriminator, if two
+  if "electra" not in params:
+    raise ValueError(f"{config.init}: the loaded {type(model).__name__} has no 'electra' "
+                     f"encoder parameters (top-level keys {sorted(params)})")
+  shape_changes = [k for k in overrides if k in _SHAPE_FIELDS]
+  if shape_changes:
+    raise ValueError(f"model_overrides {shape_changes} change the shape of the loaded model "
+                     f"from {config.init}; only dropout/dtype/remat may be overridden")
+  model_config = model.config.replace(**overrides)
+  if model_config.vocab_size != vocab_size:
+    print(f"note: tokenizer has {vocab_size} ids, the model {model_config.vocab_size}",
+          file=sys.stderr)
+  return model_config, params
+
+
+def _merge_initial(params: dict, initial: Optional[dict], shardings: dict) -> tuple[dict, list]:
+  """Replaces the fresh encoder (and any head whose shapes match) by the initial weights."""
+  if initial is None:
+    return params, []
+  taken = []
+  merged = dict(params)
+  for key in params:
+    if key not in initial:
+      continue
+    fresh_shapes = jax.tree.map(lambda x: x.shape, params[key])
+    init_shapes = jax.tree.map(lambda x: tuple(np.shape(x)), initial[key])
+    if jax.tree.structure(fresh_shapes) != jax.tree.structure(init_shapes) or \
+        jax.tree.leaves(fresh_shapes) != jax.tree.leaves(init_shapes):
+      if key == "electra":
+        raise ValueError("the initial encoder's parameters do not match the task model's "
+                         "(structure or shapes differ)")
+      continue
+    merged[key] = jax.device_put(
+        jax.tree.map(lambda x: np.asarray(x, np.float32), initial[key]), shardings[key])
+    taken.append(key)
+  return merged, taken
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps
+
+
+def _to_host(x) -> np.ndarray:
+  if jax.process_count() > 1:
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)
+
+
+def _local_rows(batch: dict) -> dict:
+  """This process's contiguous share of a global host batch."""
+  n, p = jax.process_count(), jax.process_index()
+  if n == 1:
+    return batch
+  return {k: v[p * (len(v) // n):(p + 1) * (len(v) // n)] for k, v in batch.items()}
+
+
+class Runner:
+  """The jitted train and predict steps of one task model on one mesh.
+
+  Training runs electra_jax.runtime's step (the pre-training one) with this task's loss:
+  one TrainState, parameters and optimizer slots laid out by their logical axis names, batches
+  split over the data axes; the predict step is a `mesh.MeshJit` on the same layout."""
+
+  def __init__(self, model, kind: TaskKind, mesh, tx, max_seq_length: int):
+    self.model, self.mesh = model, mesh
+    dummy = jnp.zeros((1, max_seq_length), jnp.int32)
+    init_fn = lambda key: model.init(key, dummy, dummy, dummy)["params"]
+    self.shardings = ts.state_shardings(init_fn, tx, mesh)
+    self.param_shardings = self.shardings.params
+    self.batch_sharding = shd.batch_sharding(mesh)
+
+    def loss_fn(params, batch, rng):
+      out = model.apply({"params": params}, *(batch[k] for k in MODEL_INPUTS),
+                        deterministic=False, rngs={"dropout": rng})
+      return kind.loss(out, batch), {}
+
+    def predict_step(params, batch):
+      out = model.apply({"params": params}, *(batch[k] for k in MODEL_INPUTS),
+                        deterministic=True)
+      return kind.eval_outputs(out)
+
+    # Compiled once and shared by every seed.
+    self.init_params = ts.params_initializer(init_fn, self.shardings)
+    self.init_state = ts.state_initializer(tx, self.shardings)
+    self._train = make_train_step(loss_fn, tx, mesh, self.shardings)
+    self._predict = shd.MeshJit(predict_step, mesh,
+                                in_shardings=(self.param_shardings, self.batch_sharding),
+                                out_shardings=self.batch_sharding)
+
+  def _global(self, batch: dict) -> dict:
+    return shd.global_batch(_local_rows(batch), self.mesh)
+
+  def train_step(self, state: ts.TrainState, batch: dict):
+    """(new state, metrics: loss, grad_norm, learning_rate) after one step on a host batch."""
+    return self._train(state, self._global(batch))
+
+  def predict(self, params, arrays: dict, batch_size: int):
+    """Outputs for every row of `arrays`: the last batch is padded to `batch_size` (so each
+    split compiles once) and the padding rows are dropped, so each row counts exactly once."""
+    n = len(arrays["input_ids"])
+    chunks = []
+    for start in range(0, n, batch_size):
+      rows = {k: arrays[k][start:start + batch_size] for k in MODEL_INPUTS}
+      valid = len(rows["input_ids"])
+      if valid < batch_size:
+        rows = {k: np.concatenate([v, np.zeros((batch_size - valid,) + v.shape[1:], v.dtype)])
+                for k, v in rows.items()}
+      out = self._predict(params, self._global(rows))
+      chunks.append(jax.tree.map(lambda x: _to_host(x)[:valid], out))
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *chunks)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring and prediction files
+
+
+def _suffixed(task: Task, split_name: str, scores: dict) -> dict:
+  if split_name == task.dev_splits[0]:
+    return scores
+  suffix = split_name.removeprefix("dev_")
+  return {f"{k}_{suffix}": v for k, v in scores.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints (safetensors, never pickle)
+
+
+def load_finetuned(path: str) -> tuple[nn.Module, dict, dict]:
+  """(task model, params, its "finetune" record) from a fine-tuning output WORKDIR/seed_S/{select}
+  (an electra_jax-safetensors directory; `electra_jax.load_pretrained` reads it too)."""
+  meta = read_finetune_info(path)
+  if meta is None:
+    raise FileNotFoundError(f"{path} is not a fine-tuned model written by electra_jax.finetune "
+                            "(no electra_jax.json with a 'finetune' record)")
+  model, params, _ = load_safetensors(path)
+  return model, params, meta
+
+
+# ---------------------------------------------------------------------------------------------
+# One seed, then all seeds
+
+
+def _log(message: str) -> None:
+  if jax.process_index() == 0:
+    tqdm.write(message, file=sys.stderr)
+
+
+def build_runner(task: Task, config: FinetuneConfig, hp: Hparams, model_config: ModelConfig,
+                 num_labels: int, n_train: int, mesh) -> tuple["Runner", int]:
+  """The task model, optimizer and jitted steps, shared by every seed; and the step count."""
+  kind = KINDS[task.kind]
+  model = kind.model(model_config, num_labels, config.head, config.classifier_dropout)
+  dummy = jnp.zeros((1, hp.max_seq_length), jnp.int32)
+  abstract = jax.eval_shape(lambda k: model.init(k, dummy, dummy, dummy)["params"],
+                            jax.random.key(0))
+  total_steps = max(1, math.ceil(hp.num_epochs * n_train / config.batch_size))
+  multipliers = layerwise_lr_multipliers(abstract, hp.layerwise_lr_decay,
+                                         model_config.num_hidden_layers, config.layerwise_lr_mode)
+  opt_config = OptimizerConfig(learning_rate=hp.learning_rate,
+                               warmup_steps=int(config.warmup_fraction * total_steps),
+                               total_steps=total_steps, weight_decay=config.weight_decay,
+                               clip_norm=config.clip_norm, bias_correction=config.bias_correction)
+  tx = make_optimizer(opt_config, params=nn.unbox(abstract), lr_multipliers=multipliers)
+  return Runner(model, kind, mesh, tx, hp.max_seq_length), total_steps
+
+
+def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: FinetuneConfig,
+             data: TaskData, initial: Optional[dict], workdir: Path) -> dict:
+  """Fine-tunes once; returns {"scores": the selected evaluation's dev metrics, "step": its step,
+  "history": [{"step", **metrics} per evaluation]} (selection: `config.select`)."""
+  init_key, dropout_key = jax.random.split(jax.random.key(seed))
+  params = runner.init_params(init_key)
+  params, taken = _merge_initial(params, initial, runner.param_shardings)
+  if taken and seed == config.seeds[0]:
+    _log(f"initialised {taken} from {config.init}")
+  state = runner.init_state(params, dropout_key)
+  n_train = data.train.size
+  eval_every = max(1, math.ceil(n_train / config.batch_size) // config.evals_per_epoch)
+
+  rng = np.random.default_rng(seed)
+  order = np.concatenate([rng.permutation(n_train)
+                          for _ in range(math.ceil(total_steps * config.batch_size / n_train))])
+  kind = KINDS[task.kind]
+  keys = MODEL_INPUTS + kind.targets
+  chosen = {"primary": -math.inf, "scores": None, "step": 0, "params": None, "preds": None}
+  history = []
+  seed_dir = workdir / f"seed_{seed}"
+  writer = MetricsWriter(seed_dir, start_step=0, total_steps=total_steps,
+                         is_main=jax.process_index() == 0, tensorboard=config.tensorboard,
+                         progress_bar=config.progress)
+  writer.print(f"{task.name} seed {seed}: {total_steps} steps")
+  try:
+    for step in range(total_steps):
+      done = step + 1
+      idx = order[step * config.batch_size:done * config.batch_size]
+      state, metrics = runner.train_step(state, {k: data.train.arrays[k][idx] for k in keys})
+      writer.advance(done)
+      if itstime(done, config.log_every, total_steps):
+        writer.write_train(done, {k: float(v) for k, v in jax.device_get(metrics).items()})
+      if itstime(done, eval_every, total_steps):
+        scores, preds = {}, []
+        for split in data.dev:
+          out = runner.predict(state.params, split.arrays, config.eval_batch_size)
+          s, p = kind.score(task, config, data.labels, split, out)
+          scores.update(_suffixed(task, split.name, s))
+          preds.append(p)
+        writer.write_eval(done, scores)
+        history.append({"step": done, **scores})
+        keep = (done == total_steps if config.select == "final"
+                else scores[task.primary] > chosen["primary"])
+        if keep:
+          chosen = {"primary": scores[task.primary], "scores": scores, "step": done,
+                    "params": jax.device_get(state.params), "preds": preds}
+  finally:
+    writer.close()
+
+  if jax.process_index() == 0:
+    if config.save_checkpoint:
+      record = {"task": task.name, "labels": list(data.labels), "select": config.select,
+                "step": chosen["step"], "scores": chosen["scores"]}
+      save_safetensors(runner.model, chosen["params"], str(seed_dir / config.select),
+                       finetune=record)
+    if config.write_predictions:
+      for split, preds in zip(data.dev, chosen["preds"]):
+        kind.write_predictions(task, data.labels, split, preds, seed_dir)
+  if config.write_predictions and data.test:
+    chosen_params = jax.device_put(chosen["params"], runner.param_shardings)
+    for split in data.test:
+      out = runner.predict(chosen_params, split.arrays, config.eval_batch_size)
+      preds = kind.predictions(out)
+      if jax.process_index() == 0:
+        kind.write_predictions(task, data.labels, split, preds, seed_dir)
+  return {"scores": chosen["scores"], "step": chosen["step"], "history": history}
+
+
+def _stats(values: list) -> dict:
+  v = np.asarray(values, np.float64)
+  return {"median": float(np.median(v)), "mean": float(v.mean()), "std": float(v.std())}
+
+
+def resolve_tokenizer(config: FinetuneConfig):
+  """`config.tokenizer`'s tokenizer, else the one saved with `config.init` (ValueError if none)."""
+  if config.tokenizer is not None:
+    return tokenizers.load(config.tokenizer)
+  tokenizer = None if config.init == "random" else tokenizers.find_saved(config.init)
+  if tokenizer is None:
+    raise ValueError(f"no tokenizer saved with --init={config.init} (pre-training workdirs, "
+                     "their exports and Hugging Face directories with vocab.txt have one): "
+                     "pass --tokenizer SPEC (e.g. wordpiece:PATH/vocab.txt)")
+  return tokenizer
+
+
+def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
+  """Fine-tunes `config.init` on `config.task` once per seed; writes WORKDIR/results.json.
+
+  Returns the results dict: task, metric_names, primary_metric, select, seeds, per_seed
+  (metric -> [value per seed], of the evaluation `config.select` picks), median / mean / std
+  (metric -> value), selected_step per seed, eval_history per seed (every evaluation), hparams,
+  train/dev sizes. Raises ValueError / FileNotFoundError for unknown tasks (with close
+  matches), missing files and labels outside the task's label set.
+  """
+  task = get_task(config.task)
+  workdir = Path(workdir)
+  tokenizer = resolve_tokenizer(config)
+  if jax.process_index() == 0:  # the fine-tuned models in WORKDIR/seed_S find it here
+    tokenizer.save(workdir / tokenizers.SAVED_DIR)
+  model_config, initial = load_initial(config, tokenizer.vocab_size)
+  hp = resolve_hparams(config, task, model_config)
+  data = load_task_data(task, config, hp, tokenizer)
+  mesh = shd.make_mesh(config.mesh)
+  for name in ("batch_size", "eval_batch_size"):
+    ts.check_batch(mesh, getattr(config, name), f"FinetuneConfig.{name}")
+  _log(f"devices: {jax.device_count()} x {jax.devices()[0].platform} over "
+       f"{jax.process_count()} process(es); mesh {dict(mesh.shape)}")
+  _log(f"{task.name}: {data.train.size} train rows, "
+       + ", ".join(f"{s.name} {s.size}" for s in data.dev) + f"; {hp}")
+
+  num_labels = KINDS[task.kind].num_outputs(data.labels)
+  runner, total_steps = build_runner(task, config, hp, model_config, num_labels, data.train.size,
+                                     mesh)
+  per_seed, steps, history = {}, [], []
+  for seed in config.seeds:
+    out = run_seed(seed, runner, total_steps, task, config, data, initial, workdir)
+    for k, v in out["scores"].items():
+      per_seed.setdefault(k, []).append(v)
+    steps.append(out["step"])
+    history.append(out["history"])
+  stats = {k: _stats(v) for k, v in per_seed.items()}
+  results = {
+      "task": task.name, "metric_names": list(per_seed), "primary_metric": task.primary,
+      "select": config.select, "seeds": list(config.seeds), "per_seed": per_seed,
+      "median": {k: s["median"] for k, s in stats.items()},
+      "mean": {k: s["mean"] for k, s in stats.items()},
+      "std": {k: s["std"] for k, s in stats.items()},
+      "selected_step": steps, "eval_history": history, "total_steps": total_steps,
+      "train_rows": data.train.size, "dev_rows": {s.name: s.size for s in data.dev},
+      "hparams": dataclasses.asdict(hp), "labels": list(data.labels),
+      "config": dataclasses.asdict(config),
+  }
+  if jax.process_index() == 0:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+  return results
+
+
+def format_results(results: dict) -> str:
+  """A short table: one row per metric with each seed's value and the median/mean/std."""
+  lines = [f"{results['task']} (seeds {', '.join(map(str, results['seeds']))}; "
+           f"{SELECTION[results['select']]})"]
+  for k in results["metric_names"]:
+    values = " ".join(f"{v:6.2f}" for v in results["per_seed"][k])
+    lines.append(f"  {k:<22} {values}   median {results['median'][k]:6.2f}  "
+                 f"mean {results['mean'][k]:6.2f}  std {results['std'][k]:5.2f}")
+  return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(prog="python -m electra_jax.finetune", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--task", required=True, help="e.g. sst2, cola, mnli, squad1.1, squad2.0, chunk")
+  p.add_argument("--init", required=True,
+                 help="HF dir, official TF checkpoint, electra_jax pre-training checkpoint, "
+                      "or 'random'")
+  src = p.add_mutually_exclusive_group()
+  src.add_argument("--data_dir", help="directory with the task's native files")
+  src.add_argument("--tfds", action="store_true", help="read the task from TFDS by name")
+  p.add_argument("--workdir", required=True)
+  p.add_argument("--seeds", help="comma-separated, e.g. 1,2,3")
+  p.add_argument("--tokenizer", help="wordpiece:PATH/vocab.txt or sentencepiece:PATH/model")
+  p.add_argument("--size", help="tiny/small/base/large (random init architecture; defaults)")
+  p.add_argument("--gin_file", action="append", default=[])
+  p.add_argument("--gin_bindings", "--set", action="append", default=[], dest="gin_bindings",
+                 help="e.g. 'FinetuneConfig.learning_rate = 1e-4' (repeatable)")
+  add_distributed_flags(p)
+  return p.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
+  seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+  return resolve_config(args.gin_file, args.gin_bindings, task=args.task, init=args.init,
+                        data_dir=args.data_dir, tfds=True if args.tfds else None, seeds=seeds,
+                        tokenizer=args.tokenizer, size=args.size)
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  shd.set_cpu_xla_flags()  # before JAX starts its backend; CPU-only flags
+  try:
+    config = config_from_args(args)
+  except (ValueError, FileNotFoundError) as err:
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+  initialize_distributed(args)
+  try:
+    results = finetune_and_evaluate(config, args.workdir)
+  except (ValueError, FileNotFoundError) as err:
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+  if jax.process_index() == 0:
+    print(format_results(results))
+    print(f"results: {Path(args.workdir) / 'results.json'}")
+  return 0

@@ -1,0 +1,165 @@
+"""Convert ELECTRA checkpoints between formats.
+
+  python -m electra_jax.io.convert SRC DST [--from FORMAT] [--to FORMAT] [--which NETWORK]
+
+SRC formats (detected unless --from is given): hf (config.json + model.safetensors), tf1 (an
+official google-research/electra checkpoint: prefix or directory with a `checkpoint` file),
+electra_jax (a pre-training checkpoint of electra_jax's trainer), electra_jax-safetensors
+(including fine-tuned models, WORKDIR/seed_S/final of electra_jax.finetune.train).
+DST formats (--to, default hf): hf (a directory transformers loads with from_pretrained),
+electra_jax-safetensors (electra_jax.json + params.safetensors).
+
+A source with two networks (tf1, electra_jax) converts both by default, into DST/discriminator
+and DST/generator; --which discriminator|generator converts one into DST itself
+(--which pretraining keeps the joint model, electra_jax-safetensors only).
+
+The tokenizer saved with SRC (a pre-training or fine-tuning workdir keeps one; an HF directory or
+an official release has vocab.txt) is written into every output, with the files transformers'
+AutoTokenizer reads; a fine-tuned model's label names become the HF config's id2label.
+
+Examples:
+  python -m electra_jax.io.convert electra_small/ out/ --from tf1
+  python -m electra_jax.io.convert hf_dir/ native/ --to electra_jax-safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from data_pipelines import tokenizers
+from electra_jax.io import native
+from electra_jax.io import hf as hf_io
+from electra_jax.io import load as pretrained
+from electra_jax.io.common import CheckpointError
+from electra_jax.io.native import NATIVE_CONFIG
+
+
+class _ProgressLine:
+  """A single self-overwriting progress line on stderr."""
+
+  def __init__(self, label: str):
+    self.label, self.stream = label, sys.stderr  # the stderr of now, not of import time
+    self.last = 0.0
+    self.tty = self.stream.isatty()
+
+  def __call__(self, done: int, total: int, name: str) -> None:
+    now = time.monotonic()
+    if done != total and now - self.last < 0.1:
+      return
+    self.last = now
+    line = f"{self.label}: {done}/{total} tensors  {name}"
+    if self.tty:
+      self.stream.write("\r\033[K" + line[:150])
+      if done == total:
+        self.stream.write("\n")
+    elif done == total or done == 1:
+      self.stream.write(line + "\n")
+    self.stream.flush()
+
+
+def _write(model, params, dst: str, to: str, tokenizer, finetune) -> dict:
+  if to == "hf":
+    labels = (finetune or {}).get("labels") or []
+    id2label = {i: str(label) for i, label in enumerate(labels)} if len(labels) > 1 else None
+    return hf_io.export_hf(model, params, dst, id2label=id2label, tokenizer=tokenizer,
+                           progress=_ProgressLine(f"writing {dst}"))
+  return native.save_safetensors(model, params, dst, tokenizer=tokenizer, finetune=finetune)
+
+
+def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=False,
+            num_attention_heads=None, architecture=None, strict=True) -> list[str]:
+  """Runs one conversion; returns the summary lines. Raises CheckpointError on bad input."""
+  if to not in ("hf", "electra_jax-safetensors"):
+    raise CheckpointError(f"--to {to!r}; expected 'hf' or 'electra_jax-safetensors'")
+  fmt = src_format or pretrained.detect_format(src)
+  if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)) and not force:
+    raise CheckpointError(f"{dst} exists and is not empty (pass --force to write into it)")
+  if which == "pretraining" and to == "hf":
+    raise CheckpointError("--which pretraining: Hugging Face has no joint generator + "
+                          "discriminator class; convert 'discriminator' and 'generator' (the "
+                          "default 'both' does)")
+  two_networks = fmt in ("tf1", "electra_jax") or (
+      fmt == "electra_jax-safetensors" and _native_is_pretraining(src))
+  if which is None or which == "both":
+    targets = [("discriminator", os.path.join(dst, "discriminator")),
+               ("generator", os.path.join(dst, "generator"))] if two_networks else [(None, dst)]
+  else:
+    targets = [(which, dst)]
+  tokenizer = tokenizers.find_saved(src)
+  finetune = native.read_finetune_info(src) if fmt == "electra_jax-safetensors" else None
+  overrides = {}
+  if num_attention_heads:
+    overrides["num_attention_heads"] = num_attention_heads
+  lines = []
+  for net, out in targets:
+    t0 = time.time()
+    try:
+      model, params, report = pretrained.load_pretrained(
+          src, net, format=fmt, architecture=architecture, strict=strict, as_numpy=True,
+          return_report=True,
+          progress=_ProgressLine(f"reading {fmt}" + (f" {net}" if net else "")), **overrides)
+    except CheckpointError as e:
+      if len(targets) == 2 and net == "generator" and "no generator" in str(e):
+        lines.append(f"skipped the generator: {e}")  # e.g. an MLM-baseline run
+        continue
+      raise
+    info = _write(model, params, out, to, tokenizer, finetune)
+    what = f" ({net})" if net else ""
+    line = (f"converted {fmt} {report.source}{what} -> {to} {info['architecture']} at {out}: "
+            f"{info['tensors']} tensors, {info['parameters']:,} parameters "
+            f"in {time.time() - t0:.1f}s")
+    if report.ignored:
+      line += f"; {len(report.ignored)} source entries not converted"
+    lines.append(line)
+    lines += [f"  note: {n}" for n in report.notes]
+    lines.append(f"  tokenizer: {tokenizer.spec} saved with it" if tokenizer is not None else
+                 f"  note: {src} carries no tokenizer; the output has none (fine-tuning it needs "
+                 "--tokenizer)")
+  return lines
+
+
+def _native_is_pretraining(src: str) -> bool:
+  directory = src if os.path.isdir(src) else os.path.dirname(src) or "."
+  try:
+    with open(os.path.join(directory, NATIVE_CONFIG)) as f:
+      return json.load(f).get("architecture") == "ElectraPretrainingModel"
+  except (OSError, ValueError):
+    return False
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(prog="python -m electra_jax.io.convert", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("src", help="source checkpoint (directory, TF prefix or file)")
+  p.add_argument("dst", help="destination directory")
+  p.add_argument("--from", dest="src_format",
+                 choices=["hf", "tf1", "electra_jax", "electra_jax-safetensors"],
+                 help="source format (default: detected)")
+  p.add_argument("--to", default="hf", choices=["hf", "electra_jax-safetensors"],
+                 help="destination format (default: hf)")
+  p.add_argument("--which", choices=["discriminator", "generator", "both", "pretraining"],
+                 help="network of a two-network source (default: both, into DST/discriminator "
+                      "and DST/generator)")
+  p.add_argument("--num-attention-heads", type=int,
+                 help="tf1 only: heads of the converted network (default hidden // 64)")
+  p.add_argument("--architecture", help="hf source only: read as this class, e.g. ElectraModel")
+  p.add_argument("--no-strict", dest="strict", action="store_false",
+                 help="tf1 only: ignore variables that belong to neither network")
+  p.add_argument("--force", action="store_true", help="write into a non-empty DST")
+  args = p.parse_args(argv)
+  try:
+    lines = convert(args.src, args.dst, args.src_format, args.to, args.which, args.force,
+                    args.num_attention_heads, args.architecture, args.strict)
+  except CheckpointError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  print("\n".join(lines))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,2 @@
+"""The model: config and size presets, Flax layers, HF-parity heads, the joint pre-training
+model."""

@@ -1,0 +1,267 @@
+"""ELECTRA's building blocks in Flax Linen: dense and LayerNorm with logical axes, dropout,
+embeddings, post-LN self-attention and feed-forward layers, the encoder and the backbone.
+
+Shapes: B batch, L sequence length, E embedding size, H hidden size, N heads, D head size,
+F intermediate (FFN) size, V vocabulary.
+
+Every parameter carries logical axis names (see `electra_jax.runtime.mesh` for the table that maps
+them to mesh axes): "vocab", "embed" (E), "hidden" (H), "heads" (N), "kv" (D), "mlp" (F),
+"position", "type", "classes". Parameters are float32; matmuls and activations run in
+`config.dtype`; softmax, LayerNorm statistics and every returned logit are float32.
+
+Parameter names mirror Hugging Face's ElectraModel so that conversion is a renaming plus reshapes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from electra_jax.model import random_bits
+from electra_jax.model.config import ModelConfig
+from electra_jax.runtime import mesh as shd
+
+Array = jax.Array
+
+def param_init(cfg: ModelConfig, axes: tuple):
+  return nn.with_logical_partitioning(
+      nn.initializers.truncated_normal(stddev=cfg.initializer_range), axes)
+
+
+def zeros_init(axes: tuple):
+  return nn.with_logical_partitioning(nn.initializers.zeros_init(), axes)
+
+
+class DenseGeneral(nn.Module):
+  """y = x . kernel + bias, contracting the `axis` dims of x with the kernel's leading dims.
+
+  kernel [*in_dims, *features] (float32, truncated normal), bias [*features] (zeros). Unlike
+  flax's DenseGeneral the kernel is created at its full shape, so its logical axis names apply
+  to the array they describe (flax initialises a flattened 2-D kernel, which a 3-name logical
+  constraint cannot annotate under a mesh).
+  """
+
+  features: tuple
+  in_axes: tuple
+  out_axes: tuple
+  axis: tuple
+  init_std: float
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    axis = tuple(a % x.ndim for a in self.axis)
+    in_shape = tuple(x.shape[a] for a in axis)
+    init = nn.with_logical_partitioning(nn.initializers.truncated_normal(stddev=self.init_std),
+                                        self.in_axes + self.out_axes)
+    kernel = self.param("kernel", init, in_shape + self.features, jnp.float32)
+    bias = self.param("bias", zeros_init(self.out_axes), self.features, jnp.float32)
+    y = jax.lax.dot_general(x.astype(self.dtype), kernel.astype(self.dtype),
+                            ((axis, tuple(range(len(axis)))), ((), ())))
+    return y + bias.astype(self.dtype)
+
+
+def dense(cfg: ModelConfig, features, in_axes: tuple, out_axes: tuple, name: str, axis=-1,
+          dtype=None) -> DenseGeneral:
+  """A dense layer (truncated-normal(initializer_range) kernel, zero bias) in the compute dtype."""
+  return DenseGeneral(
+      features=tuple(features) if isinstance(features, (tuple, list)) else (features,),
+      in_axes=in_axes, out_axes=out_axes,
+      axis=tuple(axis) if isinstance(axis, (tuple, list)) else (axis,),
+      init_std=cfg.initializer_range, dtype=dtype or cfg.compute_dtype, name=name)
+
+
+def layer_norm(cfg: ModelConfig, axis_name: str, name: str, dtype=None) -> nn.LayerNorm:
+  """LayerNorm with epsilon `layer_norm_eps`; statistics are always float32."""
+  return nn.LayerNorm(
+      epsilon=cfg.layer_norm_eps, dtype=dtype or cfg.compute_dtype, param_dtype=jnp.float32,
+      scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), (axis_name,)),
+      bias_init=zeros_init((axis_name,)), name=name)
+
+
+def activation(name: str):
+  if name == "gelu":  # exact (erf) GELU, as BERT and ELECTRA use
+    return functools.partial(jax.nn.gelu, approximate=False)
+  if name == "gelu_new":
+    return functools.partial(jax.nn.gelu, approximate=True)
+  if name == "relu":
+    return jax.nn.relu
+  raise ValueError(f"unknown activation {name!r}")
+
+
+class Dropout(nn.Module):
+  """`nn.Dropout`, bit for bit (same rng stream, mask and scaling), with the mask drawn by
+  `electra_jax.model.random_bits`, which XLA fuses into the select on CPU: x [...] -> x's
+  shape/dtype.
+  Kept elements are x / (1 - rate); the mask depends only on the rng and each element's index,
+  so any sharding draws the same mask."""
+
+  rate: float
+
+  @nn.compact
+  def __call__(self, x: Array, deterministic: bool) -> Array:
+    if deterministic or self.rate == 0:
+      return x
+    if self.rate == 1.0:
+      return jnp.zeros_like(x)
+    keep_prob = 1.0 - self.rate
+    keep = random_bits.bernoulli(self.make_rng("dropout"), keep_prob, x.shape)
+    return jax.lax.select(keep, x / keep_prob, jnp.zeros_like(x))
+
+
+class Embeddings(nn.Module):
+  """word + position + token-type embeddings, LayerNorm, dropout: ids [B,L] -> [B,L,E]."""
+
+  config: ModelConfig
+
+  def setup(self):
+    cfg = self.config
+    # Only the tables are used (`__call__` gathers from them in float32).
+    emb = functools.partial(nn.Embed, features=cfg.embedding_size, param_dtype=jnp.float32)
+    self.word_embeddings = emb(cfg.vocab_size, embedding_init=param_init(cfg, ("vocab", "embed")))
+    self.position_embeddings = emb(cfg.max_position_embeddings,
+                                   embedding_init=param_init(cfg, ("position", "embed")))
+    self.token_type_embeddings = emb(cfg.type_vocab_size,
+                                     embedding_init=param_init(cfg, ("type", "embed")))
+    self.LayerNorm = layer_norm(cfg, "embed", "LayerNorm")
+    self.dropout = Dropout(cfg.hidden_dropout_prob)
+
+  def __call__(self, input_ids: Array, token_type_ids: Array, deterministic: bool,
+               word_embeddings_delta: Optional[Array] = None) -> Array:
+    """`word_embeddings_delta` [V,E]: when given, the word table is
+    stop_gradient(shared table) + delta (gradient-disentangled sharing, DeBERTa-v3)."""
+    cfg = self.config
+    length = input_ids.shape[-1]
+    if length > cfg.max_position_embeddings:
+      raise ValueError(f"sequence length {length} exceeds max_position_embeddings="
+                       f"{cfg.max_position_embeddings}")
+    table = self.word_embeddings.embedding
+    if word_embeddings_delta is not None:
+      table = jax.lax.stop_gradient(table) + word_embeddings_delta
+    # Lookups read whole rows: gathering from a table whose E axis is split over fsdp would give
+    # E-split rows that XLA can only turn into batch-split ones by replicating them. They run in
+    # float32 whatever the compute dtype: a gather's gradient is a scatter-add, and GPUs have no
+    # native bfloat16 atomic add (XLA emulates it with compare-and-swap loops, which serialise on
+    # rows many tokens share, e.g. [MASK] and the two token types; an ELECTRA-Small bf16 step on
+    # an H100 took 269 ms that way, 17 ms with float32 lookups).
+    words = jnp.take(shd.logical_constraint(table, ("vocab", None)), input_ids, axis=0)
+    positions = self.position_embeddings.embedding[None, :length]  # a slice, not a gather
+    type_table = shd.logical_constraint(self.token_type_embeddings.embedding, ("type", None))
+    types = jnp.take(type_table, token_type_ids, axis=0)
+    x = self.LayerNorm(words + positions + types)  # float32 sum in, compute dtype out
+    x = self.dropout(x, deterministic=deterministic)
+    return shd.logical_constraint(x, ("batch", "length", "embed"))
+
+  def attend(self, x: Array) -> Array:
+    """Tied output projection in float32: [..., E] -> [..., V]."""
+    table = self.word_embeddings.embedding.astype(jnp.float32)
+    return jnp.einsum("...e,ve->...v", x.astype(jnp.float32), table)
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention with an additive padding mask: [B,L,H] -> [B,L,H]."""
+
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x: Array, mask: Array, deterministic: bool) -> Array:
+    cfg = self.config
+    n, d = cfg.num_attention_heads, cfg.head_dim
+    proj = lambda name: dense(cfg, (n, d), ("hidden",), ("heads", "kv"), name)
+    q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)  # [B,L,N,D]
+    keep = mask[:, None, None, :].astype(bool)  # [B,1,1,L]: which keys may be attended
+    if cfg.attention_probs_dropout_prob > 0 and not deterministic:
+      # Explicit path: jax.nn.dot_product_attention has no attention-probability dropout.
+      logits = jnp.einsum("bqnd,bknd->bnqk", q, k, preferred_element_type=jnp.float32)
+      logits = logits / jnp.sqrt(jnp.float32(d))
+      logits = jnp.where(keep, logits, jnp.finfo(jnp.float32).min)
+      probs = jax.nn.softmax(logits, axis=-1)
+      probs = Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=False)
+      out = jnp.einsum("bnqk,bknd->bqnd", probs.astype(cfg.compute_dtype), v)
+    else:
+      # Fused path (cuDNN flash attention on GPU where it applies, XLA elsewhere); its softmax
+      # runs in float32.
+      out = jax.nn.dot_product_attention(q, k, v, mask=keep)
+    out = shd.logical_constraint(out, ("batch", "length", "heads", "kv"))
+    return dense(cfg, cfg.hidden_size, ("heads", "kv"), ("hidden",), "output", axis=(-2, -1))(out)
+
+
+class TransformerLayer(nn.Module):
+  """Post-LN BERT block: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x: Array, mask: Array, deterministic: bool) -> Array:
+    cfg = self.config
+    drop = Dropout(cfg.hidden_dropout_prob)
+    a = SelfAttention(cfg, name="attention")(x, mask, deterministic)
+    x = layer_norm(cfg, "hidden", "attention_LayerNorm")(x + drop(a, deterministic=deterministic))
+    h = dense(cfg, cfg.intermediate_size, ("hidden",), ("mlp",), "intermediate")(x)
+    h = activation(cfg.hidden_act)(h)
+    h = shd.logical_constraint(h, ("batch", "length", "mlp"))
+    h = dense(cfg, cfg.hidden_size, ("mlp",), ("hidden",), "output")(h)
+    x = layer_norm(cfg, "hidden", "output_LayerNorm")(x + drop(h, deterministic=deterministic))
+    return shd.logical_constraint(x, ("batch", "length", "hidden"))
+
+
+class Encoder(nn.Module):
+  """`num_hidden_layers` TransformerLayers named layer_0 ... layer_{n-1}."""
+
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x: Array, mask: Array, deterministic: bool) -> Array:
+    cfg = self.config
+    layer_cls = TransformerLayer
+    if cfg.remat:
+      layer_cls = nn.remat(TransformerLayer, static_argnums=(3,))
+    for i in range(cfg.num_hidden_layers):
+      x = layer_cls(cfg, name=f"layer_{i}")(x, mask, deterministic)
+    return x
+
+
+class Backbone(nn.Module):
+  """The ELECTRA encoder (Hugging Face's ElectraModel): ids [B,L] -> hidden states [B,L,H].
+
+  With `shared_embeddings` set, that module (owned by a parent) embeds the ids; otherwise the
+  backbone owns an `embeddings` submodule. `embeddings_project` (E -> H) exists when E != H.
+  """
+
+  config: ModelConfig
+  shared_embeddings: Optional[Embeddings] = None
+
+  def setup(self):
+    cfg = self.config
+    if self.shared_embeddings is None:
+      self.embeddings = Embeddings(cfg)
+    if cfg.embedding_size != cfg.hidden_size:
+      self.embeddings_project = dense(cfg, cfg.hidden_size, ("embed",), ("hidden",),
+                                      "embeddings_project")
+    self.encoder = Encoder(cfg)
+
+  def embedder(self) -> Embeddings:
+    return self.shared_embeddings if self.shared_embeddings is not None else self.embeddings
+
+  def __call__(self, input_ids: Array, attention_mask: Optional[Array] = None,
+               token_type_ids: Optional[Array] = None, deterministic: bool = True,
+               word_embeddings_delta: Optional[Array] = None) -> Array:
+    if attention_mask is None:
+      attention_mask = jnp.ones_like(input_ids)
+    if token_type_ids is None:
+      token_type_ids = jnp.zeros_like(input_ids)
+    x = self.embedder()(input_ids, token_type_ids, deterministic, word_embeddings_delta)
+    if self.config.embedding_size != self.config.hidden_size:
+      x = self.embeddings_project(x)
+    return self.encoder(x, attention_mask, deterministic)
+
+
+def gather_positions(x: Array, positions: Array) -> Array:
+  """x [B,L,...], positions [B,P] int -> [B,P,...] in x's dtype. Gathers in float32 so that the
+  gradient's scatter-add uses native atomics on GPU (see Embeddings)."""
+  idx = positions.reshape(positions.shape + (1,) * (x.ndim - 2))
+  return jnp.take_along_axis(x.astype(jnp.float32), idx, axis=1).astype(x.dtype)

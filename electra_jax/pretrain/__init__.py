@@ -1,0 +1,1 @@
+"""ELECTRA pre-training: config, objective, checkpoints, health, FLOPs and the training loop."""

@@ -1,0 +1,517 @@
+"""ELECTRA pre-training: `python -m electra_jax.train --experiment=NAME --workdir=DIR`.
+
+    python -m electra_jax.train --experiment=tiny --workdir=/tmp/electra_tiny
+    python -m electra_jax.train --experiment=small --workdir=gs://... \
+        --gin_bindings='DataConfig.data_dir = "/data/owt_len128"'
+
+`main` is a thin command line over `train_and_evaluate(config, workdir)`, which runs the whole
+pipeline: mesh, data, model, shardings, state (fresh, restored from WORKDIR/checkpoints, or
+initialised from a pre-trained checkpoint), then the loop of sharded train steps with logging,
+periodic evaluation, checkpointing and preemption handling. Every process of a multi-host job
+runs the same program; saving, evaluating and stopping are decided from the step number (or,
+for preemption, by JAX's cross-process sync point), and only process 0 writes logs. One trainer
+at a time holds a workdir (WORKDIR/train.lock); resuming with a changed model or objective is
+refused, and --overwrite starts over.
+
+Metrics of step s are read from the device after step s + 1 is dispatched, so the host never
+waits on the device except when it has to (before a checkpoint, an evaluation or the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import functools
+import json
+import math
+import operator
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from data_pipelines import tokenizers
+from data_pipelines.default_data import ensure_default_pretraining_data
+from data_pipelines.pretraining_reader import PretrainingData
+from electra_jax.pretrain import health
+from electra_jax.pretrain import flops as flops_lib
+from electra_jax.pretrain.checkpoint import (CheckpointWriteError, Checkpointer, PreemptionWatcher,
+                                             check_free_space, load_init_params)
+from electra_jax.pretrain.config import list_experiments, resolve_config, save_config_json, to_gin
+from electra_jax.pretrain.objective import (SpecialIds, build_pretraining_model, init_fn, loss_fn,
+                                            make_eval_step)
+from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
+from electra_jax.runtime.mesh import global_batch, make_mesh, set_cpu_xla_flags
+from electra_jax.runtime.metrics import MetricsWriter, itstime
+from electra_jax.runtime.optim import make_optimizer
+from electra_jax.runtime.state import abstract_train_state, check_batch, init_train_state
+from electra_jax.runtime.step import make_train_step
+
+DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "electra_jax")
+LOCK_FILE = "train.lock"
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "eval_metrics.jsonl", "tensorboard", "profile",
+               "tokenizer")
+
+_ARCHITECTURE = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
+                 "num_attention_heads", "intermediate_size", "hidden_act",
+                 "max_position_embeddings", "type_vocab_size")
+# What a resumed run must keep of WORKDIR/config.json: {gin name: its path in the JSON}.
+RESUME_FIXED = {
+    **{f"ModelConfig.{f}": ("model", f) for f in _ARCHITECTURE},
+    "TrainConfig.generator_hidden_fraction": ("generator_hidden_fraction",),
+    "TrainConfig.generator_layer_fraction": ("generator_layer_fraction",),
+    "TrainConfig.embedding_sharing": ("embedding_sharing",),
+    "ObjectiveConfig.kind": ("objective", "kind"),
+    "ObjectiveConfig.uniform_generator": ("objective", "uniform_generator"),
+    "DataConfig.seq_len": ("data", "seq_len"),
+    "OptimizerConfig.clip_norm": ("optimizer", "clip_norm"),
+    "OptimizerConfig.weight_decay": ("optimizer", "weight_decay"),
+}
+# Compared only as on or off: the optimizer state has their slot only when they are on.
+_ON_OFF = {"OptimizerConfig.clip_norm": lambda v: v is not None,
+           "OptimizerConfig.weight_decay": lambda v: v > 0}
+
+
+class NonFiniteError(RuntimeError):
+  """A training metric became NaN or infinite; the message names the step and the metric."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces of the pipeline.
+
+
+def open_data(config):
+  """(train data, eval data or None, SpecialIds, data_dir) for `config`, checked against it.
+
+  Without DataConfig.data_dir, the built-in default data is built (once) under cache_dir with
+  the model's vocabulary size. Raises ValueError if the shards' seq_len or vocabulary size
+  disagree with the config.
+  """
+  data_cfg = config.data
+  data_dir = data_cfg.data_dir
+  if data_dir is None:
+
+    data_dir = ensure_default_pretraining_data(data_cfg.cache_dir or DEFAULT_CACHE_DIR,
+                                               data_cfg.seq_len, config.model.vocab_size)
+  train = PretrainingData(data_dir, global_batch_size=data_cfg.global_batch_size,
+                          seed=data_cfg.seed, split="train", seq_len=data_cfg.seq_len,
+                          on_corrupt_shard=data_cfg.on_corrupt_shard)
+  tok = train.manifest["tokenizer"]
+  if tok["vocab_size"] != config.model.vocab_size:
+    raise ValueError(f"vocabulary mismatch: ModelConfig.vocab_size={config.model.vocab_size} but "
+                     f"the shards in {data_dir} use a {tok['vocab_size']}-token vocabulary "
+                     f"({tok['spec']}); set ModelConfig.vocab_size = {tok['vocab_size']}")
+  special = SpecialIds(pad=tok["pad_id"], cls=tok["cls_id"], sep=tok["sep_id"],
+                       mask=tok["mask_id"], vocab_size=tok["vocab_size"])
+  evaluation = None
+  if data_cfg.eval_every:
+    evaluation = PretrainingData(data_dir, global_batch_size=data_cfg.global_batch_size,
+                                 seed=data_cfg.seed, split=data_cfg.eval_split,
+                                 seq_len=data_cfg.seq_len,
+                                 on_corrupt_shard=data_cfg.on_corrupt_shard)
+  return train, evaluation, special, data_dir
+
+
+def _memory_report(compiled) -> str:
+  """One line of the compiled step's memory use (MiB), or why there is none."""
+  try:
+    stats = compiled.memory_analysis()
+  except Exception as err:  # platforms without memory analysis raise various errors
+    return f"memory analysis unavailable: {type(err).__name__}: {err}"
+  if stats is None:
+    return "memory analysis unavailable on this platform"
+  mib = lambda b: f"{b / 2**20:.1f}"
+  return (f"compiled train step memory per device (MiB): arguments "
+          f"{mib(stats.argument_size_in_bytes)}, outputs {mib(stats.output_size_in_bytes)}, "
+          f"aliased {mib(stats.alias_size_in_bytes)}, temporaries {mib(stats.temp_size_in_bytes)}, "
+          f"code {mib(stats.generated_code_size_in_bytes)}")
+
+
+def _first_nonfinite(metrics: dict) -> Optional[str]:
+  for name in ("loss", "grad_norm"):
+    if name in metrics and not math.isfinite(float(metrics[name])):
+      return name
+  for name, value in sorted(metrics.items()):
+    if not math.isfinite(float(value)):
+      return name
+  return None
+
+
+def _data_position(config, step: int) -> dict:
+  return {"step": int(step), "seed": config.data.seed,
+          "global_batch_size": config.data.global_batch_size}
+
+
+def _evaluate(eval_step, state, eval_data, mesh, num_batches: int) -> dict:
+  """Mean metrics over eval batches 0..num_batches-1 (the same batches every time)."""
+  totals = None
+  for i in range(num_batches):
+    metrics = eval_step(state, global_batch(eval_data.batch(i), mesh))
+    totals = metrics if totals is None else jax.tree.map(lambda a, b: a + b, totals, metrics)
+  return {k: float(np.asarray(v)) / num_batches for k, v in jax.device_get(totals).items()}
+
+
+def _flops_and_peak(config) -> tuple:
+  """(analytic matmul FLOPs of one train step, peak FLOP/s of all devices together) for MFU;
+  the peak is None on devices without a known peak (CPUs), and then no MFU is logged."""
+  step_flops = flops_lib.training_flops_per_step(config.model, config.generator,
+                                                 config.objective, config.data.global_batch_size,
+                                                 config.data.seq_len)
+  per_device = flops_lib.peak_flops(jax.devices()[0].device_kind, config.model.dtype)
+  return step_flops, (per_device * jax.device_count() if per_device else None)
+
+
+class _StepTimer:
+  """Seconds per step and tokens per second between consecutive log records."""
+
+  def __init__(self, step: int, tokens_per_step: int):
+    self.tokens_per_step = tokens_per_step
+    self.reset(step)
+
+  def reset(self, step: int) -> None:
+    self.step, self.time = step, time.perf_counter()
+
+  def rates(self, step: int) -> dict:
+    now = time.perf_counter()
+    steps = max(step - self.step, 1)
+    step_time = (now - self.time) / steps
+    self.reset(step)
+    return {"step_time": step_time, "tokens_per_sec": self.tokens_per_step / step_time}
+
+
+@contextlib.contextmanager
+def lock_workdir(workdir: Path):
+  """Creates `workdir` and holds WORKDIR/train.lock (an exclusive flock) while the block runs.
+
+  ValueError when the workdir cannot be written, or when another process holds the lock (naming
+  the workdir and the holder's pid, which the holder writes into the file). The lock goes with
+  its holder: the kernel releases a flock when its process dies, so a file left by a killed run
+  does not block. The file stays (deleting it would let two processes lock different files).
+  """
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    problem = None if os.access(workdir, os.W_OK) else "permission denied"
+  except OSError as err:
+    problem = err.strerror or str(err)
+  if problem:
+    raise ValueError(f"cannot write to workdir {workdir} ({problem}); give a writable "
+                     "--workdir")
+  path = workdir / LOCK_FILE
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+      raise ValueError(f"workdir {workdir} is in use by another trainer (pid {holder}, which "
+                       f"holds {path}); wait for it to end or stop it, or use another "
+                       "--workdir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    yield
+  finally:
+    os.close(fd)  # releases the lock
+
+
+def check_resume_config(config, workdir: Path) -> None:
+  """ValueError naming each field of RESUME_FIXED (old -> new) in which `config` differs from
+  WORKDIR/config.json, when WORKDIR/checkpoints holds a step to resume; see train_and_evaluate.
+  Fields missing from an older config.json are not compared."""
+  ckpt_dir = workdir / "checkpoints"
+  steps = [int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()] if ckpt_dir.is_dir() else []
+  path = workdir / "config.json"
+  if not steps or not path.is_file():
+    return
+  way_out = ("resume with the old values, use another --workdir, or pass --overwrite to delete "
+             "its checkpoints and metrics and start over")
+  try:
+    old = json.loads(path.read_text())
+  except (ValueError, UnicodeDecodeError) as err:
+    raise ValueError(f"{path} (the config of the checkpoints to resume) is not valid JSON "
+                     f"({err}); {way_out}") from None
+  new = config.to_dict()
+  changed = []
+  for name, keys in RESUME_FIXED.items():
+    try:
+      before = functools.reduce(operator.getitem, keys, old)
+    except (KeyError, TypeError):
+      continue
+    after = functools.reduce(operator.getitem, keys, new)
+    same = _ON_OFF[name](before) == _ON_OFF[name](after) if name in _ON_OFF else before == after
+    if not same:
+      changed.append(f"  {name}: {before!r} -> {after!r}")
+  if changed:
+    raise ValueError("\n".join([
+        f"workdir {workdir} holds checkpoints (latest step {max(steps)}) of a run whose model or "
+        "objective this config changes; resuming them would fail or mix two runs:",
+        *changed, f"Old config: {path}; {way_out}"]))
+
+
+def _replace_file(path: Path, write) -> None:
+  """`write(tmp)` then renames tmp to `path`: a run killed meanwhile leaves the old file whole
+  (a truncated config.json would stop the next run from resuming)."""
+  tmp = path.with_name(path.name + ".tmp")
+  write(tmp)
+  os.replace(tmp, path)
+
+
+def _start_over(workdir: Path) -> None:
+  """Deletes the outputs of an earlier run in `workdir` (RUN_OUTPUTS)."""
+  for name in RUN_OUTPUTS:
+    path = workdir / name
+    if path.is_dir():
+      shutil.rmtree(path)
+    elif path.exists():
+      path.unlink()
+
+
+# ---------------------------------------------------------------------------------------------
+# The run.
+
+
+def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
+  """Pre-trains per `config` (a TrainConfig) in `workdir`; resumes from its latest checkpoint.
+
+  Writes WORKDIR/config.json and config.gin (the resolved config), tokenizer/ (the shards'
+  tokenizer, data_pipelines.tokenizers.Tokenizer.save), metrics.jsonl, eval_metrics.jsonl,
+  tensorboard/, checkpoints/ (and profile/ with LogConfig.profile_steps).
+  Returns {"step": last completed step, "preempted": bool, "train": last logged training
+  metrics (with "health": "warmup" | "ok" | "at_prior", see electra_jax.pretrain.health),
+  "eval": last evaluation metrics with the context-free baselines unigram_accuracy/unigram_loss (or {})}.
+  Raises NonFiniteError naming the step and metric when a loss or gradient is NaN/inf, and
+  checkpointing.CheckpointWriteError when a checkpoint finds no room on the disk (the previous
+  checkpoints stay restorable). Before the first step, a ValueError when the disk of
+  WORKDIR/checkpoints has less free space than the checkpoints the run keeps
+  (checkpointing.check_free_space).
+
+  Before anything else, process 0 claims the workdir (`lock_workdir`: ValueError when it is not
+  writable or another trainer holds it). With checkpoints to resume, a config that changes the
+  model's shapes or the objective is refused with a ValueError naming each field (old -> new),
+  before the checkpoints are read: ModelConfig's architecture (vocab_size, embedding_size,
+  hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act,
+  max_position_embeddings, type_vocab_size), the generator fractions, embedding_sharing,
+  ObjectiveConfig.kind and uniform_generator, DataConfig.seq_len, and whether gradient clipping
+  and weight decay are on (their optimizer state). Everything else may change on resume, e.g.
+  num_train_steps / OptimizerConfig.total_steps (extending a run), the learning rate and its
+  schedule, loss weights, mask_prob, dropout, dtype, remat, the mesh, data seed, batch size and
+  directory, and the log, eval and checkpoint settings. `overwrite`: start over instead,
+  deleting the earlier run's checkpoints and metrics (RUN_OUTPUTS).
+  """
+  workdir = Path(workdir)
+  with contextlib.ExitStack() as stack:
+    if jax.process_index() == 0:
+      stack.enter_context(lock_workdir(workdir))
+      if overwrite:
+        _start_over(workdir)
+      else:
+        check_resume_config(config, workdir)
+      _replace_file(workdir / "config.json", lambda tmp: save_config_json(config, tmp))
+      _replace_file(workdir / "config.gin", lambda tmp: tmp.write_text(to_gin(config)))
+    if jax.process_count() > 1:  # the other processes read the workdir after process 0 claims it
+
+      multihost_utils.sync_global_devices("electra_jax.pretrain.train: workdir claimed")
+    return _train(config, workdir)
+
+
+def _train(config, workdir: Path) -> dict:
+  """The run of `train_and_evaluate` in a claimed workdir."""
+  is_main = jax.process_index() == 0
+  mesh = make_mesh(config.mesh)
+  seq_len, batch_size = config.data.seq_len, config.data.global_batch_size
+  model = build_pretraining_model(config.model, config.generator, config.embedding_sharing,
+                                  config.objective)
+  optimizer = make_optimizer(config.optimizer)
+  check_batch(mesh, batch_size)
+  init = init_fn(model, seq_len)
+  abstract, shardings = abstract_train_state(init, optimizer, mesh)
+  check_free_space(workdir.resolve() / "checkpoints", config.checkpoint, abstract)
+  train_data, eval_data, special, data_dir = open_data(config)
+  checkpointer = Checkpointer(workdir, config.checkpoint)
+  last_step = config.train_steps
+  say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if is_main else (lambda msg: None)
+  if is_main:  # WORKDIR/tokenizer: where finetune, convert and load_tokenizer find it
+    try:
+      tokenizers.of_shards(data_dir, train_data.manifest["tokenizer"]).save(
+          workdir / tokenizers.SAVED_DIR)
+    except ValueError as err:
+      say(f"warning: {err}; this run's checkpoints carry no tokenizer")
+  say(f"devices: {jax.device_count()} x {jax.devices()[0].platform} over "
+      f"{jax.process_count()} process(es); mesh {dict(mesh.shape)}; data {data_dir}")
+
+  restored_step = checkpointer.latest_step()
+  if restored_step is not None:
+    state, _, position = checkpointer.restore(abstract, restored_step)
+    if position["seed"] != config.data.seed or position["global_batch_size"] != batch_size:
+      say(f"warning: checkpoint data position {position} differs from this run's data seed "
+          f"{config.data.seed} / batch {batch_size}; the data order changes from here")
+    say(f"restored step {restored_step} from {checkpointer.directory}")
+  else:
+    state = init_train_state(init, optimizer, shardings, seed=config.data.seed)
+    if config.init_from:
+      params = load_init_params(config, state.params, shardings.params, say)
+      state = state.replace(params=params)
+  start_step = int(jax.device_get(state.step))
+  if start_step >= last_step:
+    say(f"nothing to do: step {start_step} >= num_train_steps {last_step}")
+    checkpointer.close()
+    return {"step": start_step, "preempted": False, "train": {}, "eval": {}}
+
+  train_step = make_train_step(loss_fn(model, config.objective, special), optimizer, mesh,
+                               shardings)
+  eval_step = (make_eval_step(model, config.objective, special, mesh, shardings,
+                              seed=config.data.seed) if eval_data is not None else None)
+  first_batch = global_batch(train_data.batch(start_step), mesh)
+  compiled = train_step.lower(state, first_batch).compile()
+  say(_memory_report(compiled))
+
+  warning = health.amplification_warning(config.optimizer)
+  if warning:
+    say(warning)
+  prior_batches = ([eval_data.batch(i) for i in range(config.data.eval_batches)] if eval_data
+                   else [train_data.batch(start_step + i) for i in range(4)])
+  priors = health.unigram_prior(prior_batches, special)
+  monitor = health.HealthMonitor(config.optimizer, config.objective, priors["unigram_accuracy"])
+
+  step_flops, peak = _flops_and_peak(config)
+  writer = MetricsWriter(workdir, start_step=start_step, total_steps=last_step, is_main=is_main,
+                         tensorboard=config.log.tensorboard,
+                         progress_bar=config.log.progress_bar)
+  timer = _StepTimer(start_step, batch_size * seq_len)
+  profile = config.log.profile_steps
+  result = {"step": start_step, "preempted": False, "train": {}, "eval": {}}
+
+  def record(step: int, device_metrics) -> dict:
+    """Host copy of step `step`'s metrics; stops the run if one is not finite."""
+    metrics = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+    bad = _first_nonfinite(metrics)
+    if bad is not None:
+      checkpointer.wait()
+      saved = checkpointer.latest_step()
+      where = (f"the last checkpoint (step {saved}) in {checkpointer.directory} is intact"
+               if saved is not None else "no checkpoint was saved")
+      raise NonFiniteError(f"non-finite {bad} = {metrics[bad]} at step {step} "
+                           f"(loss={metrics.get('loss')}, grad_norm={metrics.get('grad_norm')}); "
+                           f"the run stopped without saving the corrupted state; {where}")
+    message = monitor.update(step, metrics)
+    if message:
+      say(message)
+    if itstime(step, config.log.log_every, last_step):
+      metrics.update(timer.rates(step))
+      metrics["health"] = monitor.status
+      if peak:
+        metrics["mfu"] = flops_lib.mfu(step_flops, metrics["step_time"], peak)
+      writer.write_train(step, metrics)
+      result["train"] = metrics
+    return metrics
+
+  pending = None  # (step, device metrics) of the last dispatched step, not yet read
+  try:
+    with PreemptionWatcher() as preemption, contextlib.ExitStack() as stack:
+      for step in range(start_step, last_step):
+        if profile and step + 1 == profile[0]:
+          jax.profiler.start_trace(str(workdir / "profile"))
+          stack.callback(jax.profiler.stop_trace)
+        batch = first_batch if step == start_step else global_batch(train_data.batch(step), mesh)
+        state, metrics = compiled(state, batch)
+        done = step + 1
+        if pending is not None:
+          record(*pending)
+        pending = (done, metrics)
+        writer.advance(done)
+        if profile and done == profile[1]:
+          jax.block_until_ready(state)
+          stack.close()
+          say(f"profiler trace of steps {profile[0]}..{profile[1]} in {workdir / 'profile'}")
+        preempted = preemption.reached(done)
+        if preempted or checkpointer.should_save(done, last_step):
+          record(*pending)
+          pending = None
+          checkpointer.save(done, state, config.to_dict(), _data_position(config, done))
+        if eval_step is not None and itstime(done, config.data.eval_every, last_step):
+          if pending is not None:
+            record(*pending)
+            pending = None
+          result["eval"] = {**_evaluate(eval_step, state, eval_data, mesh,
+                                        config.data.eval_batches), **priors}
+          writer.write_eval(done, result["eval"])
+          timer.reset(done)  # keep evaluation time out of the next step_time
+        result["step"] = done
+        if preempted:
+          result["preempted"] = True
+          say(f"preempted: saved step {done} to {checkpointer.directory}; exiting")
+          break
+      if pending is not None:
+        record(*pending)
+  finally:
+    writer.close()
+    checkpointer.close()
+  return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line.
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(
+      prog="python -m electra_jax.train", description=__doc__.split("\n\n")[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog="experiments: " + ", ".join(list_experiments()))
+  p.add_argument("--experiment", help="experiments/NAME.gin (e.g. tiny, small, base, "
+                 "ablations/mlm); omit to use only --gin_file/--gin_bindings")
+  p.add_argument("--workdir", required=True, help="run directory: config, metrics, "
+                 "checkpoints; an existing run there is resumed")
+  p.add_argument("--gin_file", action="append", default=[], help="extra gin file (repeatable)")
+  p.add_argument("--gin_bindings", "--set", action="append", default=[], dest="gin_bindings",
+                 help="a gin binding such as 'ModelConfig.hidden_size = 64' (repeatable)")
+  p.add_argument("--overwrite", action="store_true", help="start over: delete the checkpoints "
+                 "and metrics of an earlier run in WORKDIR instead of resuming it")
+  p.add_argument("--profile_steps", help="FIRST,LAST: write a JAX profiler trace of these steps "
+                 "to WORKDIR/profile")
+  add_distributed_flags(p)
+  args = p.parse_args(argv)
+  if args.experiment is None and not args.gin_file and not args.gin_bindings:
+    p.error("give --experiment (or --gin_file / --gin_bindings)")
+  return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  args = parse_args(argv)
+
+
+  set_cpu_xla_flags()  # before JAX starts its backend; CPU-only flags
+
+  try:
+    config = resolve_config(args.experiment, args.gin_file, args.gin_bindings)
+    if args.profile_steps:
+      first, last = (int(x) for x in args.profile_steps.split(","))
+      config = config.replace(log=dataclasses.replace(config.log, profile_steps=(first, last)))
+  except (ValueError, FileNotFoundError) as err:
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+  initialize_distributed(args)
+
+  try:
+    result = train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
+  except (NonFiniteError, CheckpointWriteError) as err:
+    print(f"error: {err}", file=sys.stderr)
+    return 1
+  except (ValueError, FileNotFoundError) as err:  # data / config / mesh mismatches
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+
+  if jax.process_index() == 0:
+    print(json.dumps({"step": result["step"], "preempted": result["preempted"],
+                      **{k: result["train"].get(k)
+                         for k in ("loss", "disc_auc", "gen_accuracy", "health")},
+                      **{f"eval_{k}": v for k, v in result["eval"].items()
+                         if k in ("loss", "disc_auc")}}))
+  return 0

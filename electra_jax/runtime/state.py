@@ -1,0 +1,101 @@
+"""The training state shared by pre-training and fine-tuning: one TrainState, created sharded
+from the start (abstract shapes first, then a jitted init with out_shardings) or restored onto the
+same shardings, so a checkpoint restores onto any mesh.
+
+A model enters through `init_fn(key) -> params boxed with logical axis names` (what
+`model.init(key, *dummy_inputs)["params"]` returns); parameter and optimizer-slot shardings come
+from those names (`electra_jax.runtime.mesh`). Parameters and optimizer slots are float32.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from electra_jax.runtime import mesh as shd
+
+InitFn = Callable[[jax.Array], Any]
+
+
+@flax.struct.dataclass
+class TrainState:
+  """step: int32 scalar (updates applied); params: unboxed float32 tree; opt_state: optax state;
+  rng: a PRNG key (raw uint32[2] data or a typed key), the root of every step's randomness."""
+
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+def state_shardings(init_fn: InitFn, optimizer: optax.GradientTransformation, mesh) -> TrainState:
+  """Shardings of the TrainState: parameters by their logical axis names, each optimizer slot
+  as its parameter (`optax.tree_map_params`), every other leaf (counts, rates, rng) replicated."""
+  boxed = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
+  params = shd.param_shardings(boxed, mesh)
+  rep = shd.replicated(mesh)
+  opt_abstract = jax.eval_shape(optimizer.init, nn.unbox(boxed))
+  opt_state = optax.tree_map_params(optimizer, lambda _, s: s, opt_abstract, params,
+                                    transform_non_params=lambda _: rep)
+  return TrainState(step=rep, params=params, opt_state=opt_state, rng=rep)
+
+
+def check_batch(mesh, batch_size: int, name: str = "global_batch_size") -> None:
+  """ValueError unless `batch_size` rows split evenly over the data x fsdp devices."""
+  shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  if batch_size % shards:
+    raise ValueError(f"{name}={batch_size} is not divisible by data x fsdp = {shards} devices")
+
+
+def params_initializer(init_fn: InitFn, shardings: TrainState):
+  """A jitted key -> unboxed parameters of `init_fn(key)`, each created directly on its devices
+  (out_shardings; nothing is materialised unsharded). Traced without the activation rules: the
+  dummy init batch of 1 row would not split over the batch axes. Compiles once for all keys."""
+  return jax.jit(lambda key: nn.unbox(init_fn(key)), out_shardings=shardings.params)
+
+
+def state_initializer(optimizer: optax.GradientTransformation, shardings: TrainState):
+  """A jitted (params, rng) -> TrainState at step 0 with fresh optimizer slots created on their
+  devices and `rng` as the root of the steps' randomness."""
+  make = lambda params, rng: TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                                        opt_state=optimizer.init(params), rng=rng)
+  return jax.jit(make, out_shardings=shardings)
+
+
+def init_train_state(init_fn: InitFn, optimizer: optax.GradientTransformation,
+                     shardings: TrainState, *, seed: int) -> TrainState:
+  """A fresh TrainState at step 0, laid out as `shardings` (`state_shardings`). Parameters come
+  from fold_in(PRNGKey(seed), 0), the step rng root is fold_in(PRNGKey(seed), 1)."""
+  root = jax.random.PRNGKey(seed)
+  params = params_initializer(init_fn, shardings)(jax.random.fold_in(root, 0))
+  return state_initializer(optimizer, shardings)(params, jax.random.fold_in(root, 1))
+
+
+def create_train_state(init_fn: InitFn, optimizer: optax.GradientTransformation, mesh, *,
+                       seed: int) -> tuple[TrainState, TrainState]:
+  """(state, state_shardings): `init_train_state` with the shardings derived on `mesh`."""
+  shardings = state_shardings(init_fn, optimizer, mesh)
+  return init_train_state(init_fn, optimizer, shardings, seed=seed), shardings
+
+
+def abstract_train_state(init_fn: InitFn, optimizer: optax.GradientTransformation, mesh
+                         ) -> tuple[TrainState, TrainState]:
+  """(abstract_state, state_shardings): the TrainState of `create_train_state` as
+  jax.ShapeDtypeStructs carrying their shardings on `mesh` (an orbax restore target for any
+  mesh), and the shardings."""
+  shardings = state_shardings(init_fn, optimizer, mesh)
+
+  def init():
+    params = nn.unbox(init_fn(jax.random.PRNGKey(0)))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=optimizer.init(params), rng=jax.random.PRNGKey(0))
+
+  abstract = jax.tree_util.tree_map(
+      lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), jax.eval_shape(init),
+      shardings)
+  return abstract, shardings

@@ -1,0 +1,43 @@
+"""The fine-tuning command line's config: gin bindings through the gin edge that pre-training
+shares (electra_jax.runtime.gin), the nested MeshConfig, flags winning over bindings, and clear
+errors."""
+
+import pytest
+
+from electra_jax.finetune.config import FinetuneConfig, resolve_config
+from electra_jax.runtime.mesh import MeshConfig
+
+FLAGS = dict(task="sst2", init="random", data_dir="/data/glue")
+
+
+def test_mesh_binds_through_its_own_class():
+  cfg = resolve_config((), ["MeshConfig.fsdp = 2", "MeshConfig.tensor = 1"], **FLAGS)
+  assert cfg.mesh == MeshConfig(data=-1, fsdp=2, tensor=1)
+  assert resolve_config((), [], **FLAGS).mesh == MeshConfig()
+
+
+def test_flags_win_over_bindings_and_files(tmp_path):
+  gin_file = tmp_path / "ft.gin"
+  gin_file.write_text("FinetuneConfig.learning_rate = 1e-3\nFinetuneConfig.seeds = [1, 2]\n")
+  cfg = resolve_config([str(gin_file)], ["FinetuneConfig.batch_size = 8"], learning_rate=5e-4,
+                       **FLAGS)
+  assert (cfg.learning_rate, cfg.seeds, cfg.batch_size) == (5e-4, (1, 2), 8)
+  assert isinstance(cfg, FinetuneConfig)
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("FinetuneConfig.mesh = 2", "nested configs are bound through their own class"),
+    ("fsdp = 2", "did you mean 'MeshConfig.fsdp = 2'?"),
+    ("MeshConfig.fdsp = 2", "Did you mean fsdp"),
+    ("FinetuneConfig.head = hf", "a string needs quotes"),
+    ("MeshConfig.fsdp = '2'", "MeshConfig.fsdp = '2': expected int; without the quotes"),
+])
+def test_bad_bindings_are_one_clear_error(binding, message):
+  with pytest.raises(ValueError, match=None) as err:
+    resolve_config((), [binding], **FLAGS)
+  assert message in str(err.value)
+
+
+def test_missing_gin_file_is_named(tmp_path):
+  with pytest.raises(FileNotFoundError, match="gin file .*nope.gin does not exist"):
+    resolve_config([str(tmp_path / "nope.gin")], [], **FLAGS)

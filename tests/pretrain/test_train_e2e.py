@@ -1,0 +1,112 @@
+"""End to end: a tiny ELECTRA pre-trained on real text (the built-in corpus of standard-library
+docstrings) learns to detect replaced tokens, and the run leaves the files it promises."""
+
+import math
+
+import numpy as np
+import pytest
+
+from electra_jax.pretrain.config import load_config_json, resolve_config
+from electra_jax.pretrain.train import NonFiniteError, train_and_evaluate
+from train_testlib import read_jsonl, tiny_bindings
+
+STEPS = 250
+REQUIRED = ("step", "loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy",
+            "disc_precision", "disc_recall", "disc_auc", "replaced_fraction", "learning_rate",
+            "grad_norm", "step_time", "tokens_per_sec")
+
+
+def _tensorboard_scalars(directory):
+  """{tag: {step: value}} from the event files in `directory`."""
+  from data_pipelines.tf_runtime import tensorflow
+
+  tf = tensorflow()
+  out = {}
+  for path in sorted(directory.glob("events.*")):
+    for raw in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+      event = tf.compat.v1.Event.FromString(raw)
+      for value in event.summary.value:
+        out.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+  return out
+
+
+@pytest.mark.slow
+def test_tiny_run_learns_and_writes_metrics_config_and_checkpoint(tmp_path):
+  bindings = tiny_bindings(
+      STEPS, LogConfig__log_every=10, LogConfig__tensorboard=True,
+      DataConfig__eval_every=STEPS, DataConfig__eval_batches=4,
+      ObjectiveConfig__temperature=2.0, OptimizerConfig__learning_rate=3e-3,
+      ModelConfig__hidden_dropout_prob=0.0, ModelConfig__attention_probs_dropout_prob=0.0)
+  config = resolve_config(None, gin_bindings=bindings)
+  result = train_and_evaluate(config, tmp_path)
+
+  records = read_jsonl(tmp_path / "metrics.jsonl")
+  assert [r["step"] for r in records] == list(range(10, STEPS + 1, 10))
+  for r in records:
+    assert set(REQUIRED) <= set(r), set(REQUIRED) - set(r)
+    assert all(math.isfinite(r[k]) for k in REQUIRED)
+  first, last = records[0], records[-1]
+  assert last["tokens_per_sec"] == pytest.approx(8 * 64 / last["step_time"], rel=1e-6)
+  assert last["learning_rate"] < first["learning_rate"]  # linear decay towards 0
+  late_auc = np.mean([r["disc_auc"] for r in records[-5:]])
+  assert late_auc > 0.62, [r["disc_auc"] for r in records]  # replaced tokens are detected
+  # The generator learned far beyond chance (1/4000); single batches are noisy: average.
+  assert np.mean([r["gen_accuracy"] for r in records[-5:]]) > 0.03
+  assert np.mean([r["loss"] for r in records[-5:]]) < first["loss"]
+
+  evals = read_jsonl(tmp_path / "eval_metrics.jsonl")
+  assert [e["step"] for e in evals] == [STEPS]
+  assert evals[0]["eval_disc_auc"] > 0.65 and evals[0]["eval_gen_accuracy"] > 0.03
+  assert result["step"] == STEPS and not result["preempted"]
+  assert result["eval"]["disc_auc"] == pytest.approx(evals[0]["eval_disc_auc"])
+
+  assert load_config_json(tmp_path / "config.json") == config
+  assert resolve_config(None, [str(tmp_path / "config.gin")]) == config
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [str(STEPS)]
+
+  scalars = _tensorboard_scalars(tmp_path / "tensorboard" / "train")
+  assert scalars["loss"] == {r["step"]: pytest.approx(r["loss"]) for r in records}
+  assert _tensorboard_scalars(tmp_path / "tensorboard" / "eval")["eval_disc_auc"] == {
+      STEPS: pytest.approx(evals[0]["eval_disc_auc"])}
+
+  again = train_and_evaluate(config, tmp_path)  # finished run: restores and does nothing
+  assert again["step"] == STEPS
+  assert len(read_jsonl(tmp_path / "metrics.jsonl")) == len(records)
+
+
+def test_nonfinite_loss_stops_the_run_naming_step_and_metric(tmp_path):
+  config = resolve_config(None, gin_bindings=tiny_bindings(
+      20, OptimizerConfig__learning_rate=1e30, OptimizerConfig__warmup_steps=0,
+      CheckpointConfig__save_every=1))
+  with pytest.raises(NonFiniteError, match=r"non-finite (loss|grad_norm|\w+) = (nan|inf|-inf) "
+                                           r"at step (\d+)") as info:
+    train_and_evaluate(config, tmp_path)
+  bad_step = int(info.value.args[0].split(" at step ")[1].split()[0])
+  saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+  assert saved == list(range(1, bad_step))  # every sane step saved, the corrupted one not
+  assert f"the last checkpoint (step {bad_step - 1})" in str(info.value)
+
+
+def test_data_that_does_not_match_the_config_is_refused(tmp_path):
+  config = resolve_config(None, gin_bindings=tiny_bindings(5))
+  data_dir = _built_data_dir(config)
+  with pytest.raises(ValueError, match=r"vocabulary mismatch: ModelConfig.vocab_size=5000 "
+                                       r"but the shards in .* use a 4000-token vocabulary"):
+    train_and_evaluate(resolve_config(None, gin_bindings=tiny_bindings(
+        5, DataConfig__data_dir=data_dir, ModelConfig__vocab_size=5000)), tmp_path / "a")
+  with pytest.raises(ValueError, match=r"seq_len mismatch: the run uses seq_len=32 but the "
+                                       r"shards in .* have seq_len=64"):
+    train_and_evaluate(resolve_config(None, gin_bindings=tiny_bindings(
+        5, DataConfig__data_dir=data_dir, DataConfig__seq_len=32)), tmp_path / "b")
+
+
+def test_mesh_that_does_not_fit_the_devices_is_refused(tmp_path):
+  config = resolve_config(None, gin_bindings=tiny_bindings(5, MeshConfig__data=4))
+  with pytest.raises(ValueError, match=r"data x fsdp x tensor = 4 but there are 1 devices"):
+    train_and_evaluate(config, tmp_path)
+
+
+def _built_data_dir(config) -> str:
+  from electra_jax.pretrain.train import open_data
+
+  return open_data(config)[3]
