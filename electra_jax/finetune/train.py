@@ -405,7 +405,7 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
   data = load_task_data(task, config, hp, tokenizer)
   mesh = shd.make_mesh(config.mesh)
   for name in ("batch_size", "eval_batch_size"):
-    ts.check_batch(mesh, getattr(config, name), f"FinetuneConfig.{name}")
+    shd.check_batch(mesh, getattr(config, name), f"FinetuneConfig.{name}")
   _log(f"devices: {jax.device_count()} x {jax.devices()[0].platform} over "
        f"{jax.process_count()} process(es); mesh {dict(mesh.shape)}")
   _log(f"{task.name}: {data.train.size} train rows, "

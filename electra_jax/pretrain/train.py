@@ -49,10 +49,10 @@ from electra_jax.pretrain.config import list_experiments, resolve_config, save_c
 from electra_jax.pretrain.objective import (SpecialIds, build_pretraining_model, init_fn, loss_fn,
                                             make_eval_step)
 from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
-from electra_jax.runtime.mesh import global_batch, make_mesh, set_cpu_xla_flags
+from electra_jax.runtime.mesh import check_batch, global_batch, make_mesh, set_cpu_xla_flags
 from electra_jax.runtime.metrics import MetricsWriter, itstime
 from electra_jax.runtime.optim import make_optimizer
-from electra_jax.runtime.state import abstract_train_state, check_batch, init_train_state
+from electra_jax.runtime.state import abstract_train_state, init_train_state
 from electra_jax.runtime.step import make_train_step
 
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "electra_jax")

@@ -203,18 +203,22 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
+def check_batch(mesh: Mesh, batch_size: int, name: str = "global_batch_size") -> None:
+  """ValueError unless `batch_size` rows split evenly over the data x fsdp devices."""
+  shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  if batch_size % shards:
+    raise ValueError(f"{name}={batch_size} is not divisible by data x fsdp = {shards} devices")
+
+
 def global_batch(local_batch: dict, mesh: Mesh) -> dict:
   """This process's rows {name: np.ndarray [B_local, ...]} -> global jax.Arrays [B, ...] sharded
   by `batch_sharding` (B = B_local x process count). B must divide by data x fsdp."""
   sharding = batch_sharding(mesh)
-  shards = mesh.shape["data"] * mesh.shape["fsdp"]
   out = {}
   for name, value in local_batch.items():
     value = np.asarray(value)
     global_rows = value.shape[0] * jax.process_count()
-    if global_rows % shards:
-      raise ValueError(f"batch field {name!r}: global batch {global_rows} is not divisible by "
-                       f"data x fsdp = {shards}")
+    check_batch(mesh, global_rows, f"the global batch of field {name!r}")
     out[name] = jax.make_array_from_process_local_data(sharding, value,
                                                       (global_rows,) + value.shape[1:])
   return out

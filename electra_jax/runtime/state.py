@@ -33,23 +33,30 @@ class TrainState:
   rng: jax.Array
 
 
-def state_shardings(init_fn: InitFn, optimizer: optax.GradientTransformation, mesh) -> TrainState:
-  """Shardings of the TrainState: parameters by their logical axis names, each optimizer slot
-  as its parameter (`optax.tree_map_params`), every other leaf (counts, rates, rng) replicated."""
+def _trace(init_fn: InitFn, optimizer: optax.GradientTransformation) -> tuple[Any, TrainState]:
+  """One abstract trace of `init_fn`: (params boxed with logical axis names, the abstract
+  TrainState of `init_train_state` as jax.ShapeDtypeStructs)."""
   boxed = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
+  params = nn.unbox(boxed)
+  state = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params,
+                     opt_state=jax.eval_shape(optimizer.init, params),
+                     rng=jax.eval_shape(jax.random.PRNGKey, 0))
+  return boxed, state
+
+
+def _shardings(optimizer: optax.GradientTransformation, boxed: Any, abstract: TrainState,
+               mesh) -> TrainState:
   params = shd.param_shardings(boxed, mesh)
   rep = shd.replicated(mesh)
-  opt_abstract = jax.eval_shape(optimizer.init, nn.unbox(boxed))
-  opt_state = optax.tree_map_params(optimizer, lambda _, s: s, opt_abstract, params,
+  opt_state = optax.tree_map_params(optimizer, lambda _, s: s, abstract.opt_state, params,
                                     transform_non_params=lambda _: rep)
   return TrainState(step=rep, params=params, opt_state=opt_state, rng=rep)
 
 
-def check_batch(mesh, batch_size: int, name: str = "global_batch_size") -> None:
-  """ValueError unless `batch_size` rows split evenly over the data x fsdp devices."""
-  shards = mesh.shape["data"] * mesh.shape["fsdp"]
-  if batch_size % shards:
-    raise ValueError(f"{name}={batch_size} is not divisible by data x fsdp = {shards} devices")
+def state_shardings(init_fn: InitFn, optimizer: optax.GradientTransformation, mesh) -> TrainState:
+  """Shardings of the TrainState: parameters by their logical axis names, each optimizer slot
+  as its parameter (`optax.tree_map_params`), every other leaf (counts, rates, rng) replicated."""
+  return _shardings(optimizer, *_trace(init_fn, optimizer), mesh)
 
 
 def params_initializer(init_fn: InitFn, shardings: TrainState):
@@ -87,15 +94,9 @@ def abstract_train_state(init_fn: InitFn, optimizer: optax.GradientTransformatio
                          ) -> tuple[TrainState, TrainState]:
   """(abstract_state, state_shardings): the TrainState of `create_train_state` as
   jax.ShapeDtypeStructs carrying their shardings on `mesh` (an orbax restore target for any
-  mesh), and the shardings."""
-  shardings = state_shardings(init_fn, optimizer, mesh)
-
-  def init():
-    params = nn.unbox(init_fn(jax.random.PRNGKey(0)))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=optimizer.init(params), rng=jax.random.PRNGKey(0))
-
+  mesh), and the shardings; `init_fn` is traced once."""
+  boxed, abstract = _trace(init_fn, optimizer)
+  shardings = _shardings(optimizer, boxed, abstract, mesh)
   abstract = jax.tree_util.tree_map(
-      lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), jax.eval_shape(init),
-      shardings)
+      lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), abstract, shardings)
   return abstract, shardings

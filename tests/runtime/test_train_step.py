@@ -122,9 +122,12 @@ def test_activation_constraints_change_nothing_on_one_device(setup):
 
 
 def test_errors(setup):
+  mesh = jax.sharding.AbstractMesh((2, 2, 1), shd.MESH_AXES)
+  shd.check_batch(mesh, 8)
+  with pytest.raises(ValueError, match="global_batch_size=6 is not divisible by data x fsdp = 4"):
+    shd.check_batch(mesh, 6)
+  with pytest.raises(ValueError, match="the global batch of field 'input_ids'=6 is not divisible"):
+    shd.global_batch({"input_ids": np.zeros((6, 4), np.int32)}, mesh)
   mesh = setup[0]
-  if mesh.shape["data"] > 1:
-    with pytest.raises(ValueError, match="global_batch_size=1 is not divisible"):
-      ts.check_batch(mesh, 1)
   with pytest.raises(ValueError, match="has no 'learning_rate' entry"):
     make_train_step(ob.loss_fn(MODEL, OBJECTIVE, SPECIAL), optax.adamw(1e-3), mesh, setup[2])
