@@ -253,7 +253,12 @@ def format_summary(manifest):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--corpus", required=True, help="corpus spec: files/globs, jsonl:..., tfds:NAME, builtin")
+  parser.add_argument(
+      "--corpus", required=True,
+      help="corpus spec (data_pipelines/corpora.py): files/globs, jsonl:GLOB, tfds:NAME, "
+      "hf:NAME[/CONFIG][?split=train&field=text&streaming=true], "
+      "hf:parquet|json|arrow?data_files=GLOB, hf:SAVE_TO_DISK_DIR, builtin",
+  )
   parser.add_argument("--tokenizer", required=True, help="wordpiece:VOCAB[?lowercase=false] or sentencepiece:MODEL")
   parser.add_argument("--output", required=True, help="output directory for shards and manifest.json")
   parser.add_argument("--seq_len", type=int, default=128)

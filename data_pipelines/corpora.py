@@ -12,6 +12,24 @@ Corpus specs (`load(spec)`):
   tfds:NAME[?split=train&field=text&data_dir=DIR&download=false]
       A TensorFlow Datasets dataset through `tfds.load` (e.g. tfds:c4/en, tfds:wikipedia/20230601.en,
       tfds:lm1b); each example is a document whose text lines are its units.
+  hf:NAME[/CONFIG][?split=train&field=text&streaming=false&data_files=...&data_dir=DIR&revision=REV]
+  hf:parquet|json|arrow|csv|text?data_files=PATTERN[,PATTERN...][&field=text&streaming=false]
+  hf:DIR[?split=train&field=text]
+      A Hugging Face `datasets` dataset (optional dependency: pip install "electra_jax[hf]"); each
+      row is a document whose text lines (column `field`) are its units; rows whose text is null
+      are skipped and counted (missing_text_field). NAME is a Hub dataset or a packaged builder
+      given local files with `data_files` (globs allowed; e.g. hf:parquet?data_files=/d/*.parquet,
+      hf:json?data_files=a.jsonl); through `datasets.load_dataset`, prepared into the datasets
+      cache (HF_DATASETS_CACHE) or, with `streaming=true` (big Hub corpora), read as a stream.
+      NAME/CONFIG: one slash separates the dataset and its config (hf:wikitext/wikitext-2-raw-v1),
+      two slashes an OWNER/NAME Hub id and its config (hf:allenai/c4/en); a Hub id without a
+      config takes `config=` (hf:HuggingFaceFW/fineweb-edu?config=, the empty config = the
+      default one). DIR: an existing local directory; one written by `Dataset.save_to_disk` or
+      `DatasetDict.save_to_disk` is read with `datasets.load_from_disk` (`split` picks a split
+      of a DatasetDict; a single Dataset has none), any other through `load_dataset(DIR)`.
+      `split` (default train) may be a split expression (train[:10%]+validation) when not
+      streaming and not a saved directory. Nothing else reaches the network: set
+      HF_DATASETS_OFFLINE=1 (and HF_HUB_OFFLINE=1) to make sure, e.g. on a machine without it.
   builtin
       The Python standard library's docstrings: a small smoke-test corpus (see builtin_corpus).
 
@@ -19,16 +37,21 @@ A corpus yields text units (stripped, non-empty strings) and "" at every documen
 is cut into `num_parts` parts (`iter_units(parts, num_parts, stats)` reads a set of them): plain
 files by byte ranges of their concatenation (each line belongs to the part holding its first
 byte), gzip and builtin source files whole (file j in part j % num_parts), TFDS by
-`tfds.even_splits`. The parts are disjoint and together cover the corpus exactly.
+`tfds.even_splits`, a Hugging Face dataset by contiguous row ranges (part p: rows
+[p*n//num_parts, (p+1)*n//num_parts) of n) or, streaming, by its source shards (HFCorpus tells
+how). The parts are disjoint and together cover the corpus exactly.
 
 Loading a file corpus checks every file's first KiB and refuses, naming the file, anything that
-is not text (Parquet, Arrow, zip, gzip without the .gz suffix, NUL bytes: text_io.refuse_binary);
-a text spec also refuses JSON Lines files (.jsonl, .ndjson), which need the jsonl: spec.
+is not text (Parquet, Arrow, zip, gzip without the .gz suffix, NUL bytes: text_io.refuse_binary,
+which names the hf: spec that reads a Parquet or Arrow file); a text spec also refuses JSON Lines
+files (.jsonl, .ndjson), which need the jsonl: spec.
 """
 
 import abc
+import contextlib
 import functools
 import glob
+import itertools
 import json
 import operator
 import os
@@ -219,6 +242,255 @@ class TfdsCorpus(Corpus):
       yield from _units_of_document(str(value))
 
 
+HF_INSTALL = 'pip install "electra_jax[hf]"'
+HF_OPTIONS = ("config", "data_files", "data_dir", "revision", "split", "field", "streaming")
+HF_ROW_BATCH = 256
+_HF_TEXT_DTYPES = ("string", "large_string", "string_view", "binary", "large_binary", "binary_view")
+_HF_SAVED_MARKERS = ("dataset_dict.json", "state.json")  # DatasetDict / Dataset .save_to_disk
+_HF_BUILDER_OF_SUFFIX = {".parquet": "parquet", ".arrow": "arrow", ".json": "json", ".jsonl": "json", ".csv": "csv"}
+# datasets' packaged builders that read local files (if datasets does not list them itself)
+_HF_FILE_BUILDERS = ("parquet", "json", "arrow", "csv", "text", "pandas", "webdataset", "xml", "hdf5", "lance")
+
+
+def _import_datasets():
+  """The `datasets` module (an optional dependency), or one ImportError saying how to install it."""
+  try:
+    import datasets
+  except ModuleNotFoundError as e:
+    if e.name != "datasets":
+      raise
+    raise ImportError(
+        f"hf: corpora read Hugging Face datasets, and the datasets library is not installed: {HF_INSTALL}"
+    ) from None
+  return datasets
+
+
+def _hf_builders():
+  try:
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    return set(_PACKAGED_DATASETS_MODULES)
+  except ImportError:
+    return set(_HF_FILE_BUILDERS)
+
+
+class HFCorpus(Corpus):
+  """A Hugging Face `datasets` split: each row a document, the text lines of column `field` its units.
+
+  Loading (construction) loads the dataset, so a missing split or column is an error here, before
+  any shard is built: a missing split lists the dataset's splits, a missing column its columns.
+  Rows whose text is null are counted (missing_text_field) and skipped; `stats.lines` counts rows.
+
+  Parts: a map-style dataset (streaming=false, or a saved directory) is cut into contiguous row
+  ranges: part p of P holds rows [p*n//P, (p+1)*n//P) of the split's n rows. A streaming
+  dataset is cut by its source shards (its files; Parquet row groups, through
+  `IterableDataset.reshard`, when it has fewer files than P and datasets can reshard). With S
+  shards and P <= S, part p reads shards [p*S//P, (p+1)*S//P) whole. With P > S, the parts p with
+  p*S//P == s share shard s: the k-th row of shard s goes to the (k % c)-th of those c parts, each
+  of which reads the whole shard and keeps its rows, so a stream with fewer shards than parts is
+  read up to ceil(P/S) times over (fewer parts, i.e. a smaller --pieces_per_shard, or
+  streaming=false avoid that). Either way the parts are disjoint and together cover the split
+  exactly; read in order they give its rows in order, except in the P > S streaming case.
+  """
+
+  def __init__(self, body, config=None, data_files=None, data_dir=None, revision=None, split=None,
+               field="text", streaming=False):
+    datasets = _import_datasets()
+    if not body:
+      raise ValueError("the hf: spec names no dataset: hf:NAME[/CONFIG], hf:parquet?data_files=PATH or hf:DIR")
+    body = os.path.expanduser(body) if body.startswith("~") else body
+    builders = _hf_builders()
+    local_dir = body not in builders and os.path.isdir(body)
+    self.from_disk = local_dir and any(os.path.isfile(os.path.join(body, m)) for m in _HF_SAVED_MARKERS)
+    self.field, self.streaming = field, streaming
+    self.data_files, self.data_dir, self.revision = data_files, data_dir, revision
+    self._local_files = local_dir or (body in builders and "://" not in f"{data_files or ''}{data_dir or ''}")
+    self._resharded = None
+    if self.from_disk:
+      given = {"config": config, "data_files": data_files, "data_dir": data_dir, "revision": revision}
+      given = sorted(k for k, v in given.items() if v is not None) + (["streaming"] if streaming else [])
+      if given:
+        raise ValueError(
+            f"hf:{body} is a dataset saved with save_to_disk (read with datasets.load_from_disk, memory-mapped): "
+            f"options {given} do not apply to it; it takes split and field"
+        )
+      self.path, self.config = body, None
+      loaded = datasets.load_from_disk(body)
+    else:
+      if os.path.isfile(body):
+        builder = _HF_BUILDER_OF_SUFFIX.get(os.path.splitext(body)[1].lower(), "parquet|json|arrow|csv|text")
+        raise ValueError(f"hf:{body} is a file: read it with the spec hf:{builder}?data_files={body}")
+      self.path, self.config = _hf_name(body, config, local_dir)
+      self._check_files(builders)
+      self._load_kwargs = {k: v for k, v in {
+          "name": self.config, "data_dir": data_dir, "revision": revision,
+          "data_files": data_files.split(",") if data_files and "," in data_files else data_files,
+      }.items() if v is not None}
+      self._load_kwargs["streaming"] = streaming
+      with self._local_load(datasets):
+        loaded = datasets.load_dataset(self.path, **self._load_kwargs)
+    self.split, self._dataset = self._select_split(datasets, loaded, split)
+    self.spec = self._canonical_spec()
+    self._check_field(datasets)
+
+  def _check_files(self, builders):
+    if self.path not in builders:
+      return
+    if not self.data_files and not self.data_dir:
+      raise ValueError(
+          f"hf:{self.path} reads local files: name them with ?data_files=PATH_OR_GLOB[,...] "
+          f"(e.g. hf:{self.path}?data_files=/data/*.{self.path}&field=text)"
+      )
+    for pattern in (self.data_files or "").split(","):
+      if pattern and "://" not in pattern and not self.data_dir and not glob.glob(pattern, recursive=True):
+        raise FileNotFoundError(f"hf:{self.path}: data_files pattern {pattern!r} matches no file")
+
+  def _select_split(self, datasets, loaded, split):
+    """(split name or None, the dataset of that split) of what load_dataset / load_from_disk gave."""
+    if isinstance(loaded, (datasets.Dataset, datasets.IterableDataset)):  # Dataset.save_to_disk
+      if split is not None:
+        raise ValueError(
+            f"hf:{self.path} holds one Dataset (saved with Dataset.save_to_disk), not a DatasetDict: "
+            f"it has no splits; drop ?split={split}"
+        )
+      return None, loaded
+    split = split or "train"
+    names = [piece.split("[")[0].strip() for piece in split.split("+")]
+    missing = [name for name in names if name not in loaded]
+    if missing:
+      raise ValueError(
+          f"hf:{self.path}: no split {missing[0]!r}; the dataset has the splits {list(loaded)} "
+          "(pick one with ?split=NAME)"
+      )
+    if split in loaded:
+      return split, loaded[split]
+    if self.from_disk or self.streaming:
+      raise ValueError(
+          f"hf:{self.path}: the split expression {split!r} (slices, +) needs datasets.load_dataset without "
+          f"streaming; here give one of the splits {list(loaded)}"
+      )
+    with self._local_load(datasets):
+      return split, datasets.load_dataset(self.path, split=split, **self._load_kwargs)
+
+  @contextlib.contextmanager
+  def _local_load(self, datasets):
+    """For local files, without the request datasets makes to count downloads even of those."""
+    if not self._local_files or not hasattr(datasets.config, "HF_UPDATE_DOWNLOAD_COUNTS"):
+      yield
+      return
+    saved = datasets.config.HF_UPDATE_DOWNLOAD_COUNTS
+    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
+    try:
+      yield
+    finally:
+      datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = saved
+
+  def _canonical_spec(self):
+    options = {}
+    if self.from_disk:
+      body = self.path
+    else:
+      body, config = _hf_body(self.path, self.config)
+      if config is not None:
+        options["config"] = config
+      options.update({k: v for k, v in
+                      (("data_files", self.data_files), ("data_dir", self.data_dir), ("revision", self.revision)) if v})
+    if self.split is not None:
+      options["split"] = self.split
+    options["field"] = self.field
+    if not self.from_disk:
+      options["streaming"] = str(self.streaming).lower()
+    # "+" stays literal in hf: specs (split expressions): load() reads it so
+    return f"hf:{body}?{urllib.parse.urlencode(options, safe='/*,:[]+', quote_via=urllib.parse.quote)}"
+
+  def _check_field(self, datasets):
+    features = self._dataset.features  # None for a stream whose columns datasets does not know yet
+    if features is None:
+      return
+    if self.field not in features:
+      raise ValueError(
+          f"{self.spec}: no column {self.field!r}; the columns are {list(features)} "
+          "(pick the text column with ?field=NAME)"
+      )
+    feature = features[self.field]
+    if not (isinstance(feature, datasets.Value) and feature.dtype in _HF_TEXT_DTYPES):
+      texts = [k for k, f in features.items() if isinstance(f, datasets.Value) and f.dtype in _HF_TEXT_DTYPES]
+      raise ValueError(f"{self.spec}: column {self.field!r} holds {feature}, not text; text columns: {texts}")
+
+  def iter_units(self, parts, num_parts, stats):
+    for part in parts:
+      values = self._stream_part(part, num_parts) if self.streaming else self._map_part(part, num_parts)
+      for value in values:
+        stats.lines += 1
+        if isinstance(value, bytes):
+          value, replaced = text_io.decode_utf8(value)
+          stats.replaced_bytes += replaced
+        if value is None:
+          stats.missing_text_field += 1
+        elif isinstance(value, str):
+          yield from _units_of_document(value)
+        else:
+          raise ValueError(f"{self.spec}: column {self.field!r} holds {type(value).__name__} values, not text")
+
+  def _map_part(self, part, num_parts):
+    dataset = self._dataset.select_columns([self.field])
+    n = len(dataset)
+    lo, hi = part * n // num_parts, (part + 1) * n // num_parts
+    for start in range(lo, hi, HF_ROW_BATCH):
+      yield from dataset[start : min(hi, start + HF_ROW_BATCH)][self.field]
+
+  def _stream_part(self, part, num_parts):
+    dataset = self._dataset
+    if num_parts > dataset.num_shards and hasattr(dataset, "reshard"):
+      if self._resharded is None:
+        self._resharded = dataset.reshard()
+      dataset = self._resharded
+    n = dataset.num_shards
+    if num_parts <= n:
+      shards, offset, step = range(part * n // num_parts, (part + 1) * n // num_parts), 0, 1
+    else:
+      shard = part * n // num_parts
+      first, end = -(-shard * num_parts // n), -(-(shard + 1) * num_parts // n)
+      shards, offset, step = [shard], part - first, end - first
+    for index in shards:
+      rows = dataset.shard(n, index, contiguous=True)
+      if dataset.features is not None:
+        rows = rows.select_columns([self.field])
+      yield from itertools.islice(self._values(rows), offset, None, step)
+
+  def _values(self, rows):
+    for row in rows:
+      if self.field not in row:
+        raise ValueError(
+            f"{self.spec}: no column {self.field!r}; the rows have {list(row)} (pick the text column with ?field=NAME)"
+        )
+      yield row[self.field]
+
+
+def _hf_name(body, config, local_dir):
+  """(dataset path, config) of an hf: spec's body; `config` is the config= option (None: not given)."""
+  if config is not None or local_dir:
+    return body, config or None
+  pieces = body.split("/")
+  if body.startswith((".", "/", "~")) or "" in pieces or len(pieces) > 3:
+    raise ValueError(
+        f"hf:{body}: no such directory, and not a dataset NAME, NAME/CONFIG or OWNER/NAME/CONFIG "
+        "(for an OWNER/NAME Hub id without a config add ?config=)"
+    )
+  if len(pieces) == 1:
+    return body, None
+  return "/".join(pieces[:-1]), pieces[-1]
+
+
+def _hf_body(path, config):
+  """(spec body, config= option or None) that _hf_name reads back as (path, config)."""
+  if os.path.isdir(path):
+    return path, config
+  if config is None:
+    return (path, None) if "/" not in path else (path, "")
+  return (f"{path}/{config}", None) if path.count("/") <= 1 else (path, config)
+
+
 class BuiltinCorpus(Corpus):
   spec = "builtin"
 
@@ -236,11 +508,15 @@ def load(spec):
   if spec == "builtin":
     return BuiltinCorpus()
   kind, sep, rest = spec.partition(":")
-  if not sep or kind not in ("text", "jsonl", "tfds") or os.path.exists(spec):
+  if not sep or kind not in ("text", "jsonl", "tfds", "hf") or os.path.exists(spec):
     kind, rest = "text", spec
   body, _, query = rest.partition("?")
+  if kind == "hf":
+    query = query.replace("+", "%2B")  # split=train+validation: "+" is no space here
   options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
-  allowed = {"text": {"docs"}, "jsonl": {"field"}, "tfds": {"split", "field", "data_dir", "download"}}[kind]
+  allowed = {
+      "text": {"docs"}, "jsonl": {"field"}, "tfds": {"split", "field", "data_dir", "download"}, "hf": set(HF_OPTIONS),
+  }[kind]
   unknown = set(options) - allowed
   if unknown:
     raise ValueError(f"corpus spec {spec!r}: unknown options {sorted(unknown)} (allowed: {sorted(allowed)})")
@@ -248,5 +524,10 @@ def load(spec):
     return TextFiles(body, **options)
   if kind == "jsonl":
     return JsonlFiles(body, **options)
+  if kind == "hf":
+    streaming = options.pop("streaming", "false").lower()
+    if streaming not in ("true", "false", "1", "0", "yes", "no"):
+      raise ValueError(f"corpus spec {spec!r}: streaming={streaming!r}: expected true or false")
+    return HFCorpus(body, streaming=streaming in ("true", "1", "yes"), **options)
   download = options.pop("download", "false").lower() in ("true", "1", "yes")
   return TfdsCorpus(body, download=download, **options)

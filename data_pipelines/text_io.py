@@ -4,12 +4,14 @@ Lines are read in chunks of at most `CHUNK_BYTES` bytes, so a single multi-GB li
 memory: such a line comes out as several pieces, cut at the last whitespace of each chunk (or
 mid-word when a chunk has none). Invalid UTF-8 bytes become U+FFFD and are counted; a UTF-8
 byte-order mark at the start of a file is dropped. `refuse_binary` turns away files that are not
-text at all (Parquet, Arrow, archives, compressed data without the .gz suffix, NUL bytes).
+text at all (Parquet, Arrow, archives, compressed data without the .gz suffix, NUL bytes),
+naming for Parquet and Arrow the hf: corpus spec that reads them.
 """
 
 import codecs
 import dataclasses
 import gzip
+import os
 
 CHUNK_BYTES = 1 << 20
 
@@ -62,17 +64,18 @@ def open_binary(path):
 
 SNIFF_BYTES = 1024
 
-_TO_JSONL = "export the text to JSON Lines (one {\"text\": ...} object a line) and use the spec jsonl:PATH"
+_HF = '(Hugging Face datasets: pip install "electra_jax[hf]")'
 _ONLY_GZIP = "only gzip (.gz) is decompressed: decompress it, or recompress it with gzip"
 
-# (leading bytes, what the file looks like, what to do instead); longer magics before their prefixes.
+# (leading bytes, what the file looks like, what to do instead: a format string of `path` and
+# `arrow_spec`); longer magics before their prefixes.
 _MAGIC = (
-    (b"PAR1", "a Parquet file", "Parquet is not supported as a corpus; " + _TO_JSONL),
-    (b"ARROW1", "an Arrow IPC file", "Arrow is not supported as a corpus; " + _TO_JSONL),
+    (b"PAR1", "a Parquet file", "read Parquet with the spec hf:parquet?data_files={path} " + _HF),
+    (b"ARROW1", "an Arrow IPC file", "read Arrow with the spec {arrow_spec} " + _HF),
     (
         b"\xff\xff\xff\xff",
         "an Arrow stream (e.g. a Hugging Face datasets cache file)",
-        "Arrow is not supported as a corpus; " + _TO_JSONL + " (datasets: Dataset.to_json(PATH))",
+        "read it with the spec {arrow_spec} " + _HF,
     ),
     (b"\x1f\x8b", "gzip data without the .gz suffix", "rename it to end in .gz"),
     (b"PK\x03\x04", "a zip archive", "zip is not supported: unzip it and give the text files"),
@@ -84,12 +87,24 @@ _MAGIC = (
 )
 
 
+def _arrow_spec(path):
+  """The hf: spec that reads an Arrow file: its save_to_disk directory if it is in one."""
+  directory = os.path.dirname(os.path.abspath(path))
+  if os.path.isfile(os.path.join(directory, "state.json")):
+    parent = os.path.dirname(directory)
+    if os.path.isfile(os.path.join(parent, "dataset_dict.json")):
+      return f"hf:{parent}?split={os.path.basename(directory)} (the DatasetDict saved there)"
+    return f"hf:{directory} (the Dataset saved there)"
+  return f"hf:arrow?data_files={path}"
+
+
 def refuse_binary(path):
   """Raise ValueError naming `path` if its first KiB (decompressed for .gz) is not text.
 
   Refused: known binary formats by their leading bytes (Parquet, Arrow, gzip without the .gz
   suffix, zip, bzip2, xz, zstd, UTF-16) and NUL bytes anywhere in the first KiB. The message
-  says what the file looks like and what to use instead.
+  says what the file looks like and what to use instead (for Parquet and Arrow, the hf: corpus
+  spec that reads the file: corpora.HFCorpus).
   """
   try:
     with open_binary(path) as f:
@@ -98,6 +113,9 @@ def refuse_binary(path):
     raise ValueError(f"{path}: has the .gz suffix but is not gzip data") from None
   for magic, what, advice in _MAGIC:
     if head.startswith(magic):
+      if "{" in advice:  # Parquet, Arrow: the hf: spec that reads it
+        advice = advice.format(path=path, arrow_spec=_arrow_spec(path) if "{arrow_spec}" in advice else "")
+        advice = "decompress it, then " + advice if path.endswith(".gz") else advice
       raise ValueError(f"{path}: looks like {what}, not UTF-8 text; {advice}")
   if b"\x00" in head:
     raise ValueError(

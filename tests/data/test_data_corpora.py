@@ -80,8 +80,10 @@ NOT_TEXT = "not UTF-8 text; "
 @pytest.mark.parametrize(
     "name, data, message",
     [
-        ("data.parquet", b"PAR1\x15\x04", "looks like a Parquet file, " + NOT_TEXT + "Parquet is not supported"),
-        ("data.arrow", b"ARROW1\x00\x00", "looks like an Arrow IPC file, " + NOT_TEXT + "Arrow is not supported"),
+        ("data.parquet", b"PAR1\x15\x04",
+         "looks like a Parquet file, " + NOT_TEXT + "read Parquet with the spec hf:parquet?data_files="),
+        ("data.arrow", b"ARROW1\x00\x00",
+         "looks like an Arrow IPC file, " + NOT_TEXT + "read Arrow with the spec hf:arrow?data_files="),
         ("cache.arrow", b"\xff\xff\xff\xff\x88", "looks like an Arrow stream (e.g. a Hugging Face datasets"),
         ("packed.txt", gzip.compress(b"text\n", mtime=0), "looks like gzip data without the .gz suffix, " + NOT_TEXT),
         ("text.zip", b"PK\x03\x04\x14\x00", "looks like a zip archive, " + NOT_TEXT + "zip is not supported"),
@@ -89,7 +91,8 @@ NOT_TEXT = "not UTF-8 text; "
         ("utf16.txt", "text\n".encode("utf-16"), "looks like UTF-16 text, " + NOT_TEXT + "re-encode it as UTF-8"),
         ("odd.bin", b"hello\x00\x00world\n", "has NUL bytes in its first 1024 bytes: binary data, not UTF-8 text"),
         ("fake.txt.gz", b"plain text\n", "has the .gz suffix but is not gzip data"),
-        ("inner.txt.gz", gzip.compress(b"PAR1\x00", mtime=0), "looks like a Parquet file"),
+        ("inner.txt.gz", gzip.compress(b"PAR1\x00", mtime=0),
+         "looks like a Parquet file, " + NOT_TEXT + "decompress it, then read"),
     ],
 )
 def test_binary_files_given_as_text_are_refused_naming_the_file(tmp_path, name, data, message):
