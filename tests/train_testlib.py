@@ -7,6 +7,7 @@ fixed directory under the system temp dir and reused by later tests and test ses
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ def tiny_bindings(steps: int, *, seq_len: int = 64, batch: int = 8, **extra) -> 
       "LogConfig.log_every": 1,
       "LogConfig.tensorboard": False,
       "LogConfig.progress_bar": False,
+      "LogConfig.curves": False,
   }
   bindings.update({k.replace("__", "."): v for k, v in extra.items()})
   return [f"{k} = {v!r}" for k, v in bindings.items()]
@@ -74,3 +76,53 @@ def free_port() -> int:
   with socket.socket() as s:
     s.bind(("localhost", 0))
     return s.getsockname()[1]
+
+
+def wandb_offline(monkeypatch, root: Path) -> None:
+  """Points every directory Weights & Biases uses under `root` and forces offline mode (no
+  network, no login)."""
+  for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+    monkeypatch.setenv(var, str(root / var.lower()))
+  monkeypatch.setenv("WANDB_MODE", "offline")
+  monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+def read_wandb_run(run_dir: Path) -> tuple[dict, list[dict]]:
+  """(config, history) of the offline W&B run in `run_dir`, read from its run-ID.wandb file.
+
+  wandb 0.2x-0.3x has no Python reader of that file any more; its format: a 7-byte header
+  (b":W&B", a 2-byte magic, a version byte), then 32 KiB blocks of records, each a 7-byte
+  header (CRC-32C, little-endian uint16 length, type 1 full / 2 first / 3 middle / 4 last) and
+  its bytes, a record never starting in a block's last 6 bytes (zero padding); whole records are
+  wandb_internal_pb2.Record protos. config: {key: value} (JSON-decoded); history: one
+  {key: value} per logged step, without wandb's own "_"-keys but with "_step".
+  """
+  from wandb.proto import wandb_internal_pb2
+
+  (path,) = Path(run_dir).glob("run-*.wandb")
+  data = path.read_bytes()
+  assert data[:4] == b":W&B", data[:7]
+  block, pos, pending, records = 32768, 7, b"", []
+  while pos + 7 <= len(data):
+    left = block - pos % block
+    if left < 7:
+      pos += left
+      continue
+    _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+    if kind == 0:  # zero padding up to the end of the block
+      pos += left
+      continue
+    pending += data[pos + 7:pos + 7 + length]
+    pos += 7 + length
+    if kind in (1, 4):
+      records.append(wandb_internal_pb2.Record.FromString(pending))
+      pending = b""
+  config, history = {}, []
+  for record in records:
+    updates = (record.run.config.update if record.HasField("run") else
+               record.config.update if record.HasField("config") else [])
+    config.update({u.key: json.loads(u.value_json) for u in updates})
+    if record.HasField("history"):
+      row = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
+      history.append({k: v for k, v in row.items() if k == "_step" or not k.startswith("_")})
+  return config, history

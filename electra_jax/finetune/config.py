@@ -33,6 +33,7 @@ from electra_jax.model import config as model_configs
 from electra_jax.model.config import ModelConfig
 from electra_jax.runtime import gin as gin_edge
 from electra_jax.runtime.mesh import MeshConfig
+from electra_jax.runtime.metrics import WANDB_MODES
 
 LEARNING_RATE = {"small": 3e-4, "base": 1e-4, "large": 5e-5}
 LAYERWISE_LR_DECAY = {"small": 0.8, "base": 0.8, "large": 0.9}
@@ -77,6 +78,12 @@ class FinetuneConfig:
   progress / log_every / tensorboard: a progress bar; a WORKDIR/seed_S/metrics.jsonl record
     (loss, grad_norm, learning_rate) every `log_every` steps and WORKDIR/seed_S/eval_metrics.jsonl
     per dev evaluation, mirrored in WORKDIR/seed_S/tensorboard/ (the pre-training MetricsWriter).
+  curves: WORKDIR/seed_S/curves.png at the end of each seed (loss and the task's primary dev
+    metric against the step).
+  wandb_project: also log each seed to this Weights & Biases project (one run per seed, grouped
+    by the workdir's name: the jsonl numbers by step and the resolved config; needs
+    `pip install "electra_jax[wandb]"`); None: off. wandb_mode: "online" or "offline" (runs stay
+    in WORKDIR/seed_S/wandb/ until `wandb sync`).
   squad_null_threshold: SQuAD 2.0 predicts no answer when null score - best span score exceeds it.
   mesh: the device mesh (electra_jax.runtime.mesh.MeshConfig), bound as `MeshConfig.fsdp = 2`
     etc.; by default every device does data parallelism.
@@ -123,6 +130,9 @@ class FinetuneConfig:
   progress: bool = True
   log_every: int = 10
   tensorboard: bool = True
+  curves: bool = True
+  wandb_project: Optional[str] = None
+  wandb_mode: str = "online"
 
   def __post_init__(self):
     if not self.seeds:
@@ -133,6 +143,9 @@ class FinetuneConfig:
       raise ValueError(f"FinetuneConfig.head={self.head!r}; expected 'official' or 'hf'")
     if self.select not in SELECT:
       raise ValueError(f"FinetuneConfig.select={self.select!r}; expected one of {SELECT}")
+    if self.wandb_mode not in WANDB_MODES:
+      raise ValueError(f"FinetuneConfig.wandb_mode={self.wandb_mode!r}; expected one of "
+                       f"{WANDB_MODES}")
     if self.layerwise_lr_mode not in ("correct", "official"):
       raise ValueError(f"FinetuneConfig.layerwise_lr_mode={self.layerwise_lr_mode!r}; "
                        "expected 'correct' or 'official'")

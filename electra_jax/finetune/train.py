@@ -36,6 +36,7 @@ import dataclasses
 import json
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -58,7 +59,7 @@ from electra_jax.runtime import mesh as shd
 from electra_jax.runtime import state as ts
 from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
 from electra_jax.runtime.layerwise_lr import layerwise_lr_multipliers
-from electra_jax.runtime.metrics import MetricsWriter, itstime
+from electra_jax.runtime.metrics import CURVES_FILE, MetricsWriter, WandbRun, itstime
 from electra_jax.runtime.optim import OptimizerConfig, make_optimizer
 from electra_jax.runtime.step import make_train_step
 
@@ -301,9 +302,11 @@ def build_runner(task: Task, config: FinetuneConfig, hp: Hparams, model_config: 
 
 
 def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: FinetuneConfig,
-             data: TaskData, initial: Optional[dict], workdir: Path) -> dict:
+             data: TaskData, initial: Optional[dict], workdir: Path, hp: Hparams) -> dict:
   """Fine-tunes once; returns {"scores": the selected evaluation's dev metrics, "step": its step,
-  "history": [{"step", **metrics} per evaluation]} (selection: `config.select`)."""
+  "history": [{"step", **metrics} per evaluation]} (selection: `config.select`). Logs to
+  WORKDIR/seed_S (MetricsWriter: jsonl, TensorBoard, curves.png, W&B with
+  `config.wandb_project`)."""
   init_key, dropout_key = jax.random.split(jax.random.key(seed))
   params = runner.init_params(init_key)
   params, taken = _merge_initial(params, initial, runner.param_shardings)
@@ -321,9 +324,15 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
   chosen = {"primary": -math.inf, "scores": None, "step": 0, "params": None, "preds": None}
   history = []
   seed_dir = workdir / f"seed_{seed}"
+  wandb_run = (WandbRun(config.wandb_project, config.wandb_mode,
+                        name=f"{workdir.resolve().name}/seed_{seed}", group=workdir.resolve().name,
+                        config={**dataclasses.asdict(config), "seed": seed,
+                                "hparams": dataclasses.asdict(hp), "total_steps": total_steps})
+               if config.wandb_project else None)
   writer = MetricsWriter(seed_dir, start_step=0, total_steps=total_steps,
                          is_main=jax.process_index() == 0, tensorboard=config.tensorboard,
-                         progress_bar=config.progress)
+                         progress_bar=config.progress,
+                         curves=("loss", task.primary) if config.curves else (), wandb=wandb_run)
   writer.print(f"{task.name} seed {seed}: {total_steps} steps")
   try:
     for step in range(total_steps):
@@ -416,7 +425,7 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
                                      mesh)
   per_seed, steps, history = {}, [], []
   for seed in config.seeds:
-    out = run_seed(seed, runner, total_steps, task, config, data, initial, workdir)
+    out = run_seed(seed, runner, total_steps, task, config, data, initial, workdir, hp)
     for k, v in out["scores"].items():
       per_seed.setdefault(k, []).append(v)
     steps.append(out["step"])
@@ -447,6 +456,34 @@ def format_results(results: dict) -> str:
     values = " ".join(f"{v:6.2f}" for v in results["per_seed"][k])
     lines.append(f"  {k:<22} {values}   median {results['median'][k]:6.2f}  "
                  f"mean {results['mean'][k]:6.2f}  std {results['std'][k]:5.2f}")
+  return "\n".join(lines)
+
+
+def closing_message(workdir: Path, results: dict) -> str:
+  """Where a finished run's outputs are in `workdir` (those that exist), per seed, and the
+  commands that use a fine-tuned model next."""
+  q = lambda path: shlex.quote(str(path))
+  lines = [f"outputs in {workdir}:", f"  results: {workdir / 'results.json'}"]
+  models = []
+  for seed in results["seeds"]:
+    seed_dir = workdir / f"seed_{seed}"
+    parts = [str(seed_dir / name) for name in (results["select"], "metrics.jsonl",
+                                               "eval_metrics.jsonl", CURVES_FILE, "wandb")
+             if (seed_dir / name).exists()]
+    lines.append(f"  seed {seed}: " + ", ".join(parts))
+    if (seed_dir / results["select"]).is_dir():
+      models.append(seed_dir / results["select"])
+  if (workdir / tokenizers.SAVED_DIR).is_dir():
+    lines.append(f"  tokenizer: {workdir / tokenizers.SAVED_DIR}")
+  if any(workdir.glob("seed_*/tensorboard")):
+    lines.append(f"  TensorBoard (every seed): tensorboard --logdir {q(workdir)}")
+  if any(workdir.glob("seed_*/wandb/offline-run-*")):
+    lines.append(f"  upload offline W&B runs: wandb sync {q(workdir)}/seed_*/wandb/offline-run-*")
+  if models:
+    lines += ["next:",
+              f"  export to Hugging Face: electra-convert {q(models[0])} OUT_DIR",
+              f"  predict in Python: electra_jax.finetune.train.load_finetuned({str(models[0])!r})"
+              " -> (model, params, task record)"]
   return "\n".join(lines)
 
 
@@ -498,5 +535,6 @@ def main(argv=None) -> int:
     return 2
   if jax.process_index() == 0:
     print(format_results(results))
-    print(f"results: {Path(args.workdir) / 'results.json'}")
+    print(f"results: {Path(args.workdir) / 'results.json'}", flush=True)
+    print(closing_message(Path(args.workdir), results), file=sys.stderr, flush=True)
   return 0

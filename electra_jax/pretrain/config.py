@@ -33,6 +33,7 @@ from electra_jax.model.pretraining import EMBEDDING_SHARING
 from electra_jax.pretrain.objective import ObjectiveConfig
 from electra_jax.runtime import gin as gin_edge
 from electra_jax.runtime.mesh import MeshConfig
+from electra_jax.runtime.metrics import WANDB_MODES
 from electra_jax.runtime.optim import OptimizerConfig
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"  # shipped as package data
@@ -99,18 +100,29 @@ class CheckpointConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LogConfig:
-  """log_every: steps between metric records (metrics.jsonl, TensorBoard, console).
+  """log_every: steps between metric records (metrics.jsonl, TensorBoard, W&B, console).
+  tensorboard: events in WORKDIR/tensorboard/{train,eval}; curves: WORKDIR/curves.png at the end
+  (loss, disc_auc, gen_accuracy, train and eval, against the step).
   profile_steps: (first, last) step of a JAX profiler trace written to WORKDIR/profile; None: off.
+  wandb_project: also log to this Weights & Biases project (the metrics.jsonl and
+    eval_metrics.jsonl numbers by step, and the resolved config; needs
+    `pip install "electra_jax[wandb]"`); None: off. wandb_mode: "online" or "offline" (the run
+    stays in WORKDIR/wandb/ until `wandb sync`).
   """
 
   log_every: int = 100
   tensorboard: bool = True
   progress_bar: bool = True
+  curves: bool = True
   profile_steps: Optional[tuple] = None
+  wandb_project: Optional[str] = None
+  wandb_mode: str = "online"
 
   def __post_init__(self):
     if self.log_every <= 0:
       raise ValueError(f"LogConfig.log_every={self.log_every} must be positive")
+    if self.wandb_mode not in WANDB_MODES:
+      raise ValueError(f"LogConfig.wandb_mode={self.wandb_mode!r}; expected one of {WANDB_MODES}")
     if self.profile_steps is not None:
       if len(self.profile_steps) != 2 or not 0 < self.profile_steps[0] <= self.profile_steps[1]:
         raise ValueError(f"LogConfig.profile_steps={self.profile_steps}: expected (first, last) "

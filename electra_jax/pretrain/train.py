@@ -28,6 +28,7 @@ import json
 import math
 import operator
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -50,7 +51,7 @@ from electra_jax.pretrain.objective import (SpecialIds, build_pretraining_model,
                                             make_eval_step)
 from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
 from electra_jax.runtime.mesh import check_batch, global_batch, make_mesh, set_cpu_xla_flags
-from electra_jax.runtime.metrics import MetricsWriter, itstime
+from electra_jax.runtime.metrics import CURVES_FILE, MetricsWriter, WandbRun, itstime
 from electra_jax.runtime.optim import make_optimizer
 from electra_jax.runtime.state import abstract_train_state, init_train_state
 from electra_jax.runtime.step import make_train_step
@@ -58,7 +59,8 @@ from electra_jax.runtime.step import make_train_step
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "electra_jax")
 LOCK_FILE = "train.lock"
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "eval_metrics.jsonl", "tensorboard", "profile",
-               "tokenizer")
+               "tokenizer", CURVES_FILE)
+CURVES = ("loss", "disc_auc", "gen_accuracy")  # the panels of WORKDIR/curves.png
 
 _ARCHITECTURE = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
                  "num_attention_heads", "intermediate_size", "hidden_act",
@@ -221,12 +223,17 @@ def lock_workdir(workdir: Path):
     os.close(fd)  # releases the lock
 
 
+def saved_steps(workdir: Path) -> list[int]:
+  """The steps of the complete checkpoints in WORKDIR/checkpoints (unsorted; [] when none)."""
+  ckpt_dir = workdir / "checkpoints"
+  return [int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()] if ckpt_dir.is_dir() else []
+
+
 def check_resume_config(config, workdir: Path) -> None:
   """ValueError naming each field of RESUME_FIXED (old -> new) in which `config` differs from
   WORKDIR/config.json, when WORKDIR/checkpoints holds a step to resume; see train_and_evaluate.
   Fields missing from an older config.json are not compared."""
-  ckpt_dir = workdir / "checkpoints"
-  steps = [int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()] if ckpt_dir.is_dir() else []
+  steps = saved_steps(workdir)
   path = workdir / "config.json"
   if not steps or not path.is_file():
     return
@@ -282,7 +289,8 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
 
   Writes WORKDIR/config.json and config.gin (the resolved config), tokenizer/ (the shards'
   tokenizer, data_pipelines.tokenizers.Tokenizer.save), metrics.jsonl, eval_metrics.jsonl,
-  tensorboard/, checkpoints/ (and profile/ with LogConfig.profile_steps).
+  tensorboard/, curves.png, checkpoints/ (and profile/ with LogConfig.profile_steps, wandb/ with
+  LogConfig.wandb_project).
   Returns {"step": last completed step, "preempted": bool, "train": last logged training
   metrics (with "health": "warmup" | "ok" | "at_prior", see electra_jax.pretrain.health),
   "eval": last evaluation metrics with the context-free baselines unigram_accuracy/unigram_loss (or {})}.
@@ -381,9 +389,13 @@ def _train(config, workdir: Path) -> dict:
   monitor = health.HealthMonitor(config.optimizer, config.objective, priors["unigram_accuracy"])
 
   step_flops, peak = _flops_and_peak(config)
+  wandb_run = (WandbRun(config.log.wandb_project, config.log.wandb_mode,
+                        name=workdir.resolve().name, config=config.to_dict())
+               if config.log.wandb_project else None)
   writer = MetricsWriter(workdir, start_step=start_step, total_steps=last_step, is_main=is_main,
                          tensorboard=config.log.tensorboard,
-                         progress_bar=config.log.progress_bar)
+                         progress_bar=config.log.progress_bar,
+                         curves=CURVES if config.log.curves else (), wandb=wandb_run)
   timer = _StepTimer(start_step, batch_size * seq_len)
   profile = config.log.profile_steps
   result = {"step": start_step, "preempted": False, "train": {}, "eval": {}}
@@ -483,6 +495,31 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   return args
 
 
+def closing_message(workdir: Path) -> str:
+  """Where a finished run's outputs are in `workdir` (those that exist) and the commands that
+  use them next: fine-tuning and export."""
+  q = lambda path: shlex.quote(str(path))
+  lines = [f"outputs in {workdir}:"]
+  steps = saved_steps(workdir)
+  if steps:
+    lines.append(f"  checkpoints: {workdir / 'checkpoints'} (latest step {max(steps)})")
+  for name, what in (("metrics.jsonl", "training metrics"),
+                     ("eval_metrics.jsonl", "evaluation metrics"), (CURVES_FILE, "curves"),
+                     (tokenizers.SAVED_DIR, "tokenizer"), ("wandb", "Weights & Biases runs")):
+    if (workdir / name).exists():
+      lines.append(f"  {what}: {workdir / name}")
+  if (workdir / "tensorboard").is_dir():
+    lines.append(f"  TensorBoard: tensorboard --logdir {q(workdir / 'tensorboard')}")
+  if any((workdir / "wandb").glob("offline-run-*")):
+    lines.append(f"  upload offline W&B runs: wandb sync {q(workdir / 'wandb')}/offline-run-*")
+  if steps:
+    lines += ["next:",
+              f"  fine-tune: electra-finetune --task=sst2 --init={q(workdir)} "
+              f"--data_dir=GLUE_DIR --workdir={q(str(workdir.resolve()) + '_sst2')}",
+              f"  export to Hugging Face: electra-convert {q(workdir)} OUT_DIR"]
+  return "\n".join(lines)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
 
@@ -513,5 +550,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       **{k: result["train"].get(k)
                          for k in ("loss", "disc_auc", "gen_accuracy", "health")},
                       **{f"eval_{k}": v for k, v in result["eval"].items()
-                         if k in ("loss", "disc_auc")}}))
+                         if k in ("loss", "disc_auc")}}), flush=True)
+    print(closing_message(Path(args.workdir)), file=sys.stderr, flush=True)
   return 0

@@ -1,4 +1,5 @@
-"""Training metrics out: console progress bar, WORKDIR/metrics.jsonl, TensorBoard events.
+"""Training metrics out: console progress bar, WORKDIR/metrics.jsonl, TensorBoard events,
+optionally Weights & Biases, and a plot of the curves at the end.
 
 Only process 0 writes; on every other process each method is a no-op, so callers need no
 `if jax.process_index() == 0` of their own.
@@ -7,22 +8,49 @@ Files:
   WORKDIR/metrics.jsonl       one JSON object per logged training step ({"step": s, ...});
                               string values (e.g. "health") go to the jsonl files only
   WORKDIR/eval_metrics.jsonl  one JSON object per evaluation ({"step": s, "eval_loss": ...})
-  WORKDIR/tensorboard/{train,eval}/events.*   the same scalars as TensorBoard summaries
+  WORKDIR/tensorboard/{train,eval}/events.*   the same scalars as TensorBoard summaries, under
+                              the same tags in both runs (eval's without the "eval_" prefix), so
+                              TensorBoard draws train and eval of a metric on one chart
+  WORKDIR/curves.png          written by `close` when `curves` names metrics: one panel per
+                              metric, its training and evaluation values against the step
+  WORKDIR/wandb/              with `wandb` (a WandbRun): the W&B run's local files; the run logs
+                              the jsonl records' numbers under the jsonl keys, by step
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import sys
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 from tqdm.auto import tqdm
 
+from data_pipelines.tf_runtime import tensorflow  # TF with accelerators hidden
+
 # Shown next to the progress bar, in this order, when present.
 _POSTFIX_KEYS = ("loss", "gen_accuracy", "disc_auc", "tokens_per_sec")
+WANDB_MODES = ("online", "offline")
+CURVES_FILE = "curves.png"
+
+
+@dataclasses.dataclass(frozen=True)
+class WandbRun:
+  """A Weights & Biases run that mirrors a MetricsWriter's records (wandb.init's arguments).
+
+  project: the W&B project; mode: "online" (uploads as it goes) or "offline" (local files in
+  WORKDIR/wandb/, uploaded later by `wandb sync`); name, group: shown in the W&B interface;
+  config: the resolved run configuration, logged once at the start (JSON-able dict).
+  """
+
+  project: str
+  mode: str = "online"
+  name: Optional[str] = None
+  group: Optional[str] = None
+  config: Optional[dict] = None
 
 
 def itstime(step: int, every: int, last: int) -> bool:
@@ -56,21 +84,60 @@ def _jsonable(value: float) -> Optional[float]:
   return value if math.isfinite(value) else None  # JSON has no NaN/inf: write null
 
 
-def _write_scalars(writer, step: int, metrics: Mapping[str, float]) -> None:
-  """TensorBoard scalar summaries through core TF (`tf.summary.scalar` needs the separate
-  tensorboard package; this writes the same events: a float32 tensor tagged with the "scalars"
-  plugin)."""
-  from tensorflow.core.framework import summary_pb2
+def _numbers(metrics: Mapping[str, float]) -> dict:
+  """The numeric entries of `metrics` as floats (strings such as "health" left out)."""
+  return {k: float(v) for k, v in metrics.items() if not isinstance(v, str)}
 
-  from data_pipelines.tf_runtime import tensorflow
 
-  tf = tensorflow()
-  metadata = summary_pb2.SummaryMetadata(
-      plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-  with writer.as_default():
-    for k, v in sorted(metrics.items()):
-      tf.summary.write(k, tf.constant(float(v), tf.float32), step=int(step), metadata=metadata)
-  writer.flush()
+def _start_wandb(run: WandbRun, directory: Path):
+  """wandb.init for `run`, its files under directory/wandb; ValueError when wandb is missing."""
+  try:
+    import wandb
+  except ImportError:
+    raise ValueError(f"Weights & Biases logging (project {run.project!r}) needs the wandb "
+                     'package: pip install "electra_jax[wandb]", or unset the wandb_project '
+                     "option") from None
+  return wandb.init(project=run.project, mode=run.mode, name=run.name, group=run.group,
+                    config=run.config, dir=str(directory))
+
+
+def write_curves(path: Path, train: Sequence[dict], evals: Sequence[dict],
+                 names: Sequence[str]) -> bool:
+  """Plots each of `names` against the step into the PNG `path`: one panel per name with its
+  values in the `train` records ("train") and the "eval_"-prefixed ones in `evals` ("eval").
+  Records are jsonl records ({"step": s, ...}; null values are gaps). Names found in neither
+  are left out; with none found, no file is written. Returns whether a file was written;
+  without matplotlib, says so in one line on stderr and returns False."""
+  panels = []
+  for name in names:
+    lines = [(label, [(r["step"], r[key]) for r in records if key in r])
+             for label, records, key in (("train", train, name), ("eval", evals, f"eval_{name}"))]
+    lines = [(label, points) for label, points in lines if points]
+    if lines:
+      panels.append((name, lines))
+  if not panels:
+    return False
+  try:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+  except ImportError:
+    print(f"warning: matplotlib is not installed; no {path} (pip install matplotlib)",
+          file=sys.stderr, flush=True)
+    return False
+  figure = Figure(figsize=(4.5 * len(panels), 3.5), layout="constrained")
+  FigureCanvasAgg(figure)
+  for ax, (name, lines) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
+    for label, points in lines:
+      steps, values = zip(*points)
+      values = [math.nan if v is None else v for v in values]
+      ax.plot(steps, values, marker="o" if len(points) <= 20 else None, markersize=3,
+              label=label)
+    ax.set_title(name)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    ax.legend()
+  figure.savefig(path, dpi=100)
+  return True
 
 
 class MetricsWriter:
@@ -79,14 +146,21 @@ class MetricsWriter:
   Resuming at `start_step` drops records of later steps from the jsonl files, so each step
   appears once, in order, even when the previous run logged past its last checkpoint (or was
   killed while writing a record). TensorBoard events of those steps are not removed.
+
+  `curves`: the metrics `close` plots into WORKDIR/curves.png (`write_curves`; none: no plot).
+  `wandb`: also log every record to this Weights & Biases run (ValueError here when the wandb
+  package is missing).
   """
 
   def __init__(self, workdir: Path, *, start_step: int, total_steps: int, is_main: bool,
-               tensorboard: bool = True, progress_bar: bool = True):
+               tensorboard: bool = True, progress_bar: bool = True,
+               curves: Sequence[str] = (), wandb: Optional[WandbRun] = None):
     self.is_main = is_main
     self.workdir = Path(workdir)
+    self.curves = tuple(curves)
     self._tb = {}
     self._bar = None
+    self._wandb = None
     if not is_main:
       return
     self.workdir.mkdir(parents=True, exist_ok=True)
@@ -94,9 +168,9 @@ class MetricsWriter:
     self.eval_path = self.workdir / "eval_metrics.jsonl"
     for path in (self.train_path, self.eval_path):
       _truncate_jsonl(path, start_step)
+    if wandb is not None:
+      self._wandb = _start_wandb(wandb, self.workdir)
     if tensorboard:
-      from data_pipelines.tf_runtime import tensorflow  # TF with accelerators hidden
-
       tf = tensorflow()
       for split in ("train", "eval"):
         self._tb[split] = tf.summary.create_file_writer(
@@ -114,7 +188,7 @@ class MetricsWriter:
     """One record of training metrics at `step` (the number of steps completed)."""
     if not self.is_main:
       return
-    self._write(self.train_path, "train", step, metrics)
+    self._write(self.train_path, "train", step, metrics, metrics)
     if self._bar is not None:
       self._bar.set_postfix({k: f"{float(metrics[k]):.4g}" for k in _POSTFIX_KEYS
                              if k in metrics}, refresh=False)
@@ -123,11 +197,12 @@ class MetricsWriter:
                                          for k in _POSTFIX_KEYS if k in metrics), flush=True)
 
   def write_eval(self, step: int, metrics: Mapping[str, float]) -> None:
-    """One evaluation record; keys are written with an "eval_" prefix."""
+    """One evaluation record; its keys get an "eval_" prefix in the jsonl file and in W&B, not
+    in TensorBoard (the eval run's tags are the train run's, so their charts overlay)."""
     if not self.is_main:
       return
     prefixed = {f"eval_{k}": v for k, v in metrics.items()}
-    self._write(self.eval_path, "eval", step, prefixed)
+    self._write(self.eval_path, "eval", step, prefixed, metrics)
     self.print(f"eval at step {step}: " + ", ".join(
         f"{k}={v}" if isinstance(v, str) else f"{k}={float(v):.4g}"
         for k, v in sorted(metrics.items())))
@@ -141,20 +216,38 @@ class MetricsWriter:
     else:
       print(message, flush=True)
 
-  def _write(self, path: Path, split: str, step: int, metrics: Mapping[str, float]) -> None:
+  def _write(self, path: Path, split: str, step: int, metrics: Mapping[str, float],
+             tags: Mapping[str, float]) -> None:
+    """`metrics` to the jsonl file `path` and W&B; `tags`, the same values, to TensorBoard."""
     record = {"step": int(step)}
     record.update({k: v if isinstance(v, str) else _jsonable(v)
                    for k, v in sorted(metrics.items())})
     with path.open("a") as f:
       f.write(json.dumps(record) + "\n")
+    if self._wandb is not None:
+      self._wandb.log(_numbers(metrics), step=int(step))
     writer = self._tb.get(split)
     if writer is not None:
-      _write_scalars(writer, step, {k: v for k, v in metrics.items() if not isinstance(v, str)})
+      tf = tensorflow()
+      with writer.as_default():
+        for k, v in sorted(_numbers(tags).items()):
+          tf.summary.scalar(k, v, step=int(step))
+      writer.flush()
 
   def close(self) -> None:
+    """Ends the run's outputs: progress bar, TensorBoard writers, the W&B run, and plots
+    WORKDIR/curves.png from the jsonl files (the whole run, earlier resumed parts included)."""
     if self._bar is not None:
       self._bar.close()
       self._bar = None
     for writer in self._tb.values():
       writer.close()
     self._tb = {}
+    if self._wandb is not None:
+      self._wandb.finish()
+      self._wandb = None
+    if self.is_main and self.curves:
+      read = lambda path: ([json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+                           if path.exists() else [])
+      write_curves(self.workdir / CURVES_FILE, read(self.train_path), read(self.eval_path),
+                   self.curves)

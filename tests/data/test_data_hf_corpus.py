@@ -18,7 +18,7 @@ import pytest
 
 import datasets
 from data_pipelines import build_pretraining_data as builder
-from data_pipelines import corpora, shard_format, text_io, tokenizers
+from data_pipelines import corpora, shard_format, text_io
 from data_pipelines.tf_runtime import tensorflow
 
 N_DOCS = 40

@@ -4,6 +4,7 @@ initialisation from a Hugging Face directory, SQuAD and tagging scoring, clear C
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -14,6 +15,7 @@ from electra_jax.finetune import kinds as task_kinds
 from electra_jax.finetune import metrics as glue_metrics
 from electra_jax.finetune import train as ft
 from finetune_testlib import finetune_config, sst2_dir, vocab  # noqa: F401 (fixture)
+from train_testlib import read_jsonl, read_wandb_run, wandb_offline
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +163,45 @@ def test_select_final_or_best_evaluation(tmp_path, vocab, monkeypatch, select):
     predicted = {r["prediction"] for r in csv.DictReader(f, delimiter="\t")}
   assert predicted == {str(step % 2)}  # the predictions of the selected evaluation
   assert ft.SELECTION[select] in ft.format_results(results).splitlines()[0]
+
+
+def test_cli_names_each_seeds_outputs_and_next_commands(tmp_path, vocab, monkeypatch, capsys):
+  """`electra-finetune` with an offline W&B run per seed: stdout keeps the results table and
+  path; stderr ends with each seed's outputs (model, jsonl, curves.png, W&B), the TensorBoard
+  command and the export command of a fine-tuned model."""
+  wandb_offline(monkeypatch, tmp_path / "home")
+  monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))  # main appends to it
+  data = sst2_dir(tmp_path / "glue", n_train=16, n_dev=8, n_test=2)
+  work = tmp_path / "w"
+  settings = {"max_seq_length": 16, "batch_size": 8, "eval_batch_size": 8, "num_epochs": 1.0,
+              "progress": False, "log_every": 1, "wandb_project": "electra-test",
+              "wandb_mode": "offline"}
+  assert ft.main(["--task=sst2", "--init=random", "--size=tiny", f"--data_dir={data}",
+                  f"--workdir={work}", f"--tokenizer=wordpiece:{vocab}", "--seeds=2,5",
+                  *(f"--set=FinetuneConfig.{k} = {v!r}" for k, v in settings.items())]) == 0
+  out, err = capsys.readouterr()
+  assert out.splitlines()[-1] == f"results: {work}/results.json"
+  seed_lines = [f"  seed {s}: {work}/seed_{s}/final, {work}/seed_{s}/metrics.jsonl, "
+                f"{work}/seed_{s}/eval_metrics.jsonl, {work}/seed_{s}/curves.png, "
+                f"{work}/seed_{s}/wandb" for s in (2, 5)]
+  assert err.endswith("\n".join([
+      f"outputs in {work}:", f"  results: {work}/results.json", *seed_lines,
+      f"  tokenizer: {work}/tokenizer",
+      f"  TensorBoard (every seed): tensorboard --logdir {work}",
+      f"  upload offline W&B runs: wandb sync {work}/seed_*/wandb/offline-run-*",
+      "next:",
+      f"  export to Hugging Face: electra-convert {work}/seed_2/final OUT_DIR",
+      f"  predict in Python: electra_jax.finetune.train.load_finetuned('{work}/seed_2/final') "
+      "-> (model, params, task record)"]) + "\n"), err
+  for seed in (2, 5):
+    seed_dir = work / f"seed_{seed}"
+    assert (seed_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (run_dir,) = (seed_dir / "wandb").glob("offline-run-*")
+    config, history = read_wandb_run(run_dir)
+    assert config["seed"] == seed and config["task"] == "sst2"
+    assert config["hparams"]["max_seq_length"] == 16 and config["total_steps"] == 2
+    train = read_jsonl(seed_dir / "metrics.jsonl")
+    assert [(h["_step"], h["loss"]) for h in history] == [(r["step"], r["loss"]) for r in train]
+    assert history[-1]["eval_accuracy"] == read_jsonl(seed_dir / "eval_metrics.jsonl")[-1][
+        "eval_accuracy"]
+

@@ -31,6 +31,8 @@ def test_flags_win_over_bindings_and_files(tmp_path):
     ("MeshConfig.fdsp = 2", "Did you mean fsdp"),
     ("FinetuneConfig.head = hf", "a string needs quotes"),
     ("MeshConfig.fsdp = '2'", "MeshConfig.fsdp = '2': expected int; without the quotes"),
+    ("FinetuneConfig.wandb_mode = 'sync'",
+     "FinetuneConfig.wandb_mode='sync'; expected one of ('online', 'offline')"),
 ])
 def test_bad_bindings_are_one_clear_error(binding, message):
   with pytest.raises(ValueError, match=None) as err:

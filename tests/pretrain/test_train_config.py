@@ -99,6 +99,9 @@ def test_invalid_values_name_the_field():
   with pytest.raises(ValueError, match=r"DataConfig\.seq_len=1024 exceeds "
                                        r"ModelConfig\.max_position_embeddings=128"):
     resolve_config("tiny", gin_bindings=["DataConfig.seq_len = 1024"])
+  with pytest.raises(ValueError, match=r"LogConfig\.wandb_mode='sync'; expected one of "
+                                       r"\('online', 'offline'\)"):
+    resolve_config("tiny", gin_bindings=['LogConfig.wandb_mode = "sync"'])
   with pytest.raises(FileNotFoundError, match="nope.gin"):
     resolve_config("tiny", gin_files=["/nonexistent/nope.gin"])
 

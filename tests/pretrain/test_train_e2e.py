@@ -1,14 +1,16 @@
 """End to end: a tiny ELECTRA pre-trained on real text (the built-in corpus of standard-library
 docstrings) learns to detect replaced tokens, and the run leaves the files it promises."""
 
+import json
 import math
+import os
 
 import numpy as np
 import pytest
 
 from electra_jax.pretrain.config import load_config_json, resolve_config
-from electra_jax.pretrain.train import NonFiniteError, train_and_evaluate
-from train_testlib import read_jsonl, tiny_bindings
+from electra_jax.pretrain.train import NonFiniteError, main, train_and_evaluate
+from train_testlib import read_jsonl, read_wandb_run, tiny_bindings, wandb_offline
 
 STEPS = 250
 REQUIRED = ("step", "loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy",
@@ -66,12 +68,58 @@ def test_tiny_run_learns_and_writes_metrics_config_and_checkpoint(tmp_path):
 
   scalars = _tensorboard_scalars(tmp_path / "tensorboard" / "train")
   assert scalars["loss"] == {r["step"]: pytest.approx(r["loss"]) for r in records}
-  assert _tensorboard_scalars(tmp_path / "tensorboard" / "eval")["eval_disc_auc"] == {
-      STEPS: pytest.approx(evals[0]["eval_disc_auc"])}
+  assert _tensorboard_scalars(tmp_path / "tensorboard" / "eval")["disc_auc"] == {
+      STEPS: pytest.approx(evals[0]["eval_disc_auc"])}  # the train tag: one chart for both
 
   again = train_and_evaluate(config, tmp_path)  # finished run: restores and does nothing
   assert again["step"] == STEPS
   assert len(read_jsonl(tmp_path / "metrics.jsonl")) == len(records)
+
+
+def test_cli_names_its_outputs_and_next_commands_after_the_json_line(tmp_path, monkeypatch,
+                                                                   capsys):
+  """`electra-train` on a tiny run with evaluation, TensorBoard, curves.png and an offline W&B
+  run: stdout ends with the JSON line as before; stderr ends with where each output is and the
+  commands that use the run next."""
+  wandb_offline(monkeypatch, tmp_path / "home")
+  monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))  # main appends to it
+  work = tmp_path / "run"
+  bindings = tiny_bindings(4, DataConfig__eval_every=4, DataConfig__eval_batches=1,
+                           CheckpointConfig__save_every=2, LogConfig__tensorboard=True,
+                           LogConfig__curves=True, LogConfig__wandb_project="electra-test",
+                           LogConfig__wandb_mode="offline")
+  assert main([f"--workdir={work}", *(f"--gin_bindings={b}" for b in bindings)]) == 0
+  out, err = capsys.readouterr()
+  final = json.loads(out.splitlines()[-1])
+  assert set(final) == {"step", "preempted", "loss", "disc_auc", "gen_accuracy", "health",
+                        "eval_loss", "eval_disc_auc"} and final["step"] == 4
+  assert err.endswith("\n".join([
+      f"outputs in {work}:",
+      f"  checkpoints: {work}/checkpoints (latest step 4)",
+      f"  training metrics: {work}/metrics.jsonl",
+      f"  evaluation metrics: {work}/eval_metrics.jsonl",
+      f"  curves: {work}/curves.png",
+      f"  tokenizer: {work}/tokenizer",
+      f"  Weights & Biases runs: {work}/wandb",
+      f"  TensorBoard: tensorboard --logdir {work}/tensorboard",
+      f"  upload offline W&B runs: wandb sync {work}/wandb/offline-run-*",
+      "next:",
+      f"  fine-tune: electra-finetune --task=sst2 --init={work} --data_dir=GLUE_DIR "
+      f"--workdir={work}_sst2",
+      f"  export to Hugging Face: electra-convert {work} OUT_DIR"]) + "\n"), err
+  assert (work / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert (work / "tokenizer").is_dir() and (work / "checkpoints" / "4").is_dir()
+
+  (run_dir,) = (work / "wandb").glob("offline-run-*")
+  config, history = read_wandb_run(run_dir)
+  assert config["model"] == json.loads((work / "config.json").read_text())["model"]
+  records = read_jsonl(work / "metrics.jsonl")
+  evals = read_jsonl(work / "eval_metrics.jsonl")
+  assert [h["_step"] for h in history] == [1, 2, 3, 4]
+  for row, record in zip(history, records):  # the jsonl numbers, under the jsonl keys
+    assert {k: row[k] for k in REQUIRED if k != "step"} == pytest.approx(
+        {k: record[k] for k in REQUIRED if k != "step"})
+  assert history[-1]["eval_disc_auc"] == pytest.approx(evals[0]["eval_disc_auc"])
 
 
 def test_nonfinite_loss_stops_the_run_naming_step_and_metric(tmp_path):

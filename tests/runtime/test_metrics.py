@@ -1,0 +1,110 @@
+"""MetricsWriter's outputs beside the jsonl files: TensorBoard tags shared by train and eval,
+WORKDIR/curves.png (and a run without matplotlib), the Weights & Biases run."""
+
+import struct
+import sys
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util.tensor_util import make_ndarray
+
+from electra_jax.runtime.metrics import MetricsWriter, WandbRun
+from train_testlib import read_jsonl, read_wandb_run, wandb_offline
+
+TRAIN = [(1, {"loss": 9.0, "disc_auc": 0.5, "gen_accuracy": 0.0, "health": "warmup"}),
+         (2, {"loss": 7.5, "disc_auc": 0.6, "gen_accuracy": 0.1, "health": "ok"})]
+EVAL = (2, {"loss": 8.0, "disc_auc": 0.55, "unigram_accuracy": 0.05})
+
+
+def _write_run(workdir, **kw):
+  writer = MetricsWriter(workdir, start_step=0, total_steps=2, is_main=True, progress_bar=False,
+                         **kw)
+  for step, metrics in TRAIN:
+    writer.write_train(step, metrics)
+  writer.write_eval(*EVAL)
+  writer.close()
+
+
+def _scalars(directory) -> dict:
+  """{tag: {step: value}} of the scalar summaries in `directory`, read by TensorBoard itself."""
+  events = EventAccumulator(str(directory))
+  events.Reload()
+  return {tag: {e.step: float(make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)}
+          for tag in events.Tags()["tensors"]}
+
+
+def test_eval_scalars_use_the_train_tags_so_tensorboard_overlays_them(tmp_path):
+  _write_run(tmp_path, tensorboard=True)
+  train = _scalars(tmp_path / "tensorboard" / "train")
+  evals = _scalars(tmp_path / "tensorboard" / "eval")
+  assert set(train) == {"loss", "disc_auc", "gen_accuracy"}  # strings ("health") left out
+  assert set(evals) == {"loss", "disc_auc", "unigram_accuracy"}
+  assert train["loss"] == {1: 9.0, 2: 7.5}
+  assert evals["loss"] == {2: 8.0} and evals["disc_auc"] == {2: pytest.approx(0.55)}
+  # The jsonl files keep their keys: eval ones prefixed.
+  assert read_jsonl(tmp_path / "eval_metrics.jsonl") == [
+      {"step": 2, "eval_disc_auc": 0.55, "eval_loss": 8.0, "eval_unigram_accuracy": 0.05}]
+  assert read_jsonl(tmp_path / "metrics.jsonl")[1]["health"] == "ok"
+
+
+def _png_size(path) -> tuple[int, int]:
+  data = path.read_bytes()
+  assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", data[:16]
+  return struct.unpack(">II", data[16:24])
+
+
+def test_curves_png_plots_the_named_metrics(tmp_path):
+  _write_run(tmp_path, tensorboard=False, curves=("loss", "disc_auc", "gen_accuracy", "absent"))
+  width, height = _png_size(tmp_path / "curves.png")
+  assert width == 3 * 450 and height == 350  # one 4.5 x 3.5 in panel per metric found, 100 dpi
+
+
+def test_without_curves_or_records_no_png_is_written(tmp_path):
+  _write_run(tmp_path / "a", tensorboard=False)
+  MetricsWriter(tmp_path / "b", start_step=0, total_steps=2, is_main=True, tensorboard=False,
+                progress_bar=False, curves=("loss",)).close()
+  assert not (tmp_path / "a" / "curves.png").exists()
+  assert not (tmp_path / "b" / "curves.png").exists()
+
+
+def test_without_matplotlib_the_run_ends_with_one_warning_and_no_png(tmp_path, monkeypatch,
+                                                                     capsys):
+  for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+    monkeypatch.delitem(sys.modules, name)
+  monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib...` fails
+  _write_run(tmp_path, tensorboard=False, curves=("loss",))
+  assert not (tmp_path / "curves.png").exists()
+  assert capsys.readouterr().err.splitlines() == [
+      f"warning: matplotlib is not installed; no {tmp_path / 'curves.png'} "
+      "(pip install matplotlib)"]
+
+
+def test_wandb_run_logs_the_jsonl_numbers_by_step_and_the_config(tmp_path, monkeypatch):
+  wandb_offline(monkeypatch, tmp_path)
+  config = {"model": {"hidden_size": 32}, "seed": 3}
+  _write_run(tmp_path / "run", tensorboard=False,
+             wandb=WandbRun("electra-test", "offline", name="run", config=config))
+  (run_dir,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+  logged_config, history = read_wandb_run(run_dir)
+  assert {k: logged_config[k] for k in config} == config
+  assert history == [
+      {"_step": 1, "loss": 9.0, "disc_auc": 0.5, "gen_accuracy": 0.0},
+      {"_step": 2, "loss": 7.5, "disc_auc": 0.6, "gen_accuracy": 0.1,
+       "eval_loss": 8.0, "eval_disc_auc": 0.55, "eval_unigram_accuracy": 0.05}]
+
+
+def test_wandb_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, "wandb", None)
+  with pytest.raises(ValueError, match=r"^Weights & Biases logging \(project 'p'\) needs the "
+                                       r'wandb package: pip install "electra_jax\[wandb\]"'):
+    MetricsWriter(tmp_path, start_step=0, total_steps=1, is_main=True, tensorboard=False,
+                  progress_bar=False, wandb=WandbRun("p", "offline"))
+
+
+def test_other_processes_start_no_wandb_run_and_write_nothing(tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, "wandb", None)  # would raise if process 1 imported it
+  writer = MetricsWriter(tmp_path / "w", start_step=0, total_steps=1, is_main=False,
+                         curves=("loss",), wandb=WandbRun("p", "offline"))
+  writer.write_train(1, {"loss": 1.0})
+  writer.close()
+  assert not (tmp_path / "w").exists()
