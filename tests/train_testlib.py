@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,20 +88,8 @@ def wandb_offline(monkeypatch, root: Path) -> None:
   monkeypatch.setenv("WANDB_SILENT", "true")
 
 
-def read_wandb_run(run_dir: Path) -> tuple[dict, list[dict]]:
-  """(config, history) of the offline W&B run in `run_dir`, read from its run-ID.wandb file.
-
-  wandb 0.2x-0.3x has no Python reader of that file any more; its format: a 7-byte header
-  (b":W&B", a 2-byte magic, a version byte), then 32 KiB blocks of records, each a 7-byte
-  header (CRC-32C, little-endian uint16 length, type 1 full / 2 first / 3 middle / 4 last) and
-  its bytes, a record never starting in a block's last 6 bytes (zero padding); whole records are
-  wandb_internal_pb2.Record protos. config: {key: value} (JSON-decoded); history: one
-  {key: value} per logged step, without wandb's own "_"-keys but with "_step".
-  """
-  from wandb.proto import wandb_internal_pb2
-
-  (path,) = Path(run_dir).glob("run-*.wandb")
-  data = path.read_bytes()
+def _wandb_records(data: bytes, record_type) -> list:
+  """The whole records of a .wandb file's bytes (format in `read_wandb_run`)."""
   assert data[:4] == b":W&B", data[:7]
   block, pos, pending, records = 32768, 7, b"", []
   while pos + 7 <= len(data):
@@ -115,8 +104,30 @@ def read_wandb_run(run_dir: Path) -> tuple[dict, list[dict]]:
     pending += data[pos + 7:pos + 7 + length]
     pos += 7 + length
     if kind in (1, 4):
-      records.append(wandb_internal_pb2.Record.FromString(pending))
+      records.append(record_type.FromString(pending))
       pending = b""
+  return records
+
+
+def read_wandb_run(run_dir: Path) -> tuple[dict, list[dict]]:
+  """(config, history) of the offline W&B run in `run_dir`, read from its run-ID.wandb file.
+
+  wandb 0.2x-0.3x has no Python reader of that file any more; its format: a 7-byte header
+  (b":W&B", a 2-byte magic, a version byte), then 32 KiB blocks of records, each a 7-byte
+  header (CRC-32C, little-endian uint16 length, type 1 full / 2 first / 3 middle / 4 last) and
+  its bytes, a record never starting in a block's last 6 bytes (zero padding); whole records are
+  wandb_internal_pb2.Record protos. config: {key: value} (JSON-decoded); history: one
+  {key: value} per logged step, without wandb's own "_"-keys but with "_step".
+  """
+  from wandb.proto import wandb_internal_pb2
+
+  (path,) = Path(run_dir).glob("run-*.wandb")
+  deadline = time.monotonic() + 60
+  while True:  # wandb's service writes the file after `finish` returns: wait for its exit record
+    records = _wandb_records(path.read_bytes(), wandb_internal_pb2.Record)
+    if any(r.HasField("exit") for r in records) or time.monotonic() > deadline:
+      break
+    time.sleep(0.2)
   config, history = {}, []
   for record in records:
     updates = (record.run.config.update if record.HasField("run") else
