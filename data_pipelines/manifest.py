@@ -15,6 +15,8 @@ import json
 import os
 import shlex
 
+from data_pipelines import fs
+
 MANIFEST_NAME = "manifest.json"
 FORMAT = "electra_jax.pretraining/1"
 
@@ -44,12 +46,11 @@ def write_json_atomically(path, data):
 
 
 def read_manifest(data_dir):
-  """Load and sanity-check `data_dir/manifest.json`."""
-  path = os.path.join(data_dir, MANIFEST_NAME)
-  if not os.path.isfile(path):
+  """Load and sanity-check `data_dir/manifest.json` (a local or tf.io.gfile path, see fs)."""
+  path = fs.join(data_dir, MANIFEST_NAME)
+  if not fs.isfile(path):
     raise FileNotFoundError(f"no {MANIFEST_NAME} in {data_dir}: build it with data_pipelines.build_pretraining_data")
-  with open(path, encoding="utf-8") as f:
-    manifest = json.load(f)
+  manifest = json.loads(fs.read_text(path))
   if manifest.get("format") != FORMAT:
     raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
   return manifest

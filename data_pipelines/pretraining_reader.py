@@ -42,12 +42,12 @@ training calls `batch` directly.
 import collections
 import concurrent.futures
 import itertools
-import os
 import re
 import sys
 
 import numpy as np
 
+from data_pipelines import fs
 from data_pipelines import manifest as manifest_lib
 from data_pipelines import shard_format
 
@@ -163,7 +163,7 @@ class PretrainingData:
     manifest_lib.check_compatible(self.manifest, data_dir, seq_len=seq_len, vocab_fingerprint=vocab_fingerprint)
     self.seq_len = self.manifest["seq_len"]
     shards = [s for s in self.manifest["shards"] if s["split"] == split]
-    self._files = [os.path.join(data_dir, s["file"]) for s in shards]
+    self._files = [fs.join(data_dir, s["file"]) for s in shards]
     self._counts = np.array([s["examples"] for s in shards], dtype=np.int64)
     self.num_examples = int(self._counts.sum())
     if self.num_examples == 0:
@@ -196,14 +196,14 @@ class PretrainingData:
     """ShardError for the first shard file that is missing or not of its manifest size in bytes."""
     problems = []
     for shard, path in zip(shards, self._files):
-      if not os.path.isfile(path):
+      if not fs.isfile(path):
         problems.append((path, "is missing"))
-      elif "bytes" in shard and os.path.getsize(path) != shard["bytes"]:
-        problems.append((path, f"has {os.path.getsize(path)} bytes but the manifest says {shard['bytes']}"))
+      elif "bytes" in shard and fs.getsize(path) != shard["bytes"]:
+        problems.append((path, f"has {fs.getsize(path)} bytes but the manifest says {shard['bytes']}"))
     if problems:
       path, problem = problems[0]
       if len(problems) > 1:
-        others = ", ".join(os.path.basename(p) for p, _ in problems[1:6])
+        others = ", ".join(fs.basename(p) for p, _ in problems[1:6])
         problem += f" (and {len(problems) - 1} more shard(s) are missing or of the wrong size: {others})"
       raise ShardError(path, problem, self._advice())
 

@@ -22,15 +22,17 @@ with SAVED_DESCRIPTION (kind, options, fingerprint) and the files Hugging Face's
 `AutoTokenizer.from_pretrained(DIR)` reads (tokenizer_config.json, special_tokens_map.json; for a
 SentencePiece unigram model also tokenizer.json). Shard directories, pre-training workdirs and
 exported models carry their tokenizer this way; `find_saved(PATH)` finds it again from any of
-them, without a spec.
+them, without a spec. Every path here (vocabulary files, DIR) may be local or a tf.io.gfile URL
+such as gs://bucket/dir (data_pipelines.fs).
 """
 
 import abc
 import hashlib
+import io
 import json
-import os
-import shutil
 import urllib.parse
+
+from data_pipelines import fs
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 SAVED_DESCRIPTION = "electra_jax_tokenizer.json"
@@ -86,12 +88,12 @@ class Tokenizer(abc.ABC):
   def save(self, directory):
     """Write this tokenizer into `directory` (created): its vocabulary file, SAVED_DESCRIPTION
     and the Hugging Face tokenizer files. Returns the names of the files written."""
-    os.makedirs(directory, exist_ok=True)
+    fs.makedirs(directory)
     description = {"format": SAVED_FORMAT, "fingerprint": self.fingerprint(),
                    "vocab_size": self.vocab_size, **self._save_files(directory)}
-    _write_json(os.path.join(directory, SAVED_DESCRIPTION), description)
-    _write_json(os.path.join(directory, "special_tokens_map.json"), _HF_SPECIAL)
-    return sorted(os.listdir(directory))
+    _write_json(fs.join(directory, SAVED_DESCRIPTION), description)
+    _write_json(fs.join(directory, "special_tokens_map.json"), _HF_SPECIAL)
+    return sorted(fs.listdir(directory))
 
   @abc.abstractmethod
   def _save_files(self, directory):
@@ -120,10 +122,9 @@ class WordPieceTokenizer(Tokenizer):
     from tokenizers import Tokenizer as RustTokenizer
     from tokenizers import decoders, models, normalizers, pre_tokenizers
 
-    if not os.path.isfile(vocab_path):
+    if not fs.isfile(vocab_path):
       raise FileNotFoundError(f"WordPiece vocab file not found: {vocab_path}")
-    with open(vocab_path, encoding="utf-8-sig") as f:
-      self._tokens = [line.rstrip("\n") for line in f]
+    self._tokens = [line.rstrip("\n") for line in io.StringIO(fs.read_text(vocab_path, "utf-8-sig"))]
     token_to_id = {}
     for index, token in enumerate(self._tokens):
       token_to_id[token] = index
@@ -135,7 +136,7 @@ class WordPieceTokenizer(Tokenizer):
     self.strip_accents = strip_accents
     self.vocab_size = len(self._tokens)
     self.spec = (
-        f"wordpiece:{os.path.abspath(vocab_path)}?lowercase={str(lowercase).lower()}"
+        f"wordpiece:{fs.abspath(vocab_path)}?lowercase={str(lowercase).lower()}"
         f"&strip_accents={str(strip_accents).lower()}"
     )
     rust = RustTokenizer(models.WordPiece(token_to_id, unk_token="[UNK]", max_input_chars_per_word=100))
@@ -158,9 +159,8 @@ class WordPieceTokenizer(Tokenizer):
     return self._rust.decode([int(i) for i in ids], skip_special_tokens=True)
 
   def _save_files(self, directory):
-    with open(os.path.join(directory, "vocab.txt"), "w", encoding="utf-8", newline="\n") as f:
-      f.writelines(token + "\n" for token in self._tokens)
-    _write_json(os.path.join(directory, "tokenizer_config.json"),
+    fs.write_text(fs.join(directory, "vocab.txt"), "".join(token + "\n" for token in self._tokens))
+    _write_json(fs.join(directory, "tokenizer_config.json"),
                 {"tokenizer_class": "ElectraTokenizer", "do_lower_case": self.lowercase,
                  "strip_accents": self.strip_accents, "tokenize_chinese_chars": True, **_HF_SPECIAL})
     return {"kind": "wordpiece", "file": "vocab.txt", "lowercase": self.lowercase,
@@ -173,9 +173,9 @@ class SentencePieceTokenizer(Tokenizer):
   def __init__(self, model_path):
     import sentencepiece as spm
 
-    if not os.path.isfile(model_path):
+    if not fs.isfile(model_path):
       raise FileNotFoundError(f"SentencePiece model file not found: {model_path}")
-    self._sp = spm.SentencePieceProcessor(model_file=model_path)
+    self._sp = spm.SentencePieceProcessor(model_proto=fs.read_bytes(model_path))
     self.vocab_size = self._sp.get_piece_size()
     self._tokens = [self._sp.id_to_piece(i) for i in range(self.vocab_size)]
     token_to_id = {tok: i for i, tok in enumerate(self._tokens)}
@@ -183,7 +183,7 @@ class SentencePieceTokenizer(Tokenizer):
         token_to_id, f"SentencePiece model {model_path}"
     )
     self._special = frozenset((self.pad_id, self.cls_id, self.sep_id, self.mask_id))
-    self.model_path = os.path.abspath(model_path)
+    self.model_path = fs.abspath(model_path)
     self.spec = f"sentencepiece:{self.model_path}"
 
   def encode(self, texts):
@@ -207,11 +207,11 @@ class SentencePieceTokenizer(Tokenizer):
     return self._sp.decode([int(i) for i in ids if int(i) not in self._special])
 
   def _save_files(self, directory):
-    shutil.copyfile(self.model_path, os.path.join(directory, "spm.model"))
+    fs.copy(self.model_path, fs.join(directory, "spm.model"))
     fast = self._hf_fast_tokenizer()
     if fast is not None:
-      fast.save(os.path.join(directory, "tokenizer.json"))
-      _write_json(os.path.join(directory, "tokenizer_config.json"),
+      fs.write_text(fs.join(directory, "tokenizer.json"), fast.to_str(pretty=True))
+      _write_json(fs.join(directory, "tokenizer_config.json"),
                   {"tokenizer_class": "PreTrainedTokenizerFast", **_HF_SPECIAL, **_HF_INPUTS})
     return {"kind": "sentencepiece", "file": "spm.model"}
 
@@ -228,8 +228,7 @@ class SentencePieceTokenizer(Tokenizer):
     from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
     proto = sentencepiece_model_pb2.ModelProto()
-    with open(self.model_path, "rb") as f:
-      proto.ParseFromString(f.read())
+    proto.ParseFromString(fs.read_bytes(self.model_path))
     if proto.trainer_spec.model_type != proto.trainer_spec.UNIGRAM:
       return None
     rust = RustTokenizer(models.Unigram([(p.piece, p.score) for p in proto.pieces], unk_id=self.unk_id))
@@ -257,20 +256,17 @@ def _byte_to_char_offsets(text):
 
 
 def _write_json(path, data):
-  with open(path, "w", encoding="utf-8") as f:
-    json.dump(data, f, indent=1, sort_keys=True)
-    f.write("\n")
+  fs.write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def load_saved(directory):
   """The tokenizer `Tokenizer.save` wrote into `directory`; ValueError when its files do not
   match the description (another vocabulary than the one recorded)."""
-  path = os.path.join(directory, SAVED_DESCRIPTION)
-  with open(path, encoding="utf-8") as f:
-    description = json.load(f)
+  path = fs.join(directory, SAVED_DESCRIPTION)
+  description = json.loads(fs.read_text(path))
   if description.get("format") != SAVED_FORMAT:
     raise ValueError(f"{path}: format {description.get('format')!r}, expected {SAVED_FORMAT!r}")
-  file = os.path.join(directory, description["file"])
+  file = fs.join(directory, description["file"])
   if description["kind"] == "wordpiece":
     tokenizer = WordPieceTokenizer(file, lowercase=description["lowercase"],
                                    strip_accents=description["strip_accents"])
@@ -290,19 +286,18 @@ def find_saved(path):
   A Hugging Face directory with only vocab.txt (and maybe tokenizer_config.json's
   do_lower_case / strip_accents) is read as WordPiece.
   """
-  start = os.path.abspath(path if os.path.isdir(path) else os.path.dirname(path) or ".")
-  ancestors = [start, os.path.dirname(start), os.path.dirname(os.path.dirname(start))]
+  start = fs.abspath(path if fs.isdir(path) else fs.dirname(path) or ".")
+  ancestors = [start, fs.dirname(start), fs.dirname(fs.dirname(start))]
   for directory in ancestors:
-    for candidate in (directory, os.path.join(directory, SAVED_DIR)):
-      if os.path.isfile(os.path.join(candidate, SAVED_DESCRIPTION)):
+    for candidate in (directory, fs.join(directory, SAVED_DIR)):
+      if fs.isfile(fs.join(candidate, SAVED_DESCRIPTION)):
         return load_saved(candidate)
-  vocab = os.path.join(start, "vocab.txt")
-  if os.path.isfile(vocab):
+  vocab = fs.join(start, "vocab.txt")
+  if fs.isfile(vocab):
     options = {}
-    config = os.path.join(start, "tokenizer_config.json")
-    if os.path.isfile(config):
-      with open(config, encoding="utf-8") as f:
-        options = json.load(f)
+    config = fs.join(start, "tokenizer_config.json")
+    if fs.isfile(config):
+      options = json.loads(fs.read_text(config))
     return WordPieceTokenizer(vocab, lowercase=options.get("do_lower_case", True),
                               strip_accents=options.get("strip_accents"))
   return None
@@ -334,8 +329,8 @@ def of_shards(data_dir, recorded):
   """The tokenizer that made the shards in `data_dir`, whose manifest records `recorded`
   ({spec, fingerprint, ...}): the one saved beside them (DATA_DIR/tokenizer), else the one the
   spec names. ValueError when neither exists or the vocabulary differs from the recorded one."""
-  saved = os.path.join(data_dir, SAVED_DIR)
-  if os.path.isfile(os.path.join(saved, SAVED_DESCRIPTION)):
+  saved = fs.join(data_dir, SAVED_DIR)
+  if fs.isfile(fs.join(saved, SAVED_DESCRIPTION)):
     tokenizer = load_saved(saved)
   else:
     try:

@@ -1,6 +1,7 @@
 """What every checkpoint format shares: the error type, the conversion report, safetensors files
-(read without torch; bfloat16 through ml_dtypes), nested-dict flattening, the parameter check
-against a model, and the refusal to unpickle."""
+(read without torch; bfloat16 through ml_dtypes; local or on any tf.io.gfile path, see
+data_pipelines.fs), nested-dict flattening, the parameter check against a model, and the refusal
+to unpickle."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
-from safetensors.numpy import save_file
+from safetensors.numpy import save, save_file
 
+from data_pipelines import fs
 from electra_jax.model.config import ModelConfig
 
 Progress = Optional[Callable[[int, int, str], None]]
@@ -55,7 +57,7 @@ def _st_dtype(code: str):
 def read_safetensors_header(path: str) -> tuple[dict, int]:
   """(header without __metadata__, byte offset of the data) of one safetensors file."""
   try:
-    with open(path, "rb") as f:
+    with fs.open_bytes(path) as f:
       raw = f.read(8)
       if len(raw) != 8:
         raise CheckpointError(f"{path}: not a safetensors file (shorter than 8 bytes)")
@@ -76,7 +78,7 @@ def read_safetensors(path: str, names: Optional[Iterable[str]] = None) -> dict[s
   header, start = read_safetensors_header(path)
   wanted = header.keys() if names is None else names
   out = {}
-  with open(path, "rb") as f:
+  with fs.open_bytes(path) as f:
     for name in wanted:
       info = header[name]
       begin, end = info["data_offsets"]
@@ -90,8 +92,14 @@ def read_safetensors(path: str, names: Optional[Iterable[str]] = None) -> dict[s
 
 def write_safetensors(tensors: dict[str, np.ndarray], path: str,
                       metadata: Optional[dict] = None) -> None:
-  save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, path,
-            metadata=metadata or {"format": "pt"})
+  """Writes one safetensors file: straight to a local path; to a remote one (fs) from the
+  serialized bytes, held in memory once."""
+  tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+  metadata = metadata or {"format": "pt"}
+  if fs.is_remote(path):
+    fs.write_bytes(path, save(tensors, metadata=metadata))
+  else:
+    save_file(tensors, path, metadata=metadata)
 
 
 def flatten(tree: Any, prefix: tuple = ()) -> dict[tuple, Any]:
@@ -169,8 +177,7 @@ def check_params(model, params: dict, what: str = "params") -> None:
 
 def read_json(path: str) -> dict:
   try:
-    with open(path) as f:
-      return json.load(f)
+    return json.loads(fs.read_text(path))
   except FileNotFoundError:
     raise CheckpointError(f"{path}: file not found") from None
   except json.JSONDecodeError as e:

@@ -17,20 +17,23 @@ The tokenizer saved with SRC (a pre-training or fine-tuning workdir keeps one; a
 an official release has vocab.txt) is written into every output, with the files transformers'
 AutoTokenizer reads; a fine-tuned model's label names become the HF config's id2label.
 
+SRC and DST may be local or tf.io.gfile URLs (gs://bucket/dir; data_pipelines.fs); an
+electra_jax pre-training SRC only local or gs:// (orbax).
+
 Examples:
   python -m electra_jax.io.convert electra_small/ out/ --from tf1
   python -m electra_jax.io.convert hf_dir/ native/ --to electra_jax-safetensors
+  python -m electra_jax.io.convert gs://bucket/runs/small gs://bucket/exports/small
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
-from data_pipelines import tokenizers
+from data_pipelines import fs, tokenizers
 from electra_jax.io import native
 from electra_jax.io import hf as hf_io
 from electra_jax.io import load as pretrained
@@ -76,7 +79,7 @@ def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=Fals
   if to not in ("hf", "electra_jax-safetensors"):
     raise CheckpointError(f"--to {to!r}; expected 'hf' or 'electra_jax-safetensors'")
   fmt = src_format or pretrained.detect_format(src)
-  if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)) and not force:
+  if fs.exists(dst) and (not fs.isdir(dst) or fs.listdir(dst)) and not force:
     raise CheckpointError(f"{dst} exists and is not empty (pass --force to write into it)")
   if which == "pretraining" and to == "hf":
     raise CheckpointError("--which pretraining: Hugging Face has no joint generator + "
@@ -85,8 +88,8 @@ def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=Fals
   two_networks = fmt in ("tf1", "electra_jax") or (
       fmt == "electra_jax-safetensors" and _native_is_pretraining(src))
   if which is None or which == "both":
-    targets = [("discriminator", os.path.join(dst, "discriminator")),
-               ("generator", os.path.join(dst, "generator"))] if two_networks else [(None, dst)]
+    targets = [("discriminator", fs.join(dst, "discriminator")),
+               ("generator", fs.join(dst, "generator"))] if two_networks else [(None, dst)]
   else:
     targets = [(which, dst)]
   tokenizer = tokenizers.find_saved(src)
@@ -123,10 +126,10 @@ def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=Fals
 
 
 def _native_is_pretraining(src: str) -> bool:
-  directory = src if os.path.isdir(src) else os.path.dirname(src) or "."
+  directory = src if fs.isdir(src) else fs.dirname(src) or "."
   try:
-    with open(os.path.join(directory, NATIVE_CONFIG)) as f:
-      return json.load(f).get("architecture") == "ElectraPretrainingModel"
+    return json.loads(fs.read_text(fs.join(directory, NATIVE_CONFIG))).get(
+        "architecture") == "ElectraPretrainingModel"
   except (OSError, ValueError):
     return False
 
@@ -154,7 +157,7 @@ def main(argv=None) -> int:
   try:
     lines = convert(args.src, args.dst, args.src_format, args.to, args.which, args.force,
                     args.num_attention_heads, args.architecture, args.strict)
-  except CheckpointError as e:
+  except (ValueError, OSError) as e:  # CheckpointError, a path scheme without a file system, I/O
     print(f"error: {e}", file=sys.stderr)
     return 2
   print("\n".join(lines))

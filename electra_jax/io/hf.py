@@ -20,7 +20,8 @@ table (tied) and is neither stored by `save_pretrained` nor needed; the HF outpu
 `generator_lm_head.bias` is our `generator_predictions/output_bias`. Both directions come from one
 table, so import followed by export reproduces every tensor bit for bit.
 
-Pickle-based `pytorch_model.bin` files are refused without being opened.
+Pickle-based `pytorch_model.bin` files are refused without being opened. Directories may be
+local or on any tf.io.gfile path (gs://...; data_pipelines.fs).
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from typing import Iterable, Optional
 
 import flax.linen as nn
 import numpy as np
 
+from data_pipelines import fs
 from electra_jax.io.common import (CheckpointError, ImportReport, Progress, check_params,
                                    expected_shapes, flatten, fmt_list, read_json, read_safetensors,
                                    read_safetensors_header, refuse_pickle, shape_hint, unflatten,
@@ -191,24 +192,24 @@ def config_from_hf_dict(d: dict, where: str = "config.json", **overrides) -> Mod
 
 def weight_files(directory: str) -> list[str]:
   """The safetensors files of an HF directory; clear errors for missing / pickle / TF files."""
-  if not os.path.isdir(directory):
+  if not fs.isdir(directory):
     raise CheckpointError(f"{directory}: no such directory")
-  single = os.path.join(directory, WEIGHTS_NAME)
-  index = os.path.join(directory, WEIGHTS_INDEX_NAME)
-  if os.path.exists(single):
+  single = fs.join(directory, WEIGHTS_NAME)
+  index = fs.join(directory, WEIGHTS_INDEX_NAME)
+  if fs.exists(single):
     return [single]
-  if os.path.exists(index):
+  if fs.exists(index):
     shards = sorted(set(read_json(index).get("weight_map", {}).values()))
-    files = [os.path.join(directory, s) for s in shards]
+    files = [fs.join(directory, s) for s in shards]
     for f in files:
-      if not os.path.exists(f):
+      if not fs.exists(f):
         raise CheckpointError(f"{f}: shard listed in {WEIGHTS_INDEX_NAME} not found")
     return files
   for name in ("pytorch_model.bin", "pytorch_model.bin.index.json"):
-    if os.path.exists(os.path.join(directory, name)):
-      refuse_pickle(os.path.join(directory, name))
+    if fs.exists(fs.join(directory, name)):
+      refuse_pickle(fs.join(directory, name))
   others = [n for n in ("tf_model.h5", "flax_model.msgpack") if
-            os.path.exists(os.path.join(directory, n))]
+            fs.exists(fs.join(directory, n))]
   raise CheckpointError(
       f"{directory}: no {WEIGHTS_NAME} (or {WEIGHTS_INDEX_NAME})"
       + (f"; found {', '.join(others)}, which electra_jax does not read: re-save with "
@@ -326,19 +327,19 @@ def import_hf(directory: str, architecture: Optional[str] = None, progress: Prog
   checkpoint); by default it comes from config.json `architectures`, else from tensor names.
   `config_overrides` replace ModelConfig fields (e.g. dtype="bfloat16", remat=True).
   """
-  if os.path.isfile(directory):
+  if fs.isfile(directory):
     if directory.endswith(".bin"):
       refuse_pickle(directory)
-    directory = os.path.dirname(directory) or "."
+    directory = fs.dirname(directory) or "."
   files = weight_files(directory)
-  config = read_json(os.path.join(directory, CONFIG_NAME))
+  config = read_json(fs.join(directory, CONFIG_NAME))
   names = []
   for f in files:
     names += list(read_safetensors_header(f)[0])
   arch = architecture or detect_architecture(config, names)
   if arch not in ARCHITECTURES:
     raise CheckpointError(f"unknown architecture {arch!r}; expected one of {ARCHITECTURES}")
-  cfg = config_from_hf_dict(config, os.path.join(directory, CONFIG_NAME), **config_overrides)
+  cfg = config_from_hf_dict(config, fs.join(directory, CONFIG_NAME), **config_overrides)
   if arch == "ElectraForMultipleChoice":
     for key, want in (("summary_type", "first"), ("summary_use_proj", True),
                       ("summary_activation", "gelu")):
@@ -455,11 +456,10 @@ def export_hf(model, params: dict, out_dir: str, which: Optional[str] = None,
     model, params = resolve_pretraining(model, params, which)
   arch = architecture_of(model)
   state = params_to_state(model, params, progress)
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, CONFIG_NAME), "w") as f:
-    json.dump(hf_config_dict(model, arch, id2label), f, indent=2)
-    f.write("\n")
-  write_safetensors(state, os.path.join(out_dir, WEIGHTS_NAME))
+  fs.makedirs(out_dir)
+  fs.write_text(fs.join(out_dir, CONFIG_NAME),
+                json.dumps(hf_config_dict(model, arch, id2label), indent=2) + "\n")
+  write_safetensors(state, fs.join(out_dir, WEIGHTS_NAME))
   if tokenizer is not None:
     tokenizer.save(out_dir)
   return {"architecture": arch, "tensors": len(state),

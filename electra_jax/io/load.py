@@ -16,6 +16,9 @@ Formats (detected from the path, or given with `format=`):
                              electra_jax.json + params.safetensors, any model including the joint
                              pre-training one.
 
+Paths may be local or tf.io.gfile URLs (gs://...; data_pipelines.fs); pre-training checkpoints
+(orbax) only local or gs:// (`native.orbax_path`).
+
 `which` picks the network of a two-network checkpoint: "discriminator" (default; returns
 ElectraForPreTraining) or "generator" (returns ElectraForMaskedLM); "pretraining" returns the
 joint ElectraPretrainingModel where the source holds one (electra_jax formats).
@@ -23,13 +26,12 @@ joint ElectraPretrainingModel where the source holds one (electra_jax formats).
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
 
-from data_pipelines import tokenizers
+from data_pipelines import fs, tokenizers
 from electra_jax.io import native
 from electra_jax.io import hf as hf_io
 from electra_jax.io import tf1 as tf1_io
@@ -42,19 +44,19 @@ FORMATS = ("hf", "tf1", "electra_jax", "electra_jax-safetensors")
 
 def detect_format(path: str) -> str:
   """Which of FORMATS `path` is; CheckpointError if none."""
-  if os.path.isfile(path):
-    directory = os.path.dirname(path) or "."
+  if fs.isfile(path):
+    directory = fs.dirname(path) or "."
     if path.endswith((".bin", ".pt", ".pth", ".ckpt")) and not tf1_io.is_tf1_checkpoint(path):
       refuse_pickle(path)
     if path.endswith(".safetensors"):
-      if os.path.exists(os.path.join(directory, NATIVE_CONFIG)):
+      if fs.exists(fs.join(directory, NATIVE_CONFIG)):
         return "electra_jax-safetensors"
       return "hf"
     if tf1_io.is_tf1_checkpoint(path):
       return "tf1"
     raise CheckpointError(f"{path}: unrecognised checkpoint file")
-  if os.path.isdir(path):
-    has = lambda name: os.path.exists(os.path.join(path, name))
+  if fs.isdir(path):
+    has = lambda name: fs.exists(fs.join(path, name))
     if has(NATIVE_CONFIG):
       return "electra_jax-safetensors"
     if has("checkpoints") or has("_CHECKPOINT_METADATA"):

@@ -7,6 +7,9 @@
                              ones included: electra_jax.json (the model's class and constructor
                              fields, a "finetune" record for fine-tuned models) + params.safetensors
                              (keys are '/'-joined parameter paths) + the tokenizer's files.
+
+Safetensors exports are read and written on any path data_pipelines.fs serves (local, gs://, or
+another tf.io.gfile scheme); pre-training checkpoints on local paths and gs:// (`orbax_path`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from pathlib import Path
 from typing import Optional
 
 import flax.linen as nn
@@ -22,6 +24,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from data_pipelines import fs
 from electra_jax.io.common import (CheckpointError, ImportReport, check_params, flatten,
                                    read_safetensors, unflatten, write_safetensors)
 from electra_jax.io.hf import resolve_pretraining
@@ -83,40 +86,56 @@ def _select(model, params, which, notes: list):
   return resolve_pretraining(model, params, which or "discriminator", notes)
 
 
-def _step_dir(path: Path) -> Path:
-  """A step directory from a step dir, a checkpoints dir or a workdir (its latest step)."""
-  path = Path(path)
-  if (path / "state").is_dir():
+def orbax_path(path) -> str:
+  """`path` as orbax-checkpoint reads and writes it: a local path made absolute (symlinks
+  resolved), or a gs:// URL (orbax writes its arrays there with TensorStore's gcs driver).
+
+  ValueError for another scheme: TensorStore, which reads and writes orbax's arrays, has drivers
+  for local files and gs:// only (not for ram:// or hdfs://, which tf.io.gfile may serve).
+  """
+  path = os.fspath(path)
+  if not fs.is_remote(path):
+    return os.path.realpath(path)
+  if path.startswith("gs://"):
     return path
-  for root in (path / "checkpoints", path):
-    steps = sorted((int(p.name) for p in root.glob("*") if p.is_dir() and p.name.isdigit()),
-                   reverse=True) if root.is_dir() else []
-    for step in steps:
-      if (root / str(step) / "state").is_dir():
-        return root / str(step)
+  raise ValueError(f"{path}: pre-training checkpoints (orbax-checkpoint) can be read and written "
+                   f"on a local path or gs:// only (TensorStore, which writes their arrays, has "
+                   f"no driver for {path.split('://')[0]}://); give a local or gs:// path")
+
+
+def _step_dir(path: str) -> str:
+  """A step directory from a step dir, a checkpoints dir or a workdir (its latest complete
+  step: orbax's finalized steps, which on gs:// hold their commit_success.txt)."""
+  if fs.isdir(fs.join(path, "state")):
+    return path
+  for root in (fs.join(path, "checkpoints"), path):
+    for step in sorted(ocp.path.step.checkpoint_steps(root), reverse=True):
+      if fs.isdir(fs.join(root, str(step), "state")):
+        return fs.join(root, str(step))
   raise FileNotFoundError(f"no pre-training checkpoint at {path} (expected a step directory "
                           "with state/, or a workdir or checkpoints directory holding one)")
 
 
-def read_pretraining_checkpoint(path: Path) -> tuple[dict, dict]:
-  """(config_dict, params) from a step dir, or from a workdir / checkpoints dir (latest step).
+def read_pretraining_checkpoint(path: str) -> tuple[dict, dict]:
+  """(config_dict, params) from a step dir, or from a workdir / checkpoints dir (latest step),
+  on a local path or gs:// (`orbax_path`).
 
   config_dict: the stored `TrainConfig.to_dict()`: "model" and "generator" hold ModelConfig
   fields, "embedding_sharing" the sharing mode, plus the rest of the run's config.
   params: the ElectraPretrainingModel params tree (unboxed) as host numpy arrays; the optimizer
   state is not read.
   """
-  step_dir = _step_dir(Path(path).resolve())
+  step_dir = _step_dir(orbax_path(path))
   config = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(
-      step_dir / "config", args=ocp.args.JsonRestore())
+      fs.join(step_dir, "config"), args=ocp.args.JsonRestore())
   checkpointer = ocp.PyTreeCheckpointer()
-  tree = checkpointer.metadata(step_dir / "state").item_metadata.tree
+  tree = checkpointer.metadata(fs.join(step_dir, "state")).item_metadata.tree
   if "params" not in tree:
-    raise ValueError(f"{step_dir / 'state'} has no params (keys: {sorted(tree)})")
+    raise ValueError(f"{fs.join(step_dir, 'state')} has no params (keys: {sorted(tree)})")
   params_meta = {"params": tree["params"]}
   restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), params_meta)
   restored = checkpointer.restore(
-      step_dir / "state", args=ocp.args.PyTreeRestore(item=params_meta, restore_args=restore_args,
+      fs.join(step_dir, "state"), args=ocp.args.PyTreeRestore(item=params_meta, restore_args=restore_args,
                                                       partial_restore=True))
   return dict(config), restored["params"]
 
@@ -124,12 +143,14 @@ def read_pretraining_checkpoint(path: Path) -> tuple[dict, dict]:
 def load_pretraining_checkpoint(path: str, which: Optional[str] = None, **overrides):
   """Reads an electra_jax pre-training checkpoint (a workdir, checkpoints dir or step dir) ->
   (model, params numpy, report); `which` as in `load_pretrained`."""
-  if not os.path.exists(path):
+  if not fs.exists(path):
     raise CheckpointError(f"{path}: no such file or directory")
   try:
     config_dict, params = read_pretraining_checkpoint(path)
   except FileNotFoundError as e:
     raise CheckpointError(f"{path}: {e}") from None
+  except ValueError as e:  # not a path orbax reads
+    raise CheckpointError(str(e)) from None
   params = nn.meta.unbox(params)
   model = _pretraining_model(config_dict, path, params, **overrides)
   check_params(model, params, what=f"{path}: checkpoint params")
@@ -193,37 +214,32 @@ def save_safetensors(model, params, out_dir: str, tokenizer=None,
   params = nn.meta.unbox(params)
   check_params(model, params)
   flat = {"/".join(p): np.asarray(v, dtype=np.float32) for p, v in flatten(params).items()}
-  os.makedirs(out_dir, exist_ok=True)
+  fs.makedirs(out_dir)
   spec = {"format": "electra_jax-safetensors", "format_version": NATIVE_FORMAT_VERSION,
           **model_spec(model), **({"finetune": finetune} if finetune is not None else {})}
   if tokenizer is not None:
     tokenizer.save(out_dir)
-  with open(os.path.join(out_dir, NATIVE_CONFIG), "w") as f:
-    json.dump(spec, f, indent=2)
-    f.write("\n")
-  write_safetensors(flat, os.path.join(out_dir, NATIVE_WEIGHTS),
-                    metadata={"format": "electra_jax"})
+  fs.write_text(fs.join(out_dir, NATIVE_CONFIG), json.dumps(spec, indent=2) + "\n")
+  write_safetensors(flat, fs.join(out_dir, NATIVE_WEIGHTS), metadata={"format": "electra_jax"})
   return {"architecture": spec["architecture"], "tensors": len(flat),
           "parameters": sum(int(v.size) for v in flat.values()), "path": out_dir}
 
 
 def read_finetune_info(path: str) -> Optional[dict]:
   """The "finetune" record of a native model directory (or a file in it); None if it has none."""
-  directory = path if os.path.isdir(path) else os.path.dirname(path) or "."
+  directory = path if fs.isdir(path) else fs.dirname(path) or "."
   try:
-    with open(os.path.join(directory, NATIVE_CONFIG)) as f:
-      return json.load(f).get("finetune")
+    return json.loads(fs.read_text(fs.join(directory, NATIVE_CONFIG))).get("finetune")
   except (OSError, ValueError):
     return None
 
 
 def load_safetensors(path: str, which: Optional[str] = None, **overrides):
   """Reads `save_safetensors` output -> (model, params numpy, report)."""
-  directory = path if os.path.isdir(path) else os.path.dirname(path) or "."
-  spec_path = os.path.join(directory, NATIVE_CONFIG)
+  directory = path if fs.isdir(path) else fs.dirname(path) or "."
+  spec_path = fs.join(directory, NATIVE_CONFIG)
   try:
-    with open(spec_path) as f:
-      spec = json.load(f)
+    spec = json.loads(fs.read_text(spec_path))
   except FileNotFoundError:
     raise CheckpointError(f"{spec_path}: file not found") from None
   except json.JSONDecodeError as e:
@@ -232,8 +248,8 @@ def load_safetensors(path: str, which: Optional[str] = None, **overrides):
     raise CheckpointError(f"{spec_path}: format_version {spec['format_version']} is newer than "
                           f"this electra_jax reads ({NATIVE_FORMAT_VERSION})")
   model = model_from_spec(spec, spec_path, **overrides)
-  weights = os.path.join(directory, NATIVE_WEIGHTS)
-  if not os.path.exists(weights):
+  weights = fs.join(directory, NATIVE_WEIGHTS)
+  if not fs.exists(weights):
     raise CheckpointError(f"{weights}: file not found")
   flat = read_safetensors(weights)
   params = unflatten({tuple(k.split("/")): v.astype(np.float32) for k, v in flat.items()})

@@ -35,6 +35,7 @@ from typing import Optional
 
 import numpy as np
 
+from data_pipelines import fs
 from electra_jax.io.common import (CheckpointError, ImportReport, Progress, expected_shapes,
                                    fmt_list, shape_hint, unflatten)
 from electra_jax.io.hf import check_table
@@ -63,29 +64,29 @@ def _tf():
 def resolve_checkpoint(path: str) -> str:
   """A checkpoint prefix from a prefix, an `.index` / `.data-*` file, or a directory with a
   `checkpoint` file."""
-  if os.path.isdir(path):
-    state = os.path.join(path, "checkpoint")
-    if not os.path.exists(state):
+  if fs.isdir(path):
+    state = fs.join(path, "checkpoint")
+    if not fs.exists(state):
       raise CheckpointError(f"{path}: no `checkpoint` file in this directory (pass the "
                             "checkpoint prefix, e.g. .../model.ckpt-1000000)")
     tf = _tf()
     prefix = tf.train.latest_checkpoint(path)
-    if prefix is None or not os.path.exists(prefix + ".index"):
+    if prefix is None or not fs.exists(prefix + ".index"):
       raise CheckpointError(f"{state} names a checkpoint that does not exist ({prefix})")
     return prefix
   m = re.match(r"^(.*)\.(index|data-\d+-of-\d+|meta)$", path)
   if m:
     path = m.group(1)
-  if not os.path.exists(path + ".index"):
-    raise CheckpointError(f"{path}: TF checkpoint not found (no {os.path.basename(path)}.index)")
+  if not fs.exists(path + ".index"):
+    raise CheckpointError(f"{path}: TF checkpoint not found (no {fs.basename(path)}.index)")
   return path
 
 
 def is_tf1_checkpoint(path: str) -> bool:
-  if os.path.isdir(path):
-    return os.path.exists(os.path.join(path, "checkpoint"))
-  return (os.path.exists(path + ".index")
-          or bool(re.match(r"^.*\.(index|data-\d+-of-\d+)$", path)) and os.path.exists(path))
+  if fs.isdir(path):
+    return fs.exists(fs.join(path, "checkpoint"))
+  return (fs.exists(path + ".index")
+          or bool(re.match(r"^.*\.(index|data-\d+-of-\d+)$", path)) and fs.exists(path))
 
 
 def _layer_norm(tf_name: str, path: tuple) -> list:

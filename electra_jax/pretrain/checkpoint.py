@@ -10,6 +10,11 @@ Layout: WORKDIR/checkpoints/<step>/ with three items:
 Restoring takes an abstract state (jax.ShapeDtypeStruct leaves carrying the *new* shardings), so
 a checkpoint written on one mesh restores onto another.
 
+Where: WORKDIR may be local or gs:// (`checkpoint_dir`, io.native.orbax_path); orbax writes the
+arrays of a gs:// workdir with TensorStore's gcs driver and marks a complete step with a
+commit_success.txt file instead of a rename. Other tf.io.gfile schemes (ram://, hdfs://) are
+refused: TensorStore cannot write there.
+
 Faults. Orbax writes step s into checkpoints/<s>.orbax-checkpoint-tmp/ and renames it to <s>/
 once every item is written, so a process killed mid-save leaves only the tmp directory, which no
 step listing counts and which the next Checkpointer deletes. A save that fails because the disk is
@@ -41,7 +46,9 @@ from jax.experimental import multihost_utils
 from flax import traverse_util
 from orbax.checkpoint import checkpoint_managers as policies
 
+from data_pipelines import fs
 from electra_jax.io.load import detect_format, load_pretrained
+from electra_jax.io.native import orbax_path
 from electra_jax.pretrain.config import CheckpointConfig
 from electra_jax.runtime.metrics import itstime
 
@@ -119,12 +126,23 @@ def checkpoint_nbytes(abstract_state: Any) -> int:
              for leaf in jax.tree.leaves(abstract_state))
 
 
+def checkpoint_dir(workdir) -> str:
+  """WORKDIR/checkpoints as orbax reads and writes it: absolute for a local workdir, the URL for
+  gs://; ValueError for another scheme (io.native.orbax_path)."""
+  return fs.join(orbax_path(workdir), "checkpoints")
+
+
+def saved_steps(workdir) -> list[int]:
+  """The steps of the complete checkpoints in WORKDIR/checkpoints (unsorted; [] when none)."""
+  return ocp.path.step.checkpoint_steps(checkpoint_dir(workdir))
+
+
 def _tree_bytes(path: Path) -> int:
   return sum(os.path.getsize(os.path.join(root, name))
              for root, _, names in os.walk(path) for name in names)
 
 
-def check_free_space(directory: Path, cfg: CheckpointConfig, abstract_state: Any) -> None:
+def check_free_space(directory: str, cfg: CheckpointConfig, abstract_state: Any) -> Optional[str]:
   """ValueError, before training, when the disk of `directory` (WORKDIR/checkpoints) cannot hold
   the checkpoints the run keeps.
 
@@ -132,7 +150,12 @@ def check_free_space(directory: Path, cfg: CheckpointConfig, abstract_state: Any
   deletes the oldest). Available: the free bytes (`shutil.disk_usage`) plus the bytes of the
   latest keep_latest existing step directories, which the run replaces. Checkpoints kept by
   keep_every add one each beyond this. The message gives the numbers in MiB and what to do.
+  A remote `directory` (gs://) has no free space to ask for: nothing is checked and the
+  returned one-line note says so (None after a check).
   """
+  if fs.is_remote(directory):
+    return (f"note: {directory} is not on a local disk: its free space is not checked before "
+            "training")
   directory = Path(directory)
   one = checkpoint_nbytes(abstract_state)
   need = one * (cfg.keep_latest + 1)
@@ -141,7 +164,7 @@ def check_free_space(directory: Path, cfg: CheckpointConfig, abstract_state: Any
   reusable = sum(_tree_bytes(directory / str(s)) for s in steps[-cfg.keep_latest:])
   free = shutil.disk_usage(directory if directory.is_dir() else directory.parent).free
   if free + reusable >= need:
-    return
+    return None
   held = f" plus {reusable / MIB:.1f} MiB held by the checkpoints it replaces" if reusable else ""
   raise ValueError(
       f"not enough disk space for checkpoints in {directory}: {free / MIB:.1f} MiB free{held}, "
@@ -164,9 +187,9 @@ class Checkpointer:
   asynchronous save), `wait` or `close`.
   """
 
-  def __init__(self, workdir: Path, cfg: CheckpointConfig):
+  def __init__(self, workdir: str, cfg: CheckpointConfig):
     self.cfg = cfg
-    self.directory = Path(workdir).resolve() / "checkpoints"
+    self.directory = checkpoint_dir(workdir)
     keep: list = [policies.LatestN(n=cfg.keep_latest)]
     if cfg.keep_every:
       keep.append(policies.EveryNSteps(interval_steps=cfg.keep_every))
@@ -174,9 +197,10 @@ class Checkpointer:
         preservation_policy=policies.AnyPreservationPolicy(keep),
         enable_async_checkpointing=cfg.async_save, create=True)
     _quiet_failed_writes()
-    if jax.process_index() == 0 and self.directory.is_dir():
-      for unfinished in self.directory.glob(f"*{TMP_SUFFIX}*"):
-        shutil.rmtree(unfinished)
+    if jax.process_index() == 0 and fs.isdir(self.directory):
+      for name in fs.listdir(self.directory):
+        if TMP_SUFFIX in name:
+          fs.rmtree(fs.join(self.directory, name))
     self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
     self._writing: Optional[int] = None  # the step of the last save, maybe still in flight
 
@@ -197,8 +221,9 @@ class Checkpointer:
       if reason is None:
         raise
       latest = self.manager.latest_step()
-      kept = (f"the last complete checkpoint, step {latest} ({self.directory / str(latest)}), is "
-              "intact: the next run resumes from it" if latest is not None
+      kept = (f"the last complete checkpoint, step {latest} "
+              f"({fs.join(self.directory, str(latest))}), is intact: the next run resumes from it"
+              if latest is not None
               else "no checkpoint was completed before it: the next run starts over")
       raise CheckpointWriteError(
           f"could not write checkpoint step {step} to {self.directory}: {reason}; {kept}, "

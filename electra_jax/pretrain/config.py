@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence
 
 import gin
 
+from data_pipelines import fs
 from electra_jax.model.config import ModelConfig, generator_config, preset
 from electra_jax.model.pretraining import EMBEDDING_SHARING
 from electra_jax.pretrain.objective import ObjectiveConfig
@@ -228,12 +229,18 @@ def _build(cls, fields: dict):
   return cls(**{k: _tuples(v) for k, v in fields.items()})
 
 
-def save_config_json(config: TrainConfig, path: Path) -> None:
-  Path(path).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
+def save_config_json(config: TrainConfig, path: str) -> None:
+  """`config` as JSON into `path` (local or a tf.io.gfile URL, data_pipelines.fs)."""
+  fs.write_text(path, config_json(config))
 
 
-def load_config_json(path: Path) -> TrainConfig:
-  return TrainConfig.from_dict(json.loads(Path(path).read_text()))
+def config_json(config: TrainConfig) -> str:
+  """The text of WORKDIR/config.json: `config.to_dict()` as indented JSON."""
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def load_config_json(path: str) -> TrainConfig:
+  return TrainConfig.from_dict(json.loads(fs.read_text(path)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,11 @@ for preemption, by JAX's cross-process sync point), and only process 0 writes lo
 at a time holds a workdir (WORKDIR/train.lock); resuming with a changed model or objective is
 refused, and --overwrite starts over.
 
+WORKDIR and DataConfig.data_dir may be local or gs:// URLs (the data dir any tf.io.gfile path,
+data_pipelines.fs; the workdir local or gs://, where orbax writes checkpoints). A gs:// workdir
+has no train.lock (flock needs a local file system) and no free-space check; each is skipped
+with a one-line note.
+
 Metrics of step s are read from the device after step s + 1 is dispatched, so the host never
 waits on the device except when it has to (before a checkpoint, an evaluation or the end).
 """
@@ -29,7 +34,6 @@ import math
 import operator
 import os
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -39,14 +43,15 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from data_pipelines import tokenizers
+from data_pipelines import fs, tokenizers
 from data_pipelines.default_data import ensure_default_pretraining_data
 from data_pipelines.pretraining_reader import PretrainingData
 from electra_jax.pretrain import health
 from electra_jax.pretrain import flops as flops_lib
 from electra_jax.pretrain.checkpoint import (CheckpointWriteError, Checkpointer, PreemptionWatcher,
-                                             check_free_space, load_init_params)
-from electra_jax.pretrain.config import list_experiments, resolve_config, save_config_json, to_gin
+                                             check_free_space, checkpoint_dir, load_init_params,
+                                             saved_steps)
+from electra_jax.pretrain.config import config_json, list_experiments, resolve_config, to_gin
 from electra_jax.pretrain.objective import (SpecialIds, build_pretraining_model, init_fn, loss_fn,
                                             make_eval_step)
 from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
@@ -190,14 +195,27 @@ class _StepTimer:
 
 
 @contextlib.contextmanager
-def lock_workdir(workdir: Path):
+def lock_workdir(workdir):
   """Creates `workdir` and holds WORKDIR/train.lock (an exclusive flock) while the block runs.
 
   ValueError when the workdir cannot be written, or when another process holds the lock (naming
   the workdir and the holder's pid, which the holder writes into the file). The lock goes with
   its holder: the kernel releases a flock when its process dies, so a file left by a killed run
   does not block. The file stays (deleting it would let two processes lock different files).
+  A remote workdir (gs://) is only created: an object store has no flock, so nothing stops a
+  second trainer there, and a one-line note on stderr says so.
   """
+  if fs.is_remote(workdir):
+    try:
+      fs.makedirs(workdir)
+    except OSError as err:
+      raise ValueError(f"cannot write to workdir {workdir} ({err.strerror or err}); give a "
+                       "writable --workdir") from None
+    print(f"note: workdir {workdir} is not on a local file system: no {LOCK_FILE} (flock) "
+          "guards it, so make sure no other trainer uses it", file=sys.stderr, flush=True)
+    yield
+    return
+  workdir = Path(workdir)
   try:
     workdir.mkdir(parents=True, exist_ok=True)
     problem = None if os.access(workdir, os.W_OK) else "permission denied"
@@ -223,24 +241,18 @@ def lock_workdir(workdir: Path):
     os.close(fd)  # releases the lock
 
 
-def saved_steps(workdir: Path) -> list[int]:
-  """The steps of the complete checkpoints in WORKDIR/checkpoints (unsorted; [] when none)."""
-  ckpt_dir = workdir / "checkpoints"
-  return [int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()] if ckpt_dir.is_dir() else []
-
-
-def check_resume_config(config, workdir: Path) -> None:
+def check_resume_config(config, workdir: str) -> None:
   """ValueError naming each field of RESUME_FIXED (old -> new) in which `config` differs from
   WORKDIR/config.json, when WORKDIR/checkpoints holds a step to resume; see train_and_evaluate.
   Fields missing from an older config.json are not compared."""
   steps = saved_steps(workdir)
-  path = workdir / "config.json"
-  if not steps or not path.is_file():
+  path = fs.join(workdir, "config.json")
+  if not steps or not fs.isfile(path):
     return
   way_out = ("resume with the old values, use another --workdir, or pass --overwrite to delete "
              "its checkpoints and metrics and start over")
   try:
-    old = json.loads(path.read_text())
+    old = json.loads(fs.read_text(path))
   except (ValueError, UnicodeDecodeError) as err:
     raise ValueError(f"{path} (the config of the checkpoints to resume) is not valid JSON "
                      f"({err}); {way_out}") from None
@@ -262,22 +274,14 @@ def check_resume_config(config, workdir: Path) -> None:
         *changed, f"Old config: {path}; {way_out}"]))
 
 
-def _replace_file(path: Path, write) -> None:
-  """`write(tmp)` then renames tmp to `path`: a run killed meanwhile leaves the old file whole
-  (a truncated config.json would stop the next run from resuming)."""
-  tmp = path.with_name(path.name + ".tmp")
-  write(tmp)
-  os.replace(tmp, path)
-
-
-def _start_over(workdir: Path) -> None:
+def _start_over(workdir: str) -> None:
   """Deletes the outputs of an earlier run in `workdir` (RUN_OUTPUTS)."""
   for name in RUN_OUTPUTS:
-    path = workdir / name
-    if path.is_dir():
-      shutil.rmtree(path)
-    elif path.exists():
-      path.unlink()
+    path = fs.join(workdir, name)
+    if fs.isdir(path):
+      fs.rmtree(path)
+    elif fs.exists(path):
+      fs.remove(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,8 +316,14 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
   schedule, loss weights, mask_prob, dropout, dtype, remat, the mesh, data seed, batch size and
   directory, and the log, eval and checkpoint settings. `overwrite`: start over instead,
   deleting the earlier run's checkpoints and metrics (RUN_OUTPUTS).
+
+  `workdir`: a local path or gs:// (a ValueError first for another scheme, where orbax cannot
+  write checkpoints); DataConfig.data_dir: any path data_pipelines.fs serves. config.json and
+  config.gin are replaced by a rename (fs.write_atomically): a run killed meanwhile leaves the
+  old file whole (a truncated config.json would stop the next run from resuming).
   """
-  workdir = Path(workdir)
+  workdir = os.fspath(workdir)
+  checkpoint_dir(workdir)  # ValueError for a workdir where orbax cannot write (ram://, hdfs://)
   with contextlib.ExitStack() as stack:
     if jax.process_index() == 0:
       stack.enter_context(lock_workdir(workdir))
@@ -321,17 +331,18 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
         _start_over(workdir)
       else:
         check_resume_config(config, workdir)
-      _replace_file(workdir / "config.json", lambda tmp: save_config_json(config, tmp))
-      _replace_file(workdir / "config.gin", lambda tmp: tmp.write_text(to_gin(config)))
+      fs.write_atomically(fs.join(workdir, "config.json"), config_json(config))
+      fs.write_atomically(fs.join(workdir, "config.gin"), to_gin(config))
     if jax.process_count() > 1:  # the other processes read the workdir after process 0 claims it
 
       multihost_utils.sync_global_devices("electra_jax.pretrain.train: workdir claimed")
     return _train(config, workdir)
 
 
-def _train(config, workdir: Path) -> dict:
+def _train(config, workdir: str) -> dict:
   """The run of `train_and_evaluate` in a claimed workdir."""
   is_main = jax.process_index() == 0
+  say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if is_main else (lambda msg: None)
   mesh = make_mesh(config.mesh)
   seq_len, batch_size = config.data.seq_len, config.data.global_batch_size
   model = build_pretraining_model(config.model, config.generator, config.embedding_sharing,
@@ -340,15 +351,16 @@ def _train(config, workdir: Path) -> dict:
   check_batch(mesh, batch_size)
   init = init_fn(model, seq_len)
   abstract, shardings = abstract_train_state(init, optimizer, mesh)
-  check_free_space(workdir.resolve() / "checkpoints", config.checkpoint, abstract)
+  note = check_free_space(checkpoint_dir(workdir), config.checkpoint, abstract)
+  if note:
+    say(note)
   train_data, eval_data, special, data_dir = open_data(config)
   checkpointer = Checkpointer(workdir, config.checkpoint)
   last_step = config.train_steps
-  say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if is_main else (lambda msg: None)
   if is_main:  # WORKDIR/tokenizer: where finetune, convert and load_tokenizer find it
     try:
       tokenizers.of_shards(data_dir, train_data.manifest["tokenizer"]).save(
-          workdir / tokenizers.SAVED_DIR)
+          fs.join(workdir, tokenizers.SAVED_DIR))
     except ValueError as err:
       say(f"warning: {err}; this run's checkpoints carry no tokenizer")
   say(f"devices: {jax.device_count()} x {jax.devices()[0].platform} over "
@@ -390,7 +402,7 @@ def _train(config, workdir: Path) -> dict:
 
   step_flops, peak = _flops_and_peak(config)
   wandb_run = (WandbRun(config.log.wandb_project, config.log.wandb_mode,
-                        name=workdir.resolve().name, config=config.to_dict())
+                        name=fs.basename(fs.abspath(workdir)), config=config.to_dict())
                if config.log.wandb_project else None)
   writer = MetricsWriter(workdir, start_step=start_step, total_steps=last_step, is_main=is_main,
                          tensorboard=config.log.tensorboard,
@@ -429,7 +441,7 @@ def _train(config, workdir: Path) -> dict:
     with PreemptionWatcher() as preemption, contextlib.ExitStack() as stack:
       for step in range(start_step, last_step):
         if profile and step + 1 == profile[0]:
-          jax.profiler.start_trace(str(workdir / "profile"))
+          jax.profiler.start_trace(fs.join(workdir, "profile"))
           stack.callback(jax.profiler.stop_trace)
         batch = first_batch if step == start_step else global_batch(train_data.batch(step), mesh)
         state, metrics = compiled(state, batch)
@@ -441,7 +453,8 @@ def _train(config, workdir: Path) -> dict:
         if profile and done == profile[1]:
           jax.block_until_ready(state)
           stack.close()
-          say(f"profiler trace of steps {profile[0]}..{profile[1]} in {workdir / 'profile'}")
+          say(f"profiler trace of steps {profile[0]}..{profile[1]} in "
+              f"{fs.join(workdir, 'profile')}")
         preempted = preemption.reached(done)
         if preempted or checkpointer.should_save(done, last_step):
           record(*pending)
@@ -495,27 +508,29 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   return args
 
 
-def closing_message(workdir: Path) -> str:
+def closing_message(workdir: str) -> str:
   """Where a finished run's outputs are in `workdir` (those that exist) and the commands that
   use them next: fine-tuning and export."""
-  q = lambda path: shlex.quote(str(path))
+  q = shlex.quote
   lines = [f"outputs in {workdir}:"]
   steps = saved_steps(workdir)
   if steps:
-    lines.append(f"  checkpoints: {workdir / 'checkpoints'} (latest step {max(steps)})")
+    lines.append(f"  checkpoints: {fs.join(workdir, 'checkpoints')} (latest step {max(steps)})")
   for name, what in (("metrics.jsonl", "training metrics"),
                      ("eval_metrics.jsonl", "evaluation metrics"), (CURVES_FILE, "curves"),
                      (tokenizers.SAVED_DIR, "tokenizer"), ("wandb", "Weights & Biases runs")):
-    if (workdir / name).exists():
-      lines.append(f"  {what}: {workdir / name}")
-  if (workdir / "tensorboard").is_dir():
-    lines.append(f"  TensorBoard: tensorboard --logdir {q(workdir / 'tensorboard')}")
-  if any((workdir / "wandb").glob("offline-run-*")):
-    lines.append(f"  upload offline W&B runs: wandb sync {q(workdir / 'wandb')}/offline-run-*")
+    if fs.exists(fs.join(workdir, name)):
+      lines.append(f"  {what}: {fs.join(workdir, name)}")
+  if fs.isdir(fs.join(workdir, "tensorboard")):
+    lines.append(f"  TensorBoard: tensorboard --logdir {q(fs.join(workdir, 'tensorboard'))}")
+  if fs.glob(fs.join(workdir, "wandb", "offline-run-*")):
+    lines.append(f"  upload offline W&B runs: wandb sync {q(fs.join(workdir, 'wandb'))}"
+                 "/offline-run-*")
   if steps:
+    resolved = workdir if fs.is_remote(workdir) else str(Path(workdir).resolve())
     lines += ["next:",
               f"  fine-tune: electra-finetune --task=sst2 --init={q(workdir)} "
-              f"--data_dir=GLUE_DIR --workdir={q(str(workdir.resolve()) + '_sst2')}",
+              f"--data_dir=GLUE_DIR --workdir={q(resolved + '_sst2')}",
               f"  export to Hugging Face: electra-convert {q(workdir)} OUT_DIR"]
   return "\n".join(lines)
 
@@ -551,5 +566,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          for k in ("loss", "disc_auc", "gen_accuracy", "health")},
                       **{f"eval_{k}": v for k, v in result["eval"].items()
                          if k in ("loss", "disc_auc")}}), flush=True)
-    print(closing_message(Path(args.workdir)), file=sys.stderr, flush=True)
+    print(closing_message(args.workdir), file=sys.stderr, flush=True)
   return 0

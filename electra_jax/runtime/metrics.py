@@ -14,21 +14,26 @@ Files:
   WORKDIR/curves.png          written by `close` when `curves` names metrics: one panel per
                               metric, its training and evaluation values against the step
   WORKDIR/wandb/              with `wandb` (a WandbRun): the W&B run's local files; the run logs
-                              the jsonl records' numbers under the jsonl keys, by step
+                              the jsonl records' numbers under the jsonl keys, by step (wandb
+                              writes local files only: for a remote WORKDIR they go to
+                              $WANDB_DIR or ./wandb/, and the writer says so)
+
+WORKDIR may be local or a tf.io.gfile URL (gs://bucket/run; data_pipelines.fs).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
 import sys
-from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from tqdm.auto import tqdm
 
+from data_pipelines import fs
 from data_pipelines.tf_runtime import tensorflow  # TF with accelerators hidden
 
 # Shown next to the progress bar, in this order, when present.
@@ -59,13 +64,13 @@ def itstime(step: int, every: int, last: int) -> bool:
   return step == last or (every > 0 and step % every == 0)
 
 
-def _truncate_jsonl(path: Path, last_step: int) -> None:
+def _truncate_jsonl(path: str, last_step: int) -> None:
   """Drops records with step > last_step (left by a run that was stopped after them) and a last
   line that is not JSON (a record cut short by a kill). The new file replaces the old by a
-  rename, so a run killed meanwhile leaves one or the other whole."""
-  if not path.exists():
+  rename (fs.write_atomically), so a run killed meanwhile leaves one or the other whole."""
+  if not fs.exists(path):
     return
-  text = path.read_text()
+  text = fs.read_text(path)
   lines = [l for l in text.splitlines() if l.strip()]
   if lines:
     try:
@@ -74,9 +79,7 @@ def _truncate_jsonl(path: Path, last_step: int) -> None:
       lines.pop()
   kept = "".join(l + "\n" for l in lines if json.loads(l)["step"] <= last_step)
   if kept != text:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(kept)
-    os.replace(tmp, path)
+    fs.write_atomically(path, kept)
 
 
 def _jsonable(value: float) -> Optional[float]:
@@ -89,19 +92,25 @@ def _numbers(metrics: Mapping[str, float]) -> dict:
   return {k: float(v) for k, v in metrics.items() if not isinstance(v, str)}
 
 
-def _start_wandb(run: WandbRun, directory: Path):
-  """wandb.init for `run`, its files under directory/wandb; ValueError when wandb is missing."""
+def _start_wandb(run: WandbRun, directory: str):
+  """wandb.init for `run`, its files under directory/wandb (./wandb for a remote directory:
+  wandb writes local files only); ValueError when wandb is missing."""
   try:
     import wandb
   except ImportError:
     raise ValueError(f"Weights & Biases logging (project {run.project!r}) needs the wandb "
                      'package: pip install "electra_jax[wandb]", or unset the wandb_project '
                      "option") from None
+  if fs.is_remote(directory):
+    print(f"note: {directory} is not local and wandb writes local files only: the W&B run's "
+          "files go to wandb's default directory ($WANDB_DIR, else ./wandb)", file=sys.stderr,
+          flush=True)
+    directory = None
   return wandb.init(project=run.project, mode=run.mode, name=run.name, group=run.group,
-                    config=run.config, dir=str(directory))
+                    config=run.config, dir=directory)
 
 
-def write_curves(path: Path, train: Sequence[dict], evals: Sequence[dict],
+def write_curves(path: str, train: Sequence[dict], evals: Sequence[dict],
                  names: Sequence[str]) -> bool:
   """Plots each of `names` against the step into the PNG `path`: one panel per name with its
   values in the `train` records ("train") and the "eval_"-prefixed ones in `evals` ("eval").
@@ -136,7 +145,9 @@ def write_curves(path: Path, train: Sequence[dict], evals: Sequence[dict],
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
     ax.legend()
-  figure.savefig(path, dpi=100)
+  png = io.BytesIO()
+  figure.savefig(png, format="png", dpi=100)
+  fs.write_bytes(path, png.getvalue())
   return True
 
 
@@ -152,20 +163,20 @@ class MetricsWriter:
   package is missing).
   """
 
-  def __init__(self, workdir: Path, *, start_step: int, total_steps: int, is_main: bool,
+  def __init__(self, workdir: str, *, start_step: int, total_steps: int, is_main: bool,
                tensorboard: bool = True, progress_bar: bool = True,
                curves: Sequence[str] = (), wandb: Optional[WandbRun] = None):
     self.is_main = is_main
-    self.workdir = Path(workdir)
+    self.workdir = os.fspath(workdir)
     self.curves = tuple(curves)
     self._tb = {}
     self._bar = None
     self._wandb = None
     if not is_main:
       return
-    self.workdir.mkdir(parents=True, exist_ok=True)
-    self.train_path = self.workdir / "metrics.jsonl"
-    self.eval_path = self.workdir / "eval_metrics.jsonl"
+    fs.makedirs(self.workdir)
+    self.train_path = fs.join(self.workdir, "metrics.jsonl")
+    self.eval_path = fs.join(self.workdir, "eval_metrics.jsonl")
     for path in (self.train_path, self.eval_path):
       _truncate_jsonl(path, start_step)
     if wandb is not None:
@@ -174,7 +185,7 @@ class MetricsWriter:
       tf = tensorflow()
       for split in ("train", "eval"):
         self._tb[split] = tf.summary.create_file_writer(
-            str(self.workdir / "tensorboard" / split))
+            fs.join(self.workdir, "tensorboard", split))
     if progress_bar:
       self._bar = tqdm(total=total_steps, initial=start_step, unit="step", file=sys.stderr,
                        dynamic_ncols=True, smoothing=0.1)
@@ -216,14 +227,13 @@ class MetricsWriter:
     else:
       print(message, flush=True)
 
-  def _write(self, path: Path, split: str, step: int, metrics: Mapping[str, float],
+  def _write(self, path: str, split: str, step: int, metrics: Mapping[str, float],
              tags: Mapping[str, float]) -> None:
     """`metrics` to the jsonl file `path` and W&B; `tags`, the same values, to TensorBoard."""
     record = {"step": int(step)}
     record.update({k: v if isinstance(v, str) else _jsonable(v)
                    for k, v in sorted(metrics.items())})
-    with path.open("a") as f:
-      f.write(json.dumps(record) + "\n")
+    fs.append_text(path, json.dumps(record) + "\n")
     if self._wandb is not None:
       self._wandb.log(_numbers(metrics), step=int(step))
     writer = self._tb.get(split)
@@ -247,7 +257,7 @@ class MetricsWriter:
       self._wandb.finish()
       self._wandb = None
     if self.is_main and self.curves:
-      read = lambda path: ([json.loads(l) for l in path.read_text().splitlines() if l.strip()]
-                           if path.exists() else [])
-      write_curves(self.workdir / CURVES_FILE, read(self.train_path), read(self.eval_path),
-                   self.curves)
+      read = lambda path: ([json.loads(l) for l in fs.read_text(path).splitlines() if l.strip()]
+                           if fs.exists(path) else [])
+      write_curves(fs.join(self.workdir, CURVES_FILE), read(self.train_path),
+                   read(self.eval_path), self.curves)
