@@ -35,7 +35,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -48,7 +47,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
-from data_pipelines import glue, tokenizers
+from data_pipelines import fs, glue, tokenizers
 from electra_jax.finetune.config import FinetuneConfig, Hparams, resolve_config, resolve_hparams
 from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, TaskKind, task_file
 from electra_jax.finetune.tasks import Task, get_task
@@ -131,7 +130,7 @@ def load_initial(config: FinetuneConfig, vocab_size: int) -> tuple[ModelConfig, 
     overrides["dtype"] = config.dtype
   if config.init == "random":
     return config.random_init_config(vocab_size).replace(**overrides), None
-  if not os.path.exists(config.init):
+  if not fs.exists(config.init):
     raise FileNotFoundError(f"--init {config.init} does not exist (a Hugging Face directory, "
                             "an official TF checkpoint, an electra_jax pre-training checkpoint, "
                             "or 'random')")

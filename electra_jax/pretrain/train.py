@@ -526,11 +526,11 @@ def closing_message(workdir: str) -> str:
   if fs.glob(fs.join(workdir, "wandb", "offline-run-*")):
     lines.append(f"  upload offline W&B runs: wandb sync {q(fs.join(workdir, 'wandb'))}"
                  "/offline-run-*")
-  if steps:
-    resolved = workdir if fs.is_remote(workdir) else str(Path(workdir).resolve())
+  if steps:  # fine-tuning writes a local workdir: beside a local run, else in the current one
+    here = fs.basename(workdir) if fs.is_remote(workdir) else str(Path(workdir).resolve())
     lines += ["next:",
               f"  fine-tune: electra-finetune --task=sst2 --init={q(workdir)} "
-              f"--data_dir=GLUE_DIR --workdir={q(resolved + '_sst2')}",
+              f"--data_dir=GLUE_DIR --workdir={q(here + '_sst2')}",
               f"  export to Hugging Face: electra-convert {q(workdir)} OUT_DIR"]
   return "\n".join(lines)
 

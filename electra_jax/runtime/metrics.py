@@ -16,7 +16,7 @@ Files:
   WORKDIR/wandb/              with `wandb` (a WandbRun): the W&B run's local files; the run logs
                               the jsonl records' numbers under the jsonl keys, by step (wandb
                               writes local files only: for a remote WORKDIR they go to
-                              $WANDB_DIR or ./wandb/, and the writer says so)
+                              $WANDB_DIR/wandb/, else ./wandb/, and the writer says so)
 
 WORKDIR may be local or a tf.io.gfile URL (gs://bucket/run; data_pipelines.fs).
 """
@@ -93,8 +93,9 @@ def _numbers(metrics: Mapping[str, float]) -> dict:
 
 
 def _start_wandb(run: WandbRun, directory: str):
-  """wandb.init for `run`, its files under directory/wandb (./wandb for a remote directory:
-  wandb writes local files only); ValueError when wandb is missing."""
+  """wandb.init for `run`, its files under directory/wandb (for a remote directory under
+  $WANDB_DIR/wandb, else ./wandb: wandb writes local files only); ValueError when wandb is
+  missing."""
   try:
     import wandb
   except ImportError:
@@ -102,10 +103,10 @@ def _start_wandb(run: WandbRun, directory: str):
                      'package: pip install "electra_jax[wandb]", or unset the wandb_project '
                      "option") from None
   if fs.is_remote(directory):
+    local = os.environ.get("WANDB_DIR") or os.getcwd()
     print(f"note: {directory} is not local and wandb writes local files only: the W&B run's "
-          "files go to wandb's default directory ($WANDB_DIR, else ./wandb)", file=sys.stderr,
-          flush=True)
-    directory = None
+          f"files go to {os.path.join(local, 'wandb')}", file=sys.stderr, flush=True)
+    directory = local
   return wandb.init(project=run.project, mode=run.mode, name=run.name, group=run.group,
                     config=run.config, dir=directory)
 

@@ -159,6 +159,7 @@ def test_tokenizer_saved_on_ram_is_found_and_loaded_like_a_local_one(tmp_path):
   found = tokenizers.find_saved(fs.join(data_dir, "checkpoints", "7"))  # from a step directory
   text = ["the cloud paths"]
   assert found.encode(text) == tokenizer.encode(text) == [[5, 6, 7, 8]]
+  assert tokenizers.find_saved(fs.join(_ram(), "model")) is None  # the search stops at the root
   remote_vocab = tokenizers.load(f"wordpiece:{fs.join(saved, 'vocab.txt')}")
   assert remote_vocab.spec.startswith(f"wordpiece:{saved}/vocab.txt?")
   assert json.loads(fs.read_text(fs.join(saved, tokenizers.SAVED_DESCRIPTION)))["kind"] == \

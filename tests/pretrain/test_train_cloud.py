@@ -19,7 +19,7 @@ from data_pipelines import fs, tokenizers
 from electra_jax.pretrain import checkpoint
 from electra_jax.pretrain.config import CheckpointConfig
 from electra_jax.pretrain.train import lock_workdir, open_data, train_and_evaluate
-from train_testlib import DETERMINISTIC_KEYS, REPO, tiny_bindings, tiny_config
+from train_testlib import DETERMINISTIC_KEYS, REPO, tiny_config
 
 STEPS, STOP = 4, 2
 
@@ -68,6 +68,7 @@ _RUN = textwrap.dedent("""
         "tokenizer": tokenizers.find_saved(work).fingerprint(),
         "config_json": fs.read_text(fs.join(work, "config.json")) == config_json(config(data)),
         "steps": checkpoint.saved_steps(work),
+        "closing": train.closing_message(work),
     }}))
     """)
 
@@ -101,6 +102,9 @@ def test_run_on_ram_data_and_workdir_resumes_bitwise_as_a_local_run(tmp_path, tm
   assert result["tokenizer"] == tokenizers.find_saved(str(tmp_path / "local")).fingerprint()
   assert proc.stderr.count("note: workdir ram://bucket/run is not on a local file system: no "
                            "train.lock (flock) guards it") == 2
+  assert result["closing"].splitlines()[-2:] == [  # fine-tuning writes a local workdir
+      "  fine-tune: electra-finetune --task=sst2 --init=ram://bucket/run --data_dir=GLUE_DIR "
+      "--workdir=run_sst2", "  export to Hugging Face: electra-convert ram://bucket/run OUT_DIR"]
   assert os.listdir(cwd) == []  # nothing written to a local "ram:" directory
 
 

@@ -1,13 +1,16 @@
 """MetricsWriter's outputs beside the jsonl files: TensorBoard tags shared by train and eval,
-WORKDIR/curves.png (and a run without matplotlib), the Weights & Biases run."""
+WORKDIR/curves.png (and a run without matplotlib), the Weights & Biases run, and a remote
+WORKDIR (TensorFlow's in-memory file system ram:// standing in for gs://)."""
 
 import struct
 import sys
+import uuid
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util.tensor_util import make_ndarray
 
+from data_pipelines import fs
 from electra_jax.runtime.metrics import MetricsWriter, WandbRun
 from train_testlib import read_jsonl, read_wandb_run, wandb_offline
 
@@ -108,3 +111,32 @@ def test_other_processes_start_no_wandb_run_and_write_nothing(tmp_path, monkeypa
   writer.write_train(1, {"loss": 1.0})
   writer.close()
   assert not (tmp_path / "w").exists()
+
+
+def test_remote_workdir_holds_what_a_local_one_holds_and_a_resume_trims_it(tmp_path):
+  remote = f"ram://{uuid.uuid4().hex}/run"
+  for workdir in (tmp_path, remote):
+    _write_run(workdir, tensorboard=True, curves=("loss", "disc_auc"))
+  for name in ("metrics.jsonl", "eval_metrics.jsonl", "curves.png"):
+    assert fs.read_bytes(fs.join(remote, name)) == (tmp_path / name).read_bytes(), name
+  assert len(fs.listdir(fs.join(remote, "tensorboard", "train"))) == 1
+
+  MetricsWriter(remote, start_step=1, total_steps=2, is_main=True, tensorboard=False,
+                progress_bar=False).close()  # a run resumed at step 1 drops the later records
+  assert fs.read_text(fs.join(remote, "metrics.jsonl")) == (
+      (tmp_path / "metrics.jsonl").read_text().splitlines(keepends=True)[0])
+  assert fs.read_text(fs.join(remote, "eval_metrics.jsonl")) == ""
+  assert sorted(fs.listdir(remote)) == ["curves.png", "eval_metrics.jsonl", "metrics.jsonl",
+                                        "tensorboard"]  # no .tmp left
+
+
+def test_wandb_files_of_a_remote_workdir_go_to_wandb_dir_with_a_note(tmp_path, monkeypatch,
+                                                                     capsys):
+  wandb_offline(monkeypatch, tmp_path)
+  remote = f"ram://{uuid.uuid4().hex}/run"
+  _write_run(remote, tensorboard=False, wandb=WandbRun("electra-test", "offline", name="run"))
+  local = tmp_path / "wandb_dir" / "wandb"  # $WANDB_DIR/wandb
+  assert (f"note: {remote} is not local and wandb writes local files only: the W&B run's files "
+          f"go to {local}\n") in capsys.readouterr().err
+  (run_dir,) = local.glob("offline-run-*")
+  assert [h["_step"] for h in read_wandb_run(run_dir)[1]] == [1, 2]
