@@ -218,13 +218,11 @@ class SentencePieceTokenizer(Tokenizer):
   def _hf_fast_tokenizer(self):
     """The unigram or BPE model as a `tokenizers` pipeline for Hugging Face (None for others).
 
-    Same ids as SentencePiece on text (NFKC, runs of spaces collapsed, "▁" word prefixes,
-    unknown characters as the model says: a run of them is one unknown piece, or with byte
-    fallback each is its UTF-8 byte pieces), except that a literal "[MASK]" (etc.) in the text
-    is the special token, as in WordPiece and as transformers' fill-mask pipeline needs, and
-    except about 200 code points that SentencePiece's nmt_nfkc normalizes otherwise: it drops
-    control characters, reads U+061C, U+200B, U+200C, U+200E, U+200F, U+FEFF and U+FFFD as
-    spaces, keeps U+0085 and has older Unicode tables; [CLS] A [SEP] (B [SEP]) framing.
+    Same ids as SentencePiece on text (the model's own normalization table, runs of spaces
+    collapsed, "▁" word prefixes, unknown characters as the model says: a run of them is one
+    unknown piece, or with byte fallback each is its UTF-8 byte pieces), except that a literal
+    "[MASK]" (etc.) in the text is the special token, as in WordPiece and as transformers'
+    fill-mask pipeline needs; [CLS] A [SEP] (B [SEP]) framing.
     """
     from sentencepiece import sentencepiece_model_pb2
     from tokenizers import Regex
@@ -245,8 +243,10 @@ class SentencePieceTokenizer(Tokenizer):
     else:
       return None
     rust = RustTokenizer(model)
+    charsmap = proto.normalizer_spec.precompiled_charsmap  # SentencePiece's own normalization
     rust.normalizer = normalizers.Sequence(
-        [normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
+        [normalizers.Precompiled(charsmap) if charsmap else normalizers.NFKC(),
+         normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
     rust.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     metaspace = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     rust.decoder = (decoders.Sequence([decoders.ByteFallback(), metaspace]) if spec.byte_fallback

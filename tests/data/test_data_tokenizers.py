@@ -237,14 +237,8 @@ def test_saved_sentencepiece_bpe_autotokenizer_gives_the_same_ids_on_real_text(t
 
   hf = AutoTokenizer.from_pretrained(str(tmp_path / "export"))
   sp = spm.SentencePieceProcessor(model_file=f"{prefix}.model")
-  # The exported normalizer is NFKC plus whitespace collapsing; SentencePiece's nmt_nfkc also
-  # drops control characters, reads U+FEFF, U+FFFD and some zero-width marks as spaces and has
-  # older Unicode tables. Lines that the two normalize differently (here 5 of 341, with the
-  # U+FFFD of latin-1 bytes read as UTF-8) are left out: what is checked here is the BPE model.
-  normalize = hf.backend_tokenizer.normalizer.normalize_str
-  real = _real_lines()[::40]
-  lines = [line for line in real if sp.normalize(line) == "▁" + normalize(line).replace(" ", "▁")]
-  assert len(real) - len(lines) <= 10 and len(lines) >= 300
+  lines = _real_lines()[::40]  # including lines with U+FFFD (latin-1 bytes read as UTF-8)
+  assert len(lines) >= 300 and any("\ufffd" in line for line in lines)
   texts = lines + ["  alpha\tbeta  gamma  ", "Shikamaru Nara 奈良 シカマル", "ｆｕｌｌｗｉｄｔｈ", ""]
   expected = tok.encode(texts)
   assert [hf(text)["input_ids"] for text in texts] == [[tok.cls_id] + x + [tok.sep_id] for x in expected]
