@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 
 from data_pipelines import glue, tokenizers
 from electra_jax.finetune.config import FinetuneConfig, Hparams, resolve_config, resolve_hparams
-from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, TaskKind, task_file
+from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, TaskKind, has_split
 from electra_jax.finetune.tasks import Task, get_task
 from electra_jax.io.load import load_pretrained
 from electra_jax.io.native import load_safetensors, read_finetune_info, save_safetensors
@@ -113,7 +113,7 @@ def load_task_data(task: Task, config: FinetuneConfig, hp: Hparams, tokenizer) -
   test = []
   if config.write_predictions:
     for s in task.test_splits:
-      if s in task.files and (config.tfds or task_file(config, task, s) is not None):
+      if has_split(task, config, s):
         examples = kind.read(task, config, s, config.max_eval_examples)
         if examples:
           test.append(kind.featurize(task, config, hp, tokenizer, s, examples, labels, False))
@@ -499,7 +499,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="HF dir, official TF checkpoint, electra_jax pre-training checkpoint, "
                       "or 'random'")
   src = p.add_mutually_exclusive_group()
-  src.add_argument("--data_dir", help="directory with the task's native files")
+  src.add_argument("--data_dir", help="directory with the task's native files, or an hf: spec "
+                                      "(Hugging Face datasets, e.g. hf:nyu-mll/glue)")
   src.add_argument("--tfds", action="store_true", help="read the task from TFDS by name")
   p.add_argument("--workdir", required=True)
   p.add_argument("--seeds", help="comma-separated, e.g. 1,2,3")
