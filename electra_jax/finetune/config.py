@@ -47,9 +47,10 @@ class FinetuneConfig:
   """One fine-tuning run (several seeds) of one task.
 
   task: a name from electra_jax.finetune.tasks (e.g. "sst2", "MNLI", "squad2.0", "chunk").
-  init: a Hugging Face ELECTRA directory, an official TF checkpoint, an electra_jax
-    pre-training checkpoint (its discriminator), or "random" (architecture `size` +
-    `model_overrides`, vocabulary size from the tokenizer).
+  init: a Hugging Face ELECTRA directory or Hub model id (ORG/NAME, e.g.
+    "google/electra-small-discriminator": fetched into the Hugging Face cache), an official TF
+    checkpoint, an electra_jax pre-training checkpoint (its discriminator), or "random"
+    (architecture `size` + `model_overrides`, vocabulary size from the tokenizer).
   data_dir: directory holding the task's native files (GLUE: DATA_DIR/SST-2/train.tsv or
     DATA_DIR/train.tsv), or an hf: spec, the task's splits in a Hugging Face dataset
     (data_pipelines.hf_source, pip install "electra_jax[hf]"):
