@@ -490,10 +490,10 @@ def closing_message(workdir: Path, results: dict) -> str:
   if any(workdir.glob("seed_*/wandb/offline-run-*")):
     lines.append(f"  upload offline W&B runs: wandb sync {q(workdir)}/seed_*/wandb/offline-run-*")
   if models:
-    lines += ["next:",
-              f"  export to Hugging Face: electra-convert {q(models[0])} OUT_DIR",
-              f"  predict in Python: electra_jax.finetune.train.load_finetuned({str(models[0])!r})"
-              " -> (model, params, task record)"]
+    lines += ["next:", f"  export to Hugging Face: electra-convert {q(models[0])} OUT_DIR"]
+    if get_task(results["task"]).kind in ("classification", "regression"):
+      lines.append(f"  score new text: electra-predict --model={q(workdir)} --input=FILE.tsv "
+                   "--output=predictions.tsv")
   return "\n".join(lines)
 
 
@@ -541,7 +541,7 @@ def main(argv=None) -> int:
   initialize_distributed(args)
   try:
     results = finetune_and_evaluate(config, args.workdir)
-  except (ValueError, FileNotFoundError) as err:
+  except (ValueError, OSError, ImportError) as err:  # OSError: also an unreachable Hub dataset
     print(f"error: {err}", file=sys.stderr)
     return 2
   if jax.process_index() == 0:
