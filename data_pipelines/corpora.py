@@ -15,7 +15,7 @@ Corpus specs (`load(spec)`):
   hf:NAME[/CONFIG][?split=train&field=text&streaming=false&data_files=...&data_dir=DIR&revision=REV]
   hf:parquet|json|arrow|csv|text?data_files=PATTERN[,PATTERN...][&field=text&streaming=false]
   hf:DIR[?split=train&field=text]
-      A Hugging Face `datasets` dataset (optional dependency: pip install "electra_jax[hf]"); each
+      A Hugging Face `datasets` dataset (data_pipelines.hf_source; pip install "electra_jax[hf]"); each
       row is a document whose text lines (column `field`) are its units; rows whose text is null
       are skipped and counted (missing_text_field). NAME is a Hub dataset or a packaged builder
       given local files with `data_files` (globs allowed; e.g. hf:parquet?data_files=/d/*.parquet,
@@ -48,7 +48,6 @@ files (.jsonl, .ndjson), which need the jsonl: spec.
 """
 
 import abc
-import contextlib
 import functools
 import glob
 import itertools
@@ -57,7 +56,7 @@ import operator
 import os
 import urllib.parse
 
-from data_pipelines import builtin_corpus, text_io
+from data_pipelines import builtin_corpus, hf_source, text_io
 
 MAX_JSON_LINE_BYTES = 64 << 20
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -242,44 +241,18 @@ class TfdsCorpus(Corpus):
       yield from _units_of_document(str(value))
 
 
-HF_INSTALL = 'pip install "electra_jax[hf]"'
 HF_OPTIONS = ("config", "data_files", "data_dir", "revision", "split", "field", "streaming")
 HF_ROW_BATCH = 256
 _HF_TEXT_DTYPES = ("string", "large_string", "string_view", "binary", "large_binary", "binary_view")
-_HF_SAVED_MARKERS = ("dataset_dict.json", "state.json")  # DatasetDict / Dataset .save_to_disk
-_HF_BUILDER_OF_SUFFIX = {".parquet": "parquet", ".arrow": "arrow", ".json": "json", ".jsonl": "json", ".csv": "csv"}
-# datasets' packaged builders that read local files (if datasets does not list them itself)
-_HF_FILE_BUILDERS = ("parquet", "json", "arrow", "csv", "text", "pandas", "webdataset", "xml", "hdf5", "lance")
-
-
-def _import_datasets():
-  """The `datasets` module (an optional dependency), or one ImportError saying how to install it."""
-  try:
-    import datasets
-  except ModuleNotFoundError as e:
-    if e.name != "datasets":
-      raise
-    raise ImportError(
-        f"hf: corpora read Hugging Face datasets, and the datasets library is not installed: {HF_INSTALL}"
-    ) from None
-  return datasets
-
-
-def _hf_builders():
-  try:
-    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
-
-    return set(_PACKAGED_DATASETS_MODULES)
-  except ImportError:
-    return set(_HF_FILE_BUILDERS)
 
 
 class HFCorpus(Corpus):
   """A Hugging Face `datasets` split: each row a document, the text lines of column `field` its units.
 
-  Loading (construction) loads the dataset, so a missing split or column is an error here, before
-  any shard is built: a missing split lists the dataset's splits, a missing column its columns.
-  Rows whose text is null are counted (missing_text_field) and skipped; `stats.lines` counts rows.
+  Loading (construction) loads the dataset (hf_source.HFSource), so a missing split or column is
+  an error here, before any shard is built: a missing split lists the dataset's splits, a missing
+  column its columns. Rows whose text is null are counted (missing_text_field) and skipped;
+  `stats.lines` counts rows.
 
   Parts: a map-style dataset (streaming=false, or a saved directory) is cut into contiguous row
   ranges: part p of P holds rows [p*n//P, (p+1)*n//P) of the split's n rows. A streaming
@@ -295,115 +268,61 @@ class HFCorpus(Corpus):
 
   def __init__(self, body, config=None, data_files=None, data_dir=None, revision=None, split=None,
                field="text", streaming=False):
-    datasets = _import_datasets()
-    if not body:
-      raise ValueError("the hf: spec names no dataset: hf:NAME[/CONFIG], hf:parquet?data_files=PATH or hf:DIR")
-    body = os.path.expanduser(body) if body.startswith("~") else body
-    builders = _hf_builders()
-    local_dir = body not in builders and os.path.isdir(body)
-    self.from_disk = local_dir and any(os.path.isfile(os.path.join(body, m)) for m in _HF_SAVED_MARKERS)
+    self.source = hf_source.HFSource(body, "hf: corpora read", config=config, data_files=data_files,
+                                     data_dir=data_dir, revision=revision, streaming=streaming)
     self.field, self.streaming = field, streaming
-    self.data_files, self.data_dir, self.revision = data_files, data_dir, revision
-    self._local_files = local_dir or (body in builders and "://" not in f"{data_files or ''}{data_dir or ''}")
     self._resharded = None
-    if self.from_disk:
-      given = {"config": config, "data_files": data_files, "data_dir": data_dir, "revision": revision}
-      given = sorted(k for k, v in given.items() if v is not None) + (["streaming"] if streaming else [])
-      if given:
-        raise ValueError(
-            f"hf:{body} is a dataset saved with save_to_disk (read with datasets.load_from_disk, memory-mapped): "
-            f"options {given} do not apply to it; it takes split and field"
-        )
-      self.path, self.config = body, None
-      loaded = datasets.load_from_disk(body)
-    else:
-      if os.path.isfile(body):
-        builder = _HF_BUILDER_OF_SUFFIX.get(os.path.splitext(body)[1].lower(), "parquet|json|arrow|csv|text")
-        raise ValueError(f"hf:{body} is a file: read it with the spec hf:{builder}?data_files={body}")
-      self.path, self.config = _hf_name(body, config, local_dir)
-      self._check_files(builders)
-      self._load_kwargs = {k: v for k, v in {
-          "name": self.config, "data_dir": data_dir, "revision": revision,
-          "data_files": data_files.split(",") if data_files and "," in data_files else data_files,
-      }.items() if v is not None}
-      self._load_kwargs["streaming"] = streaming
-      with self._local_load(datasets):
-        loaded = datasets.load_dataset(self.path, **self._load_kwargs)
-    self.split, self._dataset = self._select_split(datasets, loaded, split)
+    self.split, self._dataset = self._select_split(split)
     self.spec = self._canonical_spec()
-    self._check_field(datasets)
+    self._check_field()
 
-  def _check_files(self, builders):
-    if self.path not in builders:
-      return
-    if not self.data_files and not self.data_dir:
-      raise ValueError(
-          f"hf:{self.path} reads local files: name them with ?data_files=PATH_OR_GLOB[,...] "
-          f"(e.g. hf:{self.path}?data_files=/data/*.{self.path}&field=text)"
-      )
-    for pattern in (self.data_files or "").split(","):
-      if pattern and "://" not in pattern and not self.data_dir and not glob.glob(pattern, recursive=True):
-        raise FileNotFoundError(f"hf:{self.path}: data_files pattern {pattern!r} matches no file")
-
-  def _select_split(self, datasets, loaded, split):
-    """(split name or None, the dataset of that split) of what load_dataset / load_from_disk gave."""
-    if isinstance(loaded, (datasets.Dataset, datasets.IterableDataset)):  # Dataset.save_to_disk
+  def _select_split(self, split):
+    """(split name or None, the dataset of that split) of the loaded source."""
+    source = self.source
+    if source.splits is None:  # Dataset.save_to_disk
       if split is not None:
         raise ValueError(
-            f"hf:{self.path} holds one Dataset (saved with Dataset.save_to_disk), not a DatasetDict: "
+            f"hf:{source.path} holds one Dataset (saved with Dataset.save_to_disk), not a DatasetDict: "
             f"it has no splits; drop ?split={split}"
         )
-      return None, loaded
+      return None, source.loaded
     split = split or "train"
     names = [piece.split("[")[0].strip() for piece in split.split("+")]
-    missing = [name for name in names if name not in loaded]
+    missing = [name for name in names if name not in source.splits]
     if missing:
       raise ValueError(
-          f"hf:{self.path}: no split {missing[0]!r}; the dataset has the splits {list(loaded)} "
+          f"hf:{source.path}: no split {missing[0]!r}; the dataset has the splits {source.splits} "
           "(pick one with ?split=NAME)"
       )
-    if split in loaded:
-      return split, loaded[split]
-    if self.from_disk or self.streaming:
+    if split in source.splits:
+      return split, source.loaded[split]
+    if source.from_disk or self.streaming:
       raise ValueError(
-          f"hf:{self.path}: the split expression {split!r} (slices, +) needs datasets.load_dataset without "
-          f"streaming; here give one of the splits {list(loaded)}"
+          f"hf:{source.path}: the split expression {split!r} (slices, +) needs datasets.load_dataset without "
+          f"streaming; here give one of the splits {source.splits}"
       )
-    with self._local_load(datasets):
-      return split, datasets.load_dataset(self.path, split=split, **self._load_kwargs)
-
-  @contextlib.contextmanager
-  def _local_load(self, datasets):
-    """For local files, without the request datasets makes to count downloads even of those."""
-    if not self._local_files or not hasattr(datasets.config, "HF_UPDATE_DOWNLOAD_COUNTS"):
-      yield
-      return
-    saved = datasets.config.HF_UPDATE_DOWNLOAD_COUNTS
-    datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = False
-    try:
-      yield
-    finally:
-      datasets.config.HF_UPDATE_DOWNLOAD_COUNTS = saved
+    return split, source.load(split)
 
   def _canonical_spec(self):
-    options = {}
-    if self.from_disk:
-      body = self.path
+    source, options = self.source, {}
+    if source.from_disk:
+      body = source.path
     else:
-      body, config = _hf_body(self.path, self.config)
+      body, config = hf_source.spec_body(source.path, source.config)
       if config is not None:
         options["config"] = config
       options.update({k: v for k, v in
-                      (("data_files", self.data_files), ("data_dir", self.data_dir), ("revision", self.revision)) if v})
+                      (("data_files", source.data_files), ("data_dir", source.data_dir), ("revision", source.revision))
+                      if v})
     if self.split is not None:
       options["split"] = self.split
     options["field"] = self.field
-    if not self.from_disk:
+    if not source.from_disk:
       options["streaming"] = str(self.streaming).lower()
     # "+" stays literal in hf: specs (split expressions): load() reads it so
     return f"hf:{body}?{urllib.parse.urlencode(options, safe='/*,:[]+', quote_via=urllib.parse.quote)}"
 
-  def _check_field(self, datasets):
+  def _check_field(self):
     features = self._dataset.features  # None for a stream whose columns datasets does not know yet
     if features is None:
       return
@@ -412,9 +331,9 @@ class HFCorpus(Corpus):
           f"{self.spec}: no column {self.field!r}; the columns are {list(features)} "
           "(pick the text column with ?field=NAME)"
       )
-    feature = features[self.field]
-    if not (isinstance(feature, datasets.Value) and feature.dtype in _HF_TEXT_DTYPES):
-      texts = [k for k, f in features.items() if isinstance(f, datasets.Value) and f.dtype in _HF_TEXT_DTYPES]
+    feature, value = features[self.field], self.source.datasets.Value
+    if not (isinstance(feature, value) and feature.dtype in _HF_TEXT_DTYPES):
+      texts = [k for k, f in features.items() if isinstance(f, value) and f.dtype in _HF_TEXT_DTYPES]
       raise ValueError(f"{self.spec}: column {self.field!r} holds {feature}, not text; text columns: {texts}")
 
   def iter_units(self, parts, num_parts, stats):
@@ -467,30 +386,6 @@ class HFCorpus(Corpus):
       yield row[self.field]
 
 
-def _hf_name(body, config, local_dir):
-  """(dataset path, config) of an hf: spec's body; `config` is the config= option (None: not given)."""
-  if config is not None or local_dir:
-    return body, config or None
-  pieces = body.split("/")
-  if body.startswith((".", "/", "~")) or "" in pieces or len(pieces) > 3:
-    raise ValueError(
-        f"hf:{body}: no such directory, and not a dataset NAME, NAME/CONFIG or OWNER/NAME/CONFIG "
-        "(for an OWNER/NAME Hub id without a config add ?config=)"
-    )
-  if len(pieces) == 1:
-    return body, None
-  return "/".join(pieces[:-1]), pieces[-1]
-
-
-def _hf_body(path, config):
-  """(spec body, config= option or None) that _hf_name reads back as (path, config)."""
-  if os.path.isdir(path):
-    return path, config
-  if config is None:
-    return (path, None) if "/" not in path else (path, "")
-  return (f"{path}/{config}", None) if path.count("/") <= 1 else (path, config)
-
-
 class BuiltinCorpus(Corpus):
   spec = "builtin"
 
@@ -510,10 +405,11 @@ def load(spec):
   kind, sep, rest = spec.partition(":")
   if not sep or kind not in ("text", "jsonl", "tfds", "hf") or os.path.exists(spec):
     kind, rest = "text", spec
-  body, _, query = rest.partition("?")
   if kind == "hf":
-    query = query.replace("+", "%2B")  # split=train+validation: "+" is no space here
-  options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+    body, options = hf_source.parse(rest)
+  else:
+    body, _, query = rest.partition("?")
+    options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
   allowed = {
       "text": {"docs"}, "jsonl": {"field"}, "tfds": {"split", "field", "data_dir", "download"}, "hf": set(HF_OPTIONS),
   }[kind]

@@ -1,4 +1,5 @@
-"""GLUE readers (native TSV directories and TFDS) and sentence(-pair) featurisation.
+"""GLUE readers (native TSV directories, TFDS, Hugging Face datasets) and sentence(-pair)
+featurisation.
 
 Native layout: `DATA_DIR/<TASK>/{train,dev,test}.tsv` as distributed by GLUE (MNLI:
 dev_matched.tsv, dev_mismatched.tsv, test_matched.tsv, test_mismatched.tsv). Columns are found
@@ -9,6 +10,10 @@ A UTF-8 byte-order mark (the official MRPC files start with one) and CRLF line e
 Every row is either read or reported: a row with the wrong number of fields, an empty text or a
 label outside the task's label set raises ValueError naming `file:line`; with
 `on_malformed="skip"` such rows are left out and each one is printed with its file and line.
+
+TFDS (`read_tfds`) and Hugging Face datasets (`read_hf`: the layout of nyu-mll/glue, the TFDS
+columns plus `label` and `idx`) give class ids, mapped to the task's labels by Task.tfds_labels;
+a Hugging Face row is named by its dataset, split and row number in errors.
 
 Features (`featurize`): [CLS] a [SEP] (b [SEP]), token types 0 for a and 1 for b, padded to
 `max_seq_length` with the pad id; pairs are truncated longest-first, as BERT does.
@@ -22,6 +27,8 @@ import sys
 from typing import Optional, Sequence
 
 import numpy as np
+
+from data_pipelines import hf_source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +63,8 @@ FORMATS = {
     "wnli": TsvFormat("sentence1", "sentence2", "label"),
 }
 
+# The text columns of each task in TFDS glue/<task> and in the Hugging Face GLUE layout
+# (nyu-mll/glue)
 TFDS_TEXT_KEYS = {
     "cola": ("sentence", None), "sst2": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
     "stsb": ("sentence1", "sentence2"), "qqp": ("question1", "question2"),
@@ -67,7 +76,8 @@ _COLA_NO_HEADER = {"source": 0, "label": 1, "sentence": 3}
 
 
 class MalformedRows:
-  """Collects or raises on malformed rows (file:line: reason)."""
+  """Collects or raises on malformed rows (where: reason; where is file:line, or the dataset,
+  split and row of a Hugging Face dataset)."""
 
   def __init__(self, on_malformed: str):
     if on_malformed not in ("error", "skip"):
@@ -75,8 +85,8 @@ class MalformedRows:
     self.on_malformed = on_malformed
     self.skipped: list[str] = []
 
-  def report(self, path: str, line: int, reason: str) -> None:
-    message = f"{path}:{line}: {reason}"
+  def report(self, where: str, reason: str) -> None:
+    message = f"{where}: {reason}"
     if self.on_malformed == "error":
       raise ValueError(message + " (pass on_malformed='skip' to leave such rows out, reported)")
     self.skipped.append(message)
@@ -118,15 +128,15 @@ def read_tsv(path: str, task_name: str, labels: Optional[Sequence[str]],
   examples = []
   for line_no, row in enumerate(rows[first:], start=first + 1):
     if width is not None and len(row) != width:
-      errors.report(path, line_no, f"expected {width} tab-separated fields, found {len(row)}")
+      errors.report(f"{path}:{line_no}", f"expected {width} tab-separated fields, found {len(row)}")
       continue
     if width is None and len(row) < 4:
-      errors.report(path, line_no, f"expected 4 tab-separated fields, found {len(row)}")
+      errors.report(f"{path}:{line_no}", f"expected 4 tab-separated fields, found {len(row)}")
       continue
     text_a = row[columns[fmt.text_a]]
     text_b = row[columns[fmt.text_b]] if fmt.text_b else None
     if not text_a.strip() or (fmt.text_b and not text_b.strip()):
-      errors.report(path, line_no, "empty text field")
+      errors.report(f"{path}:{line_no}", "empty text field")
       continue
     label = None
     if has_label:
@@ -135,11 +145,11 @@ def read_tsv(path: str, task_name: str, labels: Optional[Sequence[str]],
         try:
           label = float(raw)
         except ValueError:
-          errors.report(path, line_no, f"label {raw!r} is not a number")
+          errors.report(f"{path}:{line_no}", f"label {raw!r} is not a number")
           continue
       elif raw not in labels:
-        errors.report(path, line_no, f"label {raw!r} is not one of the {task_name} labels "
-                                     f"{list(labels)}")
+        errors.report(f"{path}:{line_no}",
+                      f"label {raw!r} is not one of the {task_name} labels {list(labels)}")
         continue
       else:
         label = raw
@@ -176,6 +186,77 @@ def read_tfds(tfds_name: str, split: str, task_name: str, tfds_labels: Sequence[
     text_b = ex[key_b].decode("utf-8") if key_b else None
     examples.append(TextExample(str(int(ex["idx"])), ex[key_a].decode("utf-8"), text_b, label))
   return examples
+
+
+def read_hf(dataset, where: str, task_name: str, tfds_labels: Sequence[str],
+            class_names: Sequence[str], labelled: bool, on_malformed: str = "error"
+            ) -> list[TextExample]:
+  """Reads a GLUE split from a Hugging Face dataset in the GLUE layout (nyu-mll/glue): the text
+  columns TFDS_TEXT_KEYS[task_name], `label` and `idx` (the guid).
+
+  where: the dataset and split, for messages. Class ids map to task labels as in read_tfds (id i
+  -> tfds_labels[i]; regression, empty tfds_labels: the number); a ClassLabel column must name
+  its classes `class_names` (the GLUE datasets' names) or `tfds_labels`, else ValueError.
+  labelled (train and dev splits): `label` is required, and a row without one (label -1, as in
+  the GLUE test splits), with a class id outside tfds_labels or with an empty text is malformed
+  (ValueError naming where and the row; on_malformed="skip" leaves it out). Unlabelled (test)
+  splits are read without labels (None), as the GLUE test files have none.
+  """
+  datasets = hf_source.import_datasets("hf: task data reads")
+  key_a, key_b = TFDS_TEXT_KEYS[task_name]
+  need = [key_a] + ([key_b] if key_b else []) + ["idx"] + (["label"] if labelled else [])
+  missing = [c for c in need if c not in dataset.features]
+  if missing:
+    raise ValueError(f"{where}: no column {missing[0]!r}: the columns are "
+                     f"{list(dataset.features)}; task {task_name} reads the columns {need} (the GLUE layout of nyu-mll/glue)")
+  if labelled:
+    _check_hf_labels(datasets, dataset.features["label"], where, task_name, tfds_labels,
+                     class_names)
+  errors = MalformedRows(on_malformed)
+  examples = []
+  columns = ["idx", key_a, key_b, "label" if labelled else None]
+  for row, (guid, text_a, text_b, raw) in enumerate(hf_source.rows(dataset, columns)):
+    at = f"{where} row {row}"
+    if not _is_text(text_a) or (key_b and not _is_text(text_b)):
+      errors.report(at, "empty text field")
+      continue
+    label = None
+    if labelled:
+      if raw is None or raw == -1:
+        errors.report(at, f"no label (label {raw}, as in the GLUE test splits): train and dev "
+                          "splits need their labels")
+        continue
+      if not tfds_labels:
+        label = float(raw)
+      elif not 0 <= raw < len(tfds_labels):
+        errors.report(at, f"label id {raw} is outside the {task_name} class ids "
+                          f"0..{len(tfds_labels) - 1} (labels {list(tfds_labels)})")
+        continue
+      else:
+        label = tfds_labels[raw]
+    examples.append(TextExample(str(guid), text_a, text_b, label))
+  return examples
+
+
+def _is_text(value) -> bool:
+  return isinstance(value, str) and bool(value.strip())
+
+
+def _check_hf_labels(datasets, feature, where: str, task_name: str, tfds_labels: Sequence[str],
+                     class_names: Sequence[str]) -> None:
+  """The label column holds what the task reads: class ids named as the task's (ClassLabel
+  names class_names or tfds_labels) or plain integers; numbers for regression."""
+  if isinstance(feature, datasets.ClassLabel) and tfds_labels:
+    if list(feature.names) not in (list(class_names), list(tfds_labels)):
+      raise ValueError(
+          f"{where}: the label column's classes are {feature.names}, not task {task_name}'s: its "
+          f"class ids 0..{len(tfds_labels) - 1} are the classes {list(class_names)}, read as the "
+          f"labels {list(tfds_labels)} (relabel the column, e.g. with Dataset.cast_column)")
+    return
+  numbers = ("int", "uint") if tfds_labels else ("int", "uint", "float")
+  if not (isinstance(feature, datasets.Value) and feature.dtype.startswith(numbers)):
+    want = "class ids (integers or a ClassLabel)" if tfds_labels else "numbers (a regression)"
+    raise ValueError(f"{where}: the label column holds {feature}; task {task_name} reads {want}")
 
 
 def double_unordered(examples: Sequence[TextExample]) -> list[TextExample]:

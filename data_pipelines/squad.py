@@ -1,4 +1,5 @@
-"""SQuAD 1.1 / 2.0: readers (official JSON, TFDS), windowed features, answer extraction.
+"""SQuAD 1.1 / 2.0: readers (official JSON, TFDS, Hugging Face datasets), windowed features,
+answer extraction.
 
 Features follow BERT/ELECTRA: [CLS] question [SEP] context-window [SEP], the question cut to
 `max_query_length` tokens, the context split into windows of at most
@@ -10,7 +11,8 @@ the answer; an answer outside the window, or no answer (2.0), targets [CLS] (pos
 
 Malformed entries (missing fields, an answer whose text is not at its `answer_start`) raise
 ValueError naming the file and the JSON path (`data[i].paragraphs[j].qas[k]`), or with
-`on_malformed="skip"` are left out and each one is printed.
+`on_malformed="skip"` are left out and each one is printed. The Hugging Face reader checks each
+row so too, naming the dataset, split and row.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from data_pipelines import hf_source
 from data_pipelines.glue import MalformedRows
+
+HF_COLUMNS = ("id", "question", "context", "answers")  # rajpurkar/squad(_v2); `title` unused
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +79,7 @@ def read_json(path: str, check_answers: bool = True, on_malformed: str = "error"
         try:
           examples.append(_example(qa, context, check_answers))
         except ValueError as err:
-          errors.report(path, where, str(err))
+          errors.report(f"{path}:{where}", str(err))
   if not examples:
     raise ValueError(f"{path}: no questions found")
   return examples
@@ -117,6 +122,40 @@ def read_tfds(tfds_name: str, split: str, data_dir: Optional[str] = None) -> lis
                             ex["context"].decode("utf-8"), () if impossible else texts,
                             () if impossible else starts, impossible))
   return out
+
+
+def read_hf(dataset, where: str, unanswerable: bool, check_answers: bool = True,
+            on_malformed: str = "error") -> list[SquadExample]:
+  """Reads a SQuAD split from a Hugging Face dataset in the layout of rajpurkar/squad and
+  rajpurkar/squad_v2: HF_COLUMNS, `answers` holding {text: [...], answer_start: [...]}.
+
+  where: the dataset and split, for messages. unanswerable (SQuAD 2.0): a question without
+  answers is unanswerable (is_impossible); in SQuAD 1.1 it is malformed. Rows are checked as
+  read_json checks questions (check_answers: each answer text at its answer_start).
+  """
+  missing = [c for c in HF_COLUMNS if c not in dataset.features]
+  if missing:
+    raise ValueError(f"{where}: no column {missing[0]!r}: the columns are "
+                     f"{list(dataset.features)}; SQuAD reads the columns {list(HF_COLUMNS)} (the layout of rajpurkar/squad)")
+  answers = dataset.features["answers"]
+  if not (isinstance(answers, dict) and {"text", "answer_start"} <= set(answers)):
+    raise ValueError(f"{where}: the answers column holds {answers}; SQuAD reads "
+                     "{'text': [...], 'answer_start': [...]} per question (the layout of "
+                     "rajpurkar/squad)")
+  errors = MalformedRows(on_malformed)
+  examples = []
+  for row, (qid, question, context, answer) in enumerate(hf_source.rows(dataset, HF_COLUMNS)):
+    qa = {"id": qid, "question": question,
+          "answers": [{"text": t, "answer_start": s}
+                      for t, s in zip(answer["text"], answer["answer_start"])],
+          "is_impossible": unanswerable and not answer["text"]}
+    try:
+      examples.append(_example(qa, context, check_answers))
+    except ValueError as err:
+      errors.report(f"{where} row {row}", str(err))
+  if not examples:
+    raise ValueError(f"{where}: no questions found")
+  return examples
 
 
 def featurize(examples: Sequence[SquadExample], tokenizer, max_seq_length: int = 384,

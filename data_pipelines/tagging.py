@@ -58,7 +58,7 @@ def read_conll(path: str, tag_column: int = -1, on_malformed: str = "error"
           raise ValueError(f"{path}:{line_no}: expected a word and a tag column, found "
                            f"{width} column")
       if len(fields) != width:
-        errors.report(path, line_no, f"expected {width} columns, found {len(fields)}")
+        errors.report(f"{path}:{line_no}", f"expected {width} columns, found {len(fields)}")
         bad = True
         continue
       words.append(fields[0])

@@ -20,10 +20,11 @@ sha256 of the id-ordered token list stored in shard manifests.
 Saved tokenizers: `tokenizer.save(DIR)` copies the vocabulary (vocab.txt or spm.model) into DIR
 with SAVED_DESCRIPTION (kind, options, fingerprint) and the files Hugging Face's
 `AutoTokenizer.from_pretrained(DIR)` reads (tokenizer_config.json, special_tokens_map.json; for a
-SentencePiece unigram model also tokenizer.json). Shard directories, pre-training workdirs and
-exported models carry their tokenizer this way; `find_saved(PATH)` finds it again from any of
-them, without a spec. Every path here (vocabulary files, DIR) may be local or a tf.io.gfile URL
-such as gs://bucket/dir (data_pipelines.fs).
+SentencePiece unigram or BPE model also tokenizer.json, whose BPE merges are derived from the
+pieces). Shard directories, pre-training workdirs and exported models carry their tokenizer this
+way; `find_saved(PATH)` finds it again from any of them, without a spec. Every path here
+(vocabulary files, DIR) may be local or a tf.io.gfile URL such as gs://bucket/dir
+(data_pipelines.fs).
 """
 
 import abc
@@ -216,11 +217,13 @@ class SentencePieceTokenizer(Tokenizer):
     return {"kind": "sentencepiece", "file": "spm.model"}
 
   def _hf_fast_tokenizer(self):
-    """The unigram model as a `tokenizers` pipeline for Hugging Face (None for BPE models).
+    """The unigram or BPE model as a `tokenizers` pipeline for Hugging Face (None for others).
 
-    Same ids as SentencePiece on text (NFKC, runs of spaces collapsed, "▁" word prefixes),
-    except that a literal "[MASK]" (etc.) in the text is the special token, as in WordPiece
-    and as transformers' fill-mask pipeline needs; [CLS] A [SEP] (B [SEP]) framing.
+    Same ids as SentencePiece on text (the model's own normalization table, runs of spaces
+    collapsed, "▁" word prefixes, unknown characters as the model says: a run of them is one
+    unknown piece, or with byte fallback each is its UTF-8 byte pieces), except that a literal
+    "[MASK]" (etc.) in the text is the special token, as in WordPiece and as transformers'
+    fill-mask pipeline needs; [CLS] A [SEP] (B [SEP]) framing.
     """
     from sentencepiece import sentencepiece_model_pb2
     from tokenizers import Regex
@@ -229,18 +232,44 @@ class SentencePieceTokenizer(Tokenizer):
 
     proto = sentencepiece_model_pb2.ModelProto()
     proto.ParseFromString(fs.read_bytes(self.model_path))
-    if proto.trainer_spec.model_type != proto.trainer_spec.UNIGRAM:
+    spec = proto.trainer_spec
+    if spec.model_type == spec.UNIGRAM:
+      model = models.Unigram([(p.piece, p.score) for p in proto.pieces], unk_id=spec.unk_id,
+                             byte_fallback=spec.byte_fallback)
+    elif spec.model_type == spec.BPE:
+      model = models.BPE({p.piece: i for i, p in enumerate(proto.pieces)}, _bpe_merges(proto),
+                         unk_token=proto.pieces[spec.unk_id].piece, fuse_unk=True,
+                         byte_fallback=spec.byte_fallback)
+    else:
       return None
-    rust = RustTokenizer(models.Unigram([(p.piece, p.score) for p in proto.pieces], unk_id=self.unk_id))
+    rust = RustTokenizer(model)
+    charsmap = proto.normalizer_spec.precompiled_charsmap  # SentencePiece's own normalization
     rust.normalizer = normalizers.Sequence(
-        [normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
+        [normalizers.Precompiled(charsmap) if charsmap else normalizers.NFKC(),
+         normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
     rust.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    rust.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    metaspace = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    rust.decoder = (decoders.Sequence([decoders.ByteFallback(), metaspace]) if spec.byte_fallback
+                    else metaspace)
     rust.add_special_tokens(list(SPECIAL_TOKENS))
     cls, sep = ("[CLS]", self.cls_id), ("[SEP]", self.sep_id)
     rust.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[cls, sep])
     return rust
+
+
+def _bpe_merges(proto):
+  """The merges of a SentencePiece BPE model, first applied first, for `tokenizers.models.BPE`.
+
+  SentencePiece BPE starts from characters and repeatedly joins the adjacent pair whose
+  concatenation is the best normal piece (its pieces are in merge order: scores fall with the
+  id), whichever way that piece splits; `tokenizers` ranks (left, right) pairs. So every split
+  of a normal piece into two normal pieces is a merge, in the order of the pieces.
+  """
+  pieces = [p.piece for p in proto.pieces if p.type == p.NORMAL]
+  normal = set(pieces)
+  return [(piece[:i], piece[i:]) for piece in pieces for i in range(1, len(piece))
+          if piece[:i] in normal and piece[i:] in normal]
 
 
 def _byte_to_char_offsets(text):

@@ -28,6 +28,7 @@ import inspect
 import typing
 from typing import Any, Optional, Sequence
 
+from data_pipelines import hf_source
 from electra_jax.finetune.tasks import Task
 from electra_jax.model import config as model_configs
 from electra_jax.model.config import ModelConfig
@@ -46,11 +47,26 @@ class FinetuneConfig:
   """One fine-tuning run (several seeds) of one task.
 
   task: a name from electra_jax.finetune.tasks (e.g. "sst2", "MNLI", "squad2.0", "chunk").
-  init: a Hugging Face ELECTRA directory, an official TF checkpoint, an electra_jax
-    pre-training checkpoint (its discriminator), or "random" (architecture `size` +
-    `model_overrides`, vocabulary size from the tokenizer).
+  init: a Hugging Face ELECTRA directory or Hub model id (ORG/NAME, e.g.
+    "google/electra-small-discriminator": fetched into the Hugging Face cache), an official TF
+    checkpoint, an electra_jax pre-training checkpoint (its discriminator), or "random"
+    (architecture `size` + `model_overrides`, vocabulary size from the tokenizer).
   data_dir: directory holding the task's native files (GLUE: DATA_DIR/SST-2/train.tsv or
-    DATA_DIR/train.tsv); tfds=True reads `task.tfds_name` instead (tfds_data_dir: TFDS's).
+    DATA_DIR/train.tsv), or an hf: spec, the task's splits in a Hugging Face dataset
+    (data_pipelines.hf_source, pip install "electra_jax[hf]"):
+      hf:nyu-mll/glue (hf:OWNER/NAME or hf:NAME, a Hub dataset; its config the task's GLUE
+        config, sst2, mnli, ...; hf:OWNER/NAME/CONFIG or ?config= names another),
+        hf:rajpurkar/squad, hf:rajpurkar/squad_v2 (the default config); options config,
+        data_dir, revision;
+      hf:parquet|json|arrow|csv?data_files.SPLIT=PATTERN[,PATTERN...]&... (local files per
+        split, e.g. data_files.train=/d/train.parquet&data_files.validation=/d/dev.parquet);
+      hf:DIR (a DatasetDict.save_to_disk directory, or a directory of data files).
+    Splits are named as in TFDS (Task.tfds_splits: train, validation, test; MNLI
+    validation_matched, validation_mismatched, test_matched, test_mismatched); columns as in
+    nyu-mll/glue (the GLUE text columns, label, idx) and rajpurkar/squad (id, question, context,
+    answers); class ids map to labels as TFDS's do (Task.tfds_labels). A Hub dataset in the
+    cache reads offline with HF_DATASETS_OFFLINE=1.
+    tfds=True reads `task.tfds_name` instead (tfds_data_dir: TFDS's).
   tokenizer: spec for data_pipelines.tokenizers.load; None: the tokenizer saved with INIT
     (`tokenizers.find_saved`: a pre-training workdir, an export, an HF directory's vocab.txt).
   model_overrides: ((field, value), ...) ModelConfig changes for random init; dropout
@@ -159,11 +175,21 @@ class FinetuneConfig:
       raise ValueError("FinetuneConfig.train_sample_seed draws max_train_examples examples; "
                        "set max_train_examples too")
     if self.data_dir is None and not self.tfds:
-      raise ValueError("FinetuneConfig needs data_dir=DIR or tfds=True")
+      raise ValueError("FinetuneConfig needs data_dir=DIR, data_dir=hf:SPEC or tfds=True")
+    if self.hf_data:
+      if self.tfds:
+        raise ValueError(f"FinetuneConfig: data_dir={self.data_dir!r} and tfds=True name two "
+                         "sources of the task's data; give one")
+      hf_source.task_options(self.data_dir)  # unknown options fail here, before any loading
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     bad = [k for k, _ in self.model_overrides if k not in known]
     if bad:
       raise ValueError(f"FinetuneConfig.model_overrides: unknown ModelConfig fields {bad}")
+
+  @property
+  def hf_data(self) -> bool:
+    """data_dir is an hf: spec (a Hugging Face dataset), not a directory."""
+    return self.data_dir is not None and self.data_dir.startswith("hf:")
 
   def replace(self, **changes) -> "FinetuneConfig":
     return dataclasses.replace(self, **changes)

@@ -1,8 +1,9 @@
 """What fine-tuning does differently per kind of task: one `TaskKind` object per kind.
 
-A kind reads a split's examples (native files or TFDS), featurises them, builds the task model,
-gives the training loss and the evaluation outputs, scores a split and writes its prediction
-file. electra_jax.finetune.train runs the same loop for every kind through these methods:
+A kind reads a split's examples (native files, TFDS, or a Hugging Face dataset named by an hf:
+data_dir), featurises them, builds the task model, gives the training loss and the evaluation
+outputs, scores a split and writes its prediction file. electra_jax.finetune.train runs the same
+loop for every kind through these methods:
 
   classification  GLUE single sentence / pair classification (ElectraForSequenceClassification)
   regression      STS-B (the same model with one output, mean squared error)
@@ -26,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from data_pipelines import glue, squad, tagging
+from data_pipelines import glue, hf_source, squad, tagging
 from electra_jax.finetune import squad_eval
 from electra_jax.finetune.config import FinetuneConfig, Hparams
 from electra_jax.finetune.tasks import Task, label_ids, tag_set
@@ -70,6 +71,37 @@ def _required_file(config: FinetuneConfig, task: Task, split: str) -> str:
         f"{os.path.join(config.data_dir, task.glue_dir, task.files[split])} and "
         f"{os.path.join(config.data_dir, task.files[split])}")
   return path
+
+
+def has_split(task: Task, config: FinetuneConfig, split: str) -> bool:
+  """Whether the task's data holds `split` (for the optional test splits; TFDS: every split the
+  task names)."""
+  if config.tfds:
+    return split in task.tfds_splits
+  if config.hf_data:
+    source = hf_source.task_source(config.data_dir, task.hf_config)
+    return split in task.tfds_splits and task.tfds_splits[split] in (source.splits or ())
+  return split in task.files and task_file(config, task, split) is not None
+
+
+def _hf_split(task: Task, config: FinetuneConfig, split: str):
+  """(dataset, where) of one split of the hf: spec config.data_dir: the Hugging Face split that
+  task.tfds_splits names (train, validation, test; MNLI validation_matched, ...)."""
+  spec = config.data_dir
+  source = hf_source.task_source(spec, task.hf_config)
+  name = task.tfds_splits[split]
+  needed = [task.tfds_splits[s] for s in ("train",) + task.dev_splits]
+  tests = [task.tfds_splits[s] for s in task.test_splits]
+  reads = f"task {task.name} reads the splits {needed}"
+  reads += f" and {tests} when present" if tests else ""
+  if source.splits is None:
+    raise ValueError(f"{spec} holds one Dataset (saved with Dataset.save_to_disk), not a "
+                     f"DatasetDict of splits: {reads} (save them with DatasetDict.save_to_disk)")
+  if name not in source.splits:
+    hint = f"; name its files with data_files.{name}=PATTERN" if source.builder else ""
+    raise ValueError(f"{spec}: no split {name!r} (task {task.name}'s {split} split); the dataset "
+                     f"has the splits {source.splits}: {reads}{hint}")
+  return source.loaded[name], f"{spec} split {name!r}"
 
 
 def _limit(items: list, n: Optional[int]) -> list:
@@ -134,6 +166,11 @@ class Classification(TaskKind):
     if config.tfds:
       return glue.read_tfds(task.tfds_name, _tfds_split(task, split, n), task.name,
                             task.tfds_labels, config.tfds_data_dir)
+    if config.hf_data:
+      dataset, where = _hf_split(task, config, split)
+      return _limit(glue.read_hf(dataset, where, task.name, task.tfds_labels, task.class_names,
+                                 labelled=split not in task.test_splits,
+                                 on_malformed=config.on_malformed), n)
     return _limit(glue.read_tsv(_required_file(config, task, split), task.name,
                                 self._native_labels(task), config.on_malformed,
                                 require_label=split not in task.test_splits), n)
@@ -208,6 +245,11 @@ class Span(TaskKind):
   def read(self, task, config, split, n):
     if config.tfds:
       return squad.read_tfds(task.tfds_name, _tfds_split(task, split, n), config.tfds_data_dir)
+    if config.hf_data:
+      dataset, where = _hf_split(task, config, split)
+      return _limit(squad.read_hf(dataset, where, unanswerable=task.squad_version == "v2.0",
+                                  check_answers=split == "train",
+                                  on_malformed=config.on_malformed), n)
     return _limit(squad.read_json(_required_file(config, task, split),
                                   check_answers=split == "train",
                                   on_malformed=config.on_malformed), n)
@@ -251,8 +293,9 @@ class Span(TaskKind):
 class Tagging(TaskKind):
 
   def read(self, task, config, split, n):
-    if config.tfds:
-      raise ValueError(f"task {task.name}: tagging reads native CoNLL files only; pass --data_dir")
+    if config.tfds or config.hf_data:
+      raise ValueError(f"task {task.name}: tagging reads native CoNLL files only; pass "
+                       "--data_dir=DIR (not --tfds or an hf: spec)")
     return _limit(tagging.read_conll(_required_file(config, task, split),
                                      on_malformed=config.on_malformed), n)
 

@@ -32,7 +32,15 @@ class Task:
   dev_splits: names of the evaluation splits (MNLI: matched and mismatched); metric names of
     the second and later splits get the split's suffix (e.g. "accuracy_mismatched").
   files: split name -> file name under `data_dir/glue_dir` (native format).
-  tfds_splits: split name -> TFDS split name.
+  tfds_splits: split name -> TFDS split name, also the split's name in the Hugging Face datasets
+    (nyu-mll/glue, rajpurkar/squad, rajpurkar/squad_v2 name their splits as TFDS does).
+  tfds_labels: the task label of each class id of the TFDS and Hugging Face datasets (id i ->
+    tfds_labels[i]; empty for regression).
+  class_names: the names those datasets give the class ids (their ClassLabel names, e.g. SST-2's
+    negative, positive); an hf: source's ClassLabel column must name its classes so (or as
+    tfds_labels) for its ids to map through tfds_labels.
+  hf_config: the config of the task in the Hugging Face GLUE dataset (hf:nyu-mll/glue takes it
+    unless the spec names another); None: the dataset's default config.
   submission: split name -> GLUE leaderboard submission file stem for its test split.
   unordered_pair: the two sentences of a pair can be swapped without changing the label (what
     FinetuneConfig.double_unordered doubles). True for MRPC and STS-B only, the tasks that the
@@ -51,6 +59,8 @@ class Task:
   tfds_name: Optional[str] = None
   tfds_splits: dict = dataclasses.field(default_factory=dict)
   tfds_labels: tuple[str, ...] = ()
+  class_names: tuple[str, ...] = ()
+  hf_config: Optional[str] = None
   dev_splits: tuple[str, ...] = ("dev",)
   test_splits: tuple[str, ...] = ("test",)
   submission: dict = dataclasses.field(default_factory=dict)
@@ -101,13 +111,16 @@ class Task:
     return {k: 100.0 * float(v) for k, v in out.items()}
 
 
-def _glue(name, glue_dir, labels, metrics, primary, tfds, tfds_labels=None, **kw) -> Task:
+def _glue(name, glue_dir, labels, metrics, primary, tfds, tfds_labels=None, class_names=None,
+          **kw) -> Task:
   files = kw.pop("files", {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"})
   tfds_splits = kw.pop("tfds_splits", {"train": "train", "dev": "validation", "test": "test"})
   kind = kw.pop("kind", "classification")
+  tfds_labels = tfds_labels if tfds_labels is not None else labels
+  class_names = class_names if class_names is not None else tfds_labels
   return Task(name=name, kind=kind, labels=labels, metrics=metrics, primary=primary,
               glue_dir=glue_dir, files=files, tfds_name=tfds, tfds_splits=tfds_splits,
-              tfds_labels=tfds_labels if tfds_labels is not None else labels,
+              tfds_labels=tfds_labels, class_names=class_names, hf_config=name,
               submission=kw.pop("submission", {"test": glue_dir}), **kw)
 
 
@@ -115,13 +128,16 @@ _BINARY = ("0", "1")
 _ENTAIL2 = ("entailment", "not_entailment")
 
 TASKS: dict[str, Task] = {t.name: t for t in [
-    _glue("cola", "CoLA", _BINARY, ("mcc", "accuracy"), "mcc", "glue/cola"),
-    _glue("sst2", "SST-2", _BINARY, ("accuracy",), "accuracy", "glue/sst2"),
+    _glue("cola", "CoLA", _BINARY, ("mcc", "accuracy"), "mcc", "glue/cola",
+          class_names=("unacceptable", "acceptable")),
+    _glue("sst2", "SST-2", _BINARY, ("accuracy",), "accuracy", "glue/sst2",
+          class_names=("negative", "positive")),
     _glue("mrpc", "MRPC", _BINARY, ("accuracy", "f1"), "accuracy", "glue/mrpc",
-          unordered_pair=True),
+          class_names=("not_equivalent", "equivalent"), unordered_pair=True),
     _glue("stsb", "STS-B", (), ("spearman", "pearson"), "spearman", "glue/stsb",
           kind="regression", epochs=10.0, unordered_pair=True),
-    _glue("qqp", "QQP", _BINARY, ("accuracy", "f1"), "accuracy", "glue/qqp"),
+    _glue("qqp", "QQP", _BINARY, ("accuracy", "f1"), "accuracy", "glue/qqp",
+          class_names=("not_duplicate", "duplicate")),
     _glue("mnli", "MNLI", ("contradiction", "entailment", "neutral"), ("accuracy",), "accuracy",
           "glue/mnli", tfds_labels=("entailment", "neutral", "contradiction"),
           files={"train": "train.tsv", "dev_matched": "dev_matched.tsv",
@@ -135,7 +151,8 @@ TASKS: dict[str, Task] = {t.name: t for t in [
           submission={"test_matched": "MNLI-m", "test_mismatched": "MNLI-mm"}),
     _glue("qnli", "QNLI", _ENTAIL2, ("accuracy",), "accuracy", "glue/qnli"),
     _glue("rte", "RTE", _ENTAIL2, ("accuracy",), "accuracy", "glue/rte", epochs=10.0),
-    _glue("wnli", "WNLI", _BINARY, ("accuracy",), "accuracy", "glue/wnli"),
+    _glue("wnli", "WNLI", _BINARY, ("accuracy",), "accuracy", "glue/wnli",
+          class_names=("not_entailment", "entailment")),
     Task("squad1.1", "span", (), ("exact_match", "f1"), "f1", "squad",
          {"train": "train-v1.1.json", "dev": "dev-v1.1.json"}, tfds_name="squad/v1.1",
          tfds_splits={"train": "train", "dev": "validation"}, test_splits=(), epochs=2.0,

@@ -9,8 +9,9 @@ in WORKDIR/tokenizer; an HF directory has vocab.txt); it is saved again in WORKD
 Library entry point: `finetune_and_evaluate(config, workdir) -> results dict`.
 
 Protocol (ELECTRA paper §3.3, Table 7; DESIGN.md §3): the encoder comes from `config.init`
-(electra_jax.io.load.load_pretrained: a Hugging Face directory, an official TF checkpoint or
-an electra_jax pre-training checkpoint's discriminator) or is random; a fresh task head
+(electra_jax.io.load.load_pretrained: a Hugging Face directory or Hub model id such as
+google/electra-small-discriminator, an official TF checkpoint or an electra_jax pre-training
+checkpoint's discriminator) or is random; a fresh task head
 (ElectraForSequenceClassification / ForTokenClassification / ForQuestionAnswering) goes on top,
 unless the checkpoint already holds a head of the same shape (HF fine-tuned models). AdamW
 (electra_jax.runtime.optim) with linear warmup over `warmup_fraction` of the steps then linear
@@ -49,9 +50,9 @@ from tqdm.auto import tqdm
 
 from data_pipelines import fs, glue, tokenizers
 from electra_jax.finetune.config import FinetuneConfig, Hparams, resolve_config, resolve_hparams
-from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, TaskKind, task_file
+from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, TaskKind, has_split
 from electra_jax.finetune.tasks import Task, get_task
-from electra_jax.io.load import load_pretrained
+from electra_jax.io.load import load_pretrained, resolve_hub_id
 from electra_jax.io.native import load_safetensors, read_finetune_info, save_safetensors
 from electra_jax.model.config import ModelConfig
 from electra_jax.runtime import mesh as shd
@@ -112,7 +113,7 @@ def load_task_data(task: Task, config: FinetuneConfig, hp: Hparams, tokenizer) -
   test = []
   if config.write_predictions:
     for s in task.test_splits:
-      if s in task.files and (config.tfds or task_file(config, task, s) is not None):
+      if has_split(task, config, s):
         examples = kind.read(task, config, s, config.max_eval_examples)
         if examples:
           test.append(kind.featurize(task, config, hp, tokenizer, s, examples, labels, False))
@@ -130,11 +131,12 @@ def load_initial(config: FinetuneConfig, vocab_size: int) -> tuple[ModelConfig, 
     overrides["dtype"] = config.dtype
   if config.init == "random":
     return config.random_init_config(vocab_size).replace(**overrides), None
-  if not fs.exists(config.init):
-    raise FileNotFoundError(f"--init {config.init} does not exist (a Hugging Face directory, "
-                            "an official TF checkpoint, an electra_jax pre-training checkpoint, "
-                            "or 'random')")
-  model, params = load_pretrained(config.init, as_numpy=True)  # the discriminator, if two
+  init = resolve_hub_id(config.init)
+  if not fs.exists(init):
+    raise FileNotFoundError(f"--init {config.init} does not exist (a Hugging Face directory or "
+                            "Hub model id ORG/NAME, an official TF checkpoint, an electra_jax "
+                            "pre-training checkpoint, or 'random')")
+  model, params = load_pretrained(init, as_numpy=True)  # the discriminator, if two
   if "electra" not in params:
     raise ValueError(f"{config.init}: the loaded {type(model).__name__} has no 'electra' "
                      f"encoder parameters (top-level keys {sorted(params)})")
@@ -195,14 +197,18 @@ class Runner:
 
   Training runs electra_jax.runtime's step (the pre-training one) with this task's loss:
   one TrainState, parameters and optimizer slots laid out by their logical axis names, batches
-  split over the data axes; the predict step is a `mesh.MeshJit` on the same layout."""
+  split over the data axes; the predict step is a `mesh.MeshJit` on the same layout. With
+  tx=None there is only the predict step (electra_jax.finetune.predict)."""
 
   def __init__(self, model, kind: TaskKind, mesh, tx, max_seq_length: int):
     self.model, self.mesh = model, mesh
     dummy = jnp.zeros((1, max_seq_length), jnp.int32)
     init_fn = lambda key: model.init(key, dummy, dummy, dummy)["params"]
-    self.shardings = ts.state_shardings(init_fn, tx, mesh)
-    self.param_shardings = self.shardings.params
+    if tx is None:
+      self.param_shardings = shd.param_shardings(jax.eval_shape(init_fn, jax.random.key(0)), mesh)
+    else:
+      self.shardings = ts.state_shardings(init_fn, tx, mesh)
+      self.param_shardings = self.shardings.params
     self.batch_sharding = shd.batch_sharding(mesh)
 
     def loss_fn(params, batch, rng):
@@ -216,9 +222,10 @@ class Runner:
       return kind.eval_outputs(out)
 
     # Compiled once and shared by every seed.
-    self.init_params = ts.params_initializer(init_fn, self.shardings)
-    self.init_state = ts.state_initializer(tx, self.shardings)
-    self._train = make_train_step(loss_fn, tx, mesh, self.shardings)
+    if tx is not None:
+      self.init_params = ts.params_initializer(init_fn, self.shardings)
+      self.init_state = ts.state_initializer(tx, self.shardings)
+      self._train = make_train_step(loss_fn, tx, mesh, self.shardings)
     self._predict = shd.MeshJit(predict_step, mesh,
                                 in_shardings=(self.param_shardings, self.batch_sharding),
                                 out_shardings=self.batch_sharding)
@@ -262,8 +269,9 @@ def _suffixed(task: Task, split_name: str, scores: dict) -> dict:
 
 
 def load_finetuned(path: str) -> tuple[nn.Module, dict, dict]:
-  """(task model, params, its "finetune" record) from a fine-tuning output WORKDIR/seed_S/{select}
-  (an electra_jax-safetensors directory; `electra_jax.load_pretrained` reads it too)."""
+  """(task model, params, its "finetune" record: task, labels, select, step, scores,
+  max_seq_length) from a fine-tuning output WORKDIR/seed_S/{select} (an electra_jax-safetensors
+  directory; `electra_jax.load_pretrained` reads it too)."""
   meta = read_finetune_info(path)
   if meta is None:
     raise FileNotFoundError(f"{path} is not a fine-tuned model written by electra_jax.finetune "
@@ -361,7 +369,8 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
   if jax.process_index() == 0:
     if config.save_checkpoint:
       record = {"task": task.name, "labels": list(data.labels), "select": config.select,
-                "step": chosen["step"], "scores": chosen["scores"]}
+                "step": chosen["step"], "scores": chosen["scores"],
+                "max_seq_length": int(data.train.arrays["input_ids"].shape[1])}
       save_safetensors(runner.model, chosen["params"], str(seed_dir / config.select),
                        finetune=record)
     if config.write_predictions:
@@ -386,7 +395,8 @@ def resolve_tokenizer(config: FinetuneConfig):
   """`config.tokenizer`'s tokenizer, else the one saved with `config.init` (ValueError if none)."""
   if config.tokenizer is not None:
     return tokenizers.load(config.tokenizer)
-  tokenizer = None if config.init == "random" else tokenizers.find_saved(config.init)
+  tokenizer = (None if config.init == "random"
+               else tokenizers.find_saved(resolve_hub_id(config.init)))
   if tokenizer is None:
     raise ValueError(f"no tokenizer saved with --init={config.init} (pre-training workdirs, "
                      "their exports and Hugging Face directories with vocab.txt have one): "
@@ -479,10 +489,10 @@ def closing_message(workdir: Path, results: dict) -> str:
   if any(workdir.glob("seed_*/wandb/offline-run-*")):
     lines.append(f"  upload offline W&B runs: wandb sync {q(workdir)}/seed_*/wandb/offline-run-*")
   if models:
-    lines += ["next:",
-              f"  export to Hugging Face: electra-convert {q(models[0])} OUT_DIR",
-              f"  predict in Python: electra_jax.finetune.train.load_finetuned({str(models[0])!r})"
-              " -> (model, params, task record)"]
+    lines += ["next:", f"  export to Hugging Face: electra-convert {q(models[0])} OUT_DIR"]
+    if get_task(results["task"]).kind in ("classification", "regression"):
+      lines.append(f"  score new text: electra-predict --model={q(workdir)} --input=FILE.tsv "
+                   "--output=predictions.tsv")
   return "\n".join(lines)
 
 
@@ -495,10 +505,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--task", required=True, help="e.g. sst2, cola, mnli, squad1.1, squad2.0, chunk")
   p.add_argument("--init", required=True,
-                 help="HF dir, official TF checkpoint, electra_jax pre-training checkpoint, "
-                      "or 'random'")
+                 help="HF dir or Hub model id (e.g. google/electra-small-discriminator), "
+                      "official TF checkpoint, electra_jax pre-training checkpoint, or 'random'")
   src = p.add_mutually_exclusive_group()
-  src.add_argument("--data_dir", help="directory with the task's native files")
+  src.add_argument("--data_dir", help="directory with the task's native files, or an hf: spec "
+                                      "(Hugging Face datasets, e.g. hf:nyu-mll/glue)")
   src.add_argument("--tfds", action="store_true", help="read the task from TFDS by name")
   p.add_argument("--workdir", required=True)
   p.add_argument("--seeds", help="comma-separated, e.g. 1,2,3")
@@ -529,7 +540,7 @@ def main(argv=None) -> int:
   initialize_distributed(args)
   try:
     results = finetune_and_evaluate(config, args.workdir)
-  except (ValueError, FileNotFoundError) as err:
+  except (ValueError, OSError, ImportError) as err:  # OSError: also an unreachable Hub dataset
     print(f"error: {err}", file=sys.stderr)
     return 2
   if jax.process_index() == 0:

@@ -11,7 +11,12 @@ electra_jax-safetensors (electra_jax.json + params.safetensors).
 
 A source with two networks (tf1, electra_jax) converts both by default, into DST/discriminator
 and DST/generator; --which discriminator|generator converts one into DST itself
-(--which pretraining keeps the joint model, electra_jax-safetensors only).
+(--which pretraining keeps the joint model, electra_jax-safetensors only). --architecture
+ElectraModel converts the encoder alone, from any source.
+
+A classifier fine-tuned with the default head="official" (dropout + linear on [CLS]) has no
+Hugging Face class: fine-tune with `--set "FinetuneConfig.head = 'hf'"` to export the classifier,
+or export its encoder alone with --architecture ElectraModel.
 
 The tokenizer saved with SRC (a pre-training or fine-tuning workdir keeps one; an HF directory or
 an official release has vocab.txt) is written into every output, with the files transformers'
@@ -39,6 +44,7 @@ from electra_jax.io import hf as hf_io
 from electra_jax.io import load as pretrained
 from electra_jax.io.common import CheckpointError
 from electra_jax.io.native import NATIVE_CONFIG
+from electra_jax.model import heads
 
 
 class _ProgressLine:
@@ -64,8 +70,15 @@ class _ProgressLine:
     self.stream.flush()
 
 
-def _write(model, params, dst: str, to: str, tokenizer, finetune) -> dict:
+def _write(model, params, src: str, dst: str, to: str, tokenizer, finetune) -> dict:
   if to == "hf":
+    if isinstance(model, heads.ElectraForSequenceClassification) and model.head != "hf":
+      raise CheckpointError(
+          f"{src}: a classifier fine-tuned with head='official' (dropout + linear on [CLS]) has "
+          "no Hugging Face class (transformers' ElectraForSequenceClassification applies dense "
+          "-> GELU -> dense): fine-tune with --set \"FinetuneConfig.head = 'hf'\" to export "
+          "the classifier, or pass --architecture ElectraModel to export the encoder alone "
+          "(or --to electra_jax-safetensors to keep the whole model)")
     labels = (finetune or {}).get("labels") or []
     id2label = {i: str(label) for i, label in enumerate(labels)} if len(labels) > 1 else None
     return hf_io.export_hf(model, params, dst, id2label=id2label, tokenizer=tokenizer,
@@ -110,7 +123,10 @@ def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=Fals
         lines.append(f"skipped the generator: {e}")  # e.g. an MLM-baseline run
         continue
       raise
-    info = _write(model, params, out, to, tokenizer, finetune)
+    if architecture == "ElectraModel" and type(model).__name__ != "ElectraModel":
+      model, params = heads.ElectraModel(model.config), {"electra": params["electra"]}
+      finetune = None  # the task head is gone
+    info = _write(model, params, src, out, to, tokenizer, finetune)
     what = f" ({net})" if net else ""
     line = (f"converted {fmt} {report.source}{what} -> {to} {info['architecture']} at {out}: "
             f"{info['tensors']} tensors, {info['parameters']:,} parameters "
@@ -149,7 +165,9 @@ def main(argv=None) -> int:
                       "and DST/generator)")
   p.add_argument("--num-attention-heads", type=int,
                  help="tf1 only: heads of the converted network (default hidden // 64)")
-  p.add_argument("--architecture", help="hf source only: read as this class, e.g. ElectraModel")
+  p.add_argument("--architecture",
+                 help="ElectraModel: the encoder alone (any source); hf sources: read as this "
+                      "class")
   p.add_argument("--no-strict", dest="strict", action="store_false",
                  help="tf1 only: ignore variables that belong to neither network")
   p.add_argument("--force", action="store_true", help="write into a non-empty DST")

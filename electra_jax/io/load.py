@@ -22,14 +22,22 @@ Paths may be local or tf.io.gfile URLs (gs://...; data_pipelines.fs); pre-traini
 `which` picks the network of a two-network checkpoint: "discriminator" (default; returns
 ElectraForPreTraining) or "generator" (returns ElectraForMaskedLM); "pretraining" returns the
 joint ElectraPretrainingModel where the source holds one (electra_jax formats).
+
+A path that does not exist and looks like ORG/NAME is a Hugging Face Hub model id
+(`resolve_hub_id`): its config, safetensors weights and tokenizer files come from the local Hub
+cache, downloaded there first when the network allows.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
+from huggingface_hub import errors as hub_errors
+from huggingface_hub import is_offline_mode, snapshot_download
 
 from data_pipelines import fs, tokenizers
 from electra_jax.io import native
@@ -40,6 +48,56 @@ from electra_jax.io.native import NATIVE_CONFIG
 from electra_jax.model.config import ModelConfig
 
 FORMATS = ("hf", "tf1", "electra_jax", "electra_jax-safetensors")
+HUB_FILES = ("config.json", "model.safetensors*", "model-*.safetensors", "vocab.txt", "tokenizer*")
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def is_hub_id(path: str) -> bool:
+  """Whether `path` names a Hugging Face Hub model (ORG/NAME) rather than a local checkpoint:
+  it does not exist here, is not a TF1 checkpoint prefix, has the form ORG/NAME and ORG is not
+  a local directory (then it is a mistyped local path)."""
+  return (_HUB_ID.fullmatch(path) is not None and not os.path.exists(path)
+          and not tf1_io.is_tf1_checkpoint(path) and not os.path.isdir(path.split("/")[0]))
+
+
+def resolve_hub_id(path: str) -> str:
+  """`path` itself, or for a Hub model id (`is_hub_id`) the local snapshot directory of its
+  HUB_FILES (config.json, safetensors weights, vocab.txt, tokenizer files), downloaded into the
+  Hugging Face cache (HF_HUB_CACHE) unless already there. HF_HUB_OFFLINE=1 uses the cache only.
+
+  Raises CheckpointError naming the id: not cached and the Hub unreachable or offline (with the
+  command that downloads it), no such model on the Hub, or no safetensors weights in it.
+  """
+  if not is_hub_id(path):
+    return path
+  fetch = (f"download it on a machine that reaches the Hub with `hf download {path} "
+           "config.json model.safetensors vocab.txt tokenizer_config.json` and copy the Hugging "
+           "Face cache (HF_HUB_CACHE, default ~/.cache/huggingface/hub) here, or add "
+           "`--local-dir DIR` to that command and pass DIR instead of the id")
+  try:
+    snapshot = snapshot_download(path, allow_patterns=list(HUB_FILES))
+  except hub_errors.LocalEntryNotFoundError as e:  # offline / unreachable and not cached
+    why = ("HF_HUB_OFFLINE is set" if is_offline_mode() else
+           "the cached copy is incomplete" if isinstance(e, hub_errors.IncompleteSnapshotError)
+           else "the Hub cannot be reached")
+    raise CheckpointError(f"{path}: no such local path, and the Hugging Face Hub model {path} "
+                          f"is not in the local cache ({why}): {fetch}") from None
+  except hub_errors.RepositoryNotFoundError:
+    raise CheckpointError(f"{path}: no such local path, and no Hugging Face Hub model {path} "
+                          "(or it is private or gated: log in with `hf auth login`)") from None
+  except hub_errors.HFValidationError:
+    raise CheckpointError(f"{path}: no such file or directory") from None
+  except OSError as e:
+    raise CheckpointError(f"{path}: fetching the Hugging Face Hub model failed "
+                          f"({type(e).__name__}: {e}); {fetch}") from None
+  names = os.listdir(snapshot)
+  if not any(n.endswith(".safetensors") for n in names):
+    raise CheckpointError(
+        f"{path}: the Hugging Face Hub model has no safetensors weights (found {sorted(names)}); "
+        "electra_jax does not unpickle pytorch_model.bin. Convert it once, in an environment "
+        "you trust: python -c \"from transformers import ElectraForPreTraining as M; "
+        f"M.from_pretrained('{path}').save_pretrained('DIR')\" and pass DIR")
+  return snapshot
 
 
 def detect_format(path: str) -> str:
@@ -90,7 +148,9 @@ def load_pretrained(path: str, which: Optional[str] = None, *, format: Optional[
   config: tf1 only; the ModelConfig to use instead of the one inferred from shapes.
   config_overrides: ModelConfig fields to change, e.g. dtype="bfloat16", remat=True, or
     num_attention_heads=... for a tf1 checkpoint whose heads are not hidden // 64.
+  A Hugging Face Hub model id (ORG/NAME, `resolve_hub_id`) loads from the Hub cache.
   """
+  path = resolve_hub_id(path)
   fmt = format or detect_format(path)
   if fmt not in FORMATS:
     raise CheckpointError(f"format={fmt!r}; expected one of {FORMATS}")
@@ -117,15 +177,12 @@ def load_pretrained(path: str, which: Optional[str] = None, *, format: Optional[
   return (model, params, report) if return_report else (model, params)
 
 
-
 def load_tokenizer(path: str):
   """The tokenizer saved with the checkpoint at `path` (any path `load_pretrained` reads: a
-  pre-training workdir or step, a native or Hugging Face export, a fine-tuning output);
-  CheckpointError when it carries none."""
-  tokenizer = tokenizers.find_saved(path)
+  pre-training workdir or step, a native or Hugging Face export, a fine-tuning output, a Hub
+  model id); CheckpointError when it carries none."""
+  tokenizer = tokenizers.find_saved(resolve_hub_id(path))
   if tokenizer is None:
     raise CheckpointError(f"{path} carries no tokenizer (electra_jax_tokenizer.json or "
                           "vocab.txt): load one with data_pipelines.tokenizers.load(SPEC)")
   return tokenizer
-
-

@@ -8,7 +8,6 @@ given as text, and an end-to-end shard build from an hf:parquet spec.
 import collections
 import json
 import re
-import socket
 import string
 import sys
 
@@ -18,8 +17,9 @@ import pytest
 
 import datasets
 from data_pipelines import build_pretraining_data as builder
-from data_pipelines import corpora, shard_format, text_io
+from data_pipelines import corpora, hf_source, shard_format, text_io
 from data_pipelines.tf_runtime import tensorflow
+from hf_testlib import offline  # noqa: F401 (autouse fixture: no network)
 
 N_DOCS = 40
 SEQ_LEN = 32
@@ -30,38 +30,6 @@ def _docs():
   return [
       "\n".join(f"  doc {d} line {i} ünï {'x' * (d * 7 % 11)}  " for i in range(d % 4 + 1)) for d in range(N_DOCS)
   ]
-
-
-@pytest.fixture(autouse=True)
-def offline(tmp_path_factory, monkeypatch):
-  """Offline mode, a cache in the test's temp tree, and a record of any network connection."""
-  import huggingface_hub.constants
-
-  monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-  monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-  # datasets and huggingface_hub read these once, at import
-  monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-  monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-  monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.getbasetemp() / "hf_cache")
-  attempts = []
-  connect, getaddrinfo = socket.socket.connect, socket.getaddrinfo
-
-  def guarded_connect(self, address, *args, **kwargs):
-    if self.family in (socket.AF_INET, socket.AF_INET6):
-      attempts.append(address)
-      raise OSError(f"test_data_hf_corpus: network access to {address}")
-    return connect(self, address, *args, **kwargs)
-
-  def guarded_getaddrinfo(host, *args, **kwargs):  # a lookup comes first, and fails without a network
-    if host not in (None, "localhost", "127.0.0.1", "::1"):
-      attempts.append(host)
-      raise socket.gaierror(f"test_data_hf_corpus: network lookup of {host}")
-    return getaddrinfo(host, *args, **kwargs)
-
-  monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-  monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
-  yield
-  assert not attempts, f"the hf: corpus tried to reach the network: {attempts}"
 
 
 @pytest.fixture(scope="module")
@@ -188,10 +156,10 @@ def test_canonical_specs(data):
     ],
 )
 def test_hub_names_and_configs_read_back_the_same(body, options, path, config, canonical):
-  assert corpora._hf_name(body, options, local_dir=False) == (path, config)
-  spec_body, config_option = corpora._hf_body(path, config)
+  assert hf_source.hub_name(body, options) == (path, config)
+  spec_body, config_option = hf_source.spec_body(path, config)
   assert spec_body + ("" if config_option is None else f"?config={config_option}") == canonical
-  assert corpora._hf_name(spec_body, config_option, local_dir=False) == (path, config)
+  assert hf_source.hub_name(spec_body, config_option) == (path, config)
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -216,7 +184,7 @@ def test_directory_of_data_files_reads_through_load_dataset(tmp_path, monkeypatc
   expected, _ = _units(corpora.load(str(tmp_path / "docs.txt")))
   corpus = corpora.load(f"hf:{tmp_path}")
   assert corpus.spec == f"hf:{tmp_path}?split=train&field=text&streaming=false"
-  assert not corpus.from_disk and _units(corpus)[0] == expected
+  assert not corpus.source.from_disk and _units(corpus)[0] == expected
 
 
 def test_hub_dataset_offline_fails_without_touching_the_network():

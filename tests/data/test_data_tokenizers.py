@@ -226,6 +226,68 @@ def test_saved_sentencepiece_unigram_reloads_and_autotokenizer_gives_the_same_id
   assert hf.decode(ids[0], skip_special_tokens=True) == texts[0]
 
 
+@needs_shared
+def test_saved_sentencepiece_bpe_autotokenizer_gives_the_same_ids_on_real_text(tmp_path):
+  prefix = tmp_path / "bpe"
+  train_tokenizer_main(["--corpus", str(SHARED / "pretrain_corpus" / "inaugural"), "--model_type", "bpe",
+                        "--vocab_size", "2000", "--output", str(prefix)])
+  tok = tokenizers.load(f"sentencepiece:{prefix}.model")
+  tok.save(tmp_path / "export")
+  from transformers import AutoTokenizer
+
+  hf = AutoTokenizer.from_pretrained(str(tmp_path / "export"))
+  sp = spm.SentencePieceProcessor(model_file=f"{prefix}.model")
+  lines = _real_lines()[::40]  # including lines with U+FFFD (latin-1 bytes read as UTF-8)
+  assert len(lines) >= 300 and any("\ufffd" in line for line in lines)
+  texts = lines + ["  alpha\tbeta  gamma  ", "Shikamaru Nara 奈良 シカマル", "ｆｕｌｌｗｉｄｔｈ", ""]
+  expected = tok.encode(texts)
+  assert [hf(text)["input_ids"] for text in texts] == [[tok.cls_id] + x + [tok.sep_id] for x in expected]
+  space = sp.piece_to_id("▁")
+  assert expected[-3][-4:] == [space, tok.unk_id, space, tok.unk_id]  # a run of unknowns is one [UNK]
+  firsts, seconds = lines[0:-1:2], lines[1::2]
+  pairs = hf(firsts, seconds)
+  both = list(zip(tok.encode(firsts), tok.encode(seconds)))
+  assert pairs["input_ids"] == [[tok.cls_id] + a + [tok.sep_id] + b + [tok.sep_id] for a, b in both]
+  assert pairs["token_type_ids"] == [[0] * (len(a) + 2) + [1] * (len(b) + 1) for a, b in both]
+  known = [ids for ids in expected if tok.unk_id not in ids]
+  assert [hf.decode(ids) for ids in known] == [tok.decode(ids) for ids in known]
+
+
+def _toy_model_with_specials(tmp_path, **options):
+  """SentencePiece trained on the toy corpus with ELECTRA's special pieces, plus `options`."""
+  corpus = tmp_path / "corpus.txt"
+  _toy_corpus(corpus)
+  prefix = tmp_path / "sp"
+  spm.SentencePieceTrainer.train(
+      input=str(corpus), model_prefix=str(prefix), pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
+      pad_piece="[PAD]", unk_piece="[UNK]", minloglevel=2,
+      **{"control_symbols": ["[CLS]", "[SEP]", "[MASK]"], **options})
+  return tokenizers.load(f"sentencepiece:{prefix}.model"), spm.SentencePieceProcessor(model_file=f"{prefix}.model")
+
+
+@pytest.mark.parametrize("model_type", ["unigram", "bpe"])
+def test_saved_sentencepiece_with_byte_fallback_autotokenizer_gives_the_same_ids(tmp_path, model_type):
+  tok, sp = _toy_model_with_specials(tmp_path, model_type=model_type, vocab_size=300, byte_fallback=True)
+  tok.save(tmp_path / "export")
+  texts = ["alpha Ωmega 😀 beta", "Unknown wörds 奈良 number 42.", "alpha beta gamma"]
+  hf, ids = _hf_ids(tmp_path / "export", texts)
+  expected = tok.encode(texts)
+  assert ids == [[tok.cls_id] + x + [tok.sep_id] for x in expected]
+  assert sp.piece_to_id("<0xF0>") in expected[0] and tok.unk_id not in sum(expected, [])
+  assert [hf.decode(x, skip_special_tokens=True) for x in ids] == texts
+
+
+def test_saved_sentencepiece_bpe_never_merges_into_a_control_piece(tmp_path):
+  # "t" and "a" are pieces, "ta" a control symbol: SentencePiece never makes it from text.
+  tok, sp = _toy_model_with_specials(tmp_path, model_type="bpe", vocab_size=70,
+                                     control_symbols=["[CLS]", "[SEP]", "[MASK]", "ta"])
+  assert sp.piece_to_id("t") != tok.unk_id and sp.piece_to_id("a") != tok.unk_id
+  tok.save(tmp_path / "export")
+  texts = ["beta theta zeta", "alpha beta"]
+  _, ids = _hf_ids(tmp_path / "export", texts)
+  assert ids == [[tok.cls_id] + x + [tok.sep_id] for x in tok.encode(texts)]
+
+
 def test_saved_tokenizer_with_another_vocabulary_is_refused(tmp_path):
   vocab = tmp_path / "vocab.txt"
   vocab.write_text("\n".join(tokenizers.SPECIAL_TOKENS + ("a", "b")) + "\n")

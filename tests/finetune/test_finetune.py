@@ -191,8 +191,8 @@ def test_cli_names_each_seeds_outputs_and_next_commands(tmp_path, vocab, monkeyp
       f"  upload offline W&B runs: wandb sync {work}/seed_*/wandb/offline-run-*",
       "next:",
       f"  export to Hugging Face: electra-convert {work}/seed_2/final OUT_DIR",
-      f"  predict in Python: electra_jax.finetune.train.load_finetuned('{work}/seed_2/final') "
-      "-> (model, params, task record)"]) + "\n"), err
+      f"  score new text: electra-predict --model={work} --input=FILE.tsv "
+      "--output=predictions.tsv"]) + "\n"), err
   for seed in (2, 5):
     seed_dir = work / f"seed_{seed}"
     assert (seed_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from data_pipelines import glue, squad, tagging, tokenizers
+from electra_jax.finetune import train as ft
+from electra_jax.finetune.config import FinetuneConfig, Hparams
 from electra_jax.finetune.kinds import KINDS
 from electra_jax.finetune.tasks import get_task
 
@@ -71,8 +73,6 @@ def test_test_split_has_no_labels_and_stsb_floats(tmp_path):
 
 
 def test_bom_and_crlf_mrpc_tsv(tmp_path):
-  from electra_jax.finetune import train as ft
-  from electra_jax.finetune.config import FinetuneConfig
 
   # The official MRPC train.tsv starts with a UTF-8 byte-order mark; Windows copies end in CRLF.
   (tmp_path / "MRPC").mkdir()
@@ -86,8 +86,6 @@ def test_bom_and_crlf_mrpc_tsv(tmp_path):
 
 
 def test_labelled_split_without_label_column_fails_at_load(tmp_path):
-  from electra_jax.finetune import train as ft
-  from electra_jax.finetune.config import FinetuneConfig
 
   (tmp_path / "SST-2").mkdir()
   for split in ("train", "test"):
@@ -149,8 +147,6 @@ def _glue_dirs(root: Path) -> Path:
 
 
 def test_double_unordered_doubles_mrpc_training_only(tmp_path, tok):
-  from electra_jax.finetune import train as ft
-  from electra_jax.finetune.config import FinetuneConfig
 
   data = _glue_dirs(tmp_path)
   cfg = FinetuneConfig(task="mrpc", init="random", data_dir=str(data), max_train_examples=4,
@@ -176,8 +172,6 @@ def test_double_unordered_doubles_mrpc_training_only(tmp_path, tok):
 
 
 def test_random_training_subset(tmp_path):
-  from electra_jax.finetune import train as ft
-  from electra_jax.finetune.config import FinetuneConfig
 
   data = _glue_dirs(tmp_path)
   cfg = FinetuneConfig(task="sst2", init="random", data_dir=str(data), max_train_examples=3)
@@ -207,6 +201,38 @@ def test_tfds_glue_under_mock_data():
     assert e.text_a == r["premise"].decode() and e.text_b == r["hypothesis"].decode()
     assert e.label == names[r["label"]] and e.guid == str(r["idx"])
     assert e.label in task.labels
+
+
+def test_tfds_sst2_task_data_under_mock_data(tok, monkeypatch):
+  """--tfds for sst2 on the reading side, no network: the task's train/dev/test splits through
+  Classification.read (max_eval_examples=5 asks TFDS for "validation[:5]"; mock_data ignores
+  the slice) and featurisation. Also the builder's download checksums, which TFDS reads from
+  beside the dataset's code when it prepares GLUE on a fresh install: finding them imports
+  importlib_resources (a pyproject dependency: tensorflow-datasets 4.9.10 uses it without
+  declaring it on Python >= 3.9)."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  task = get_task("sst2")
+  cfg = FinetuneConfig(task="sst2", init="random", tfds=True, max_eval_examples=5)
+  hp = Hparams(size="small", learning_rate=1e-4, layerwise_lr_decay=0.8, num_epochs=1.0,
+               max_seq_length=16)
+  splits = []
+  load = tfds.load
+  monkeypatch.setattr(tfds, "load", lambda name, split, **kw: splits.append((name, split))
+                      or load(name, split=split, **kw))
+  with tfds.testing.mock_data(num_examples=9):
+    data = ft.load_task_data(task, cfg, hp, tok)
+    raw_dev = list(tfds.as_numpy(load("glue/sst2", split="validation")))
+  assert splits == [("glue/sst2", "train"), ("glue/sst2", "validation[:5]"),
+                    ("glue/sst2", "test[:5]")]
+  assert data.labels == ("0", "1") and data.train.size == 9
+  dev = data.dev[0]
+  assert dev.name == "dev" and dev.arrays["input_ids"].shape == (9, 16)
+  for e, r in zip(dev.examples, raw_dev):
+    assert e.text_a == r["sentence"].decode() and e.text_b is None
+    assert e.label == str(r["label"]) and e.guid == str(r["idx"])
+  np.testing.assert_array_equal(dev.arrays["labels"], [int(r["label"]) for r in raw_dev])
+  assert [s.name for s in data.test] == ["test"]
+  assert "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip" in tfds.builder_cls("glue").url_infos
 
 
 # --- SQuAD ----------------------------------------------------------------------------------

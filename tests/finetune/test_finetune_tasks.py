@@ -92,7 +92,7 @@ def test_chunking_scores_match_written_predictions(tmp_path, vocab):
   assert results["per_seed"]["f1"][0] == pytest.approx(100 * glue_metrics.span_f1(gold, pred)["f1"])
 
 
-def test_cli_errors(tmp_path, vocab, capsys):
+def test_cli_errors(tmp_path, vocab, capsys, monkeypatch):
   data = sst2_dir(tmp_path / "glue", n_train=4, n_dev=4, n_test=0)
   base = ["--init=random", f"--data_dir={data}", f"--workdir={tmp_path / 'w'}",
           f"--tokenizer=wordpiece:{vocab}"]
@@ -105,3 +105,10 @@ def test_cli_errors(tmp_path, vocab, capsys):
   assert "dev.tsv:2: label '2' is not one of the sst2 labels ['0', '1']" in capsys.readouterr().err
   assert ft.main(["--task=sst2", "--gin_bindings=FinetuneConfig.learning_rat = 1.0"] + base) == 2
   assert "Did you mean learning_rate" in capsys.readouterr().err
+  monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a Hub dataset that is not cached: one error line
+  monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+  hub = [f"--data_dir=hf:electra-jax-test/no-such-dataset"] + base[:1] + base[2:]
+  assert ft.main(["--task=sst2"] + hub) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("error: ") and "electra-jax-test/no-such-dataset" in err, err
+  assert "Traceback" not in err

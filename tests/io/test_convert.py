@@ -394,3 +394,31 @@ def test_cli_tf1_to_hf_both_networks(tmp_path):
   assert r.returncode == 0, r.stderr
   assert json.loads((tmp_path / "gen_only" / "config.json").read_text())["architectures"] == [
       "ElectraForMaskedLM"]
+
+
+def test_cli_official_head_classifier_to_hf_is_one_error_line(disc_dir, tmp_path):
+  """A classifier fine-tuned with the default head="official" has no Hugging Face class: one
+  `error:` line (exit 2) saying what to do, nothing written; --architecture ElectraModel exports
+  its encoder, which transformers' ElectraModel runs as ours does."""
+  encoder, enc_params = load_pretrained(str(disc_dir[1]), architecture="ElectraModel",
+                                        as_numpy=True)
+  cls = heads.ElectraForSequenceClassification(encoder.config, num_labels=2, head="official")
+  params = F.random_params(cls, np.ones((1, 4), np.int32))
+  params["electra"] = enc_params["electra"]
+  native.save_safetensors(cls, params, str(tmp_path / "ft"),
+                          finetune={"task": "sst2", "labels": ["0", "1"]})
+  r = _cli(tmp_path / "ft", tmp_path / "hf")
+  assert r.returncode == 2
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'ft'}: a classifier "
+                                                 "fine-tuned with head='official'"), r.stderr
+  assert "FinetuneConfig.head = 'hf'" in lines[0]
+  assert "--architecture ElectraModel" in lines[0]
+  assert not (tmp_path / "hf").exists()
+  r = _cli(tmp_path / "ft", tmp_path / "enc", "--architecture", "ElectraModel")
+  assert r.returncode == 0, r.stderr
+  assert "ElectraModel" in r.stdout
+  hf_model = transformers.ElectraModel.from_pretrained(tmp_path / "enc").eval()
+  ids, mask, types_ = F.batch(vocab=encoder.config.vocab_size)
+  assert F.max_abs_diff(F.torch_outputs(hf_model, ids, mask, types_),
+                        F.jax_outputs(encoder, enc_params, ids, mask, types_)) <= 1e-5

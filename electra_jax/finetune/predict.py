@@ -1,0 +1,359 @@
+"""Score new text with a fine-tuned model.
+
+    python -m electra_jax.finetune.predict --model=PATH --input=FILE --output=FILE \
+        [--batch_size=32] [--max_seq_length=N]
+    electra-predict ...                  (the same command, installed)
+
+PATH: a fine-tuned model directory as electra_jax.finetune writes it, WORKDIR/seed_S/final (or
+best): electra_jax.json with a "finetune" record + params.safetensors, the tokenizer from
+WORKDIR/tokenizer. Or a fine-tuning WORKDIR: the seed with the best primary dev metric in its
+results.json is used, and named on stderr.
+
+Input: TSV with a header row, or JSON Lines (FILE ending in .jsonl or .json: one object per
+line), with the task's text columns, under the names of the GLUE files (sst2 and cola `sentence`;
+mnli, rte, wnli and stsb `sentence1` + `sentence2`; qqp `question1` + `question2`; qnli
+`question` + `sentence`; mrpc `#1 String` + `#2 String`) or of TFDS (mnli `premise` +
+`hypothesis`, mrpc `sentence1` + `sentence2`). Other columns (an id, a gold label) are copied.
+
+Output: TSV, or JSON Lines when FILE ends in .jsonl or .json. Each input row's columns, then
+`prediction` (the label name for classification, the value for regression) and, for
+classification, `probability_<label>` per class (the softmax of the logits). In TSV output tabs
+and line breaks inside a field become spaces.
+
+Classification and regression models (the GLUE tasks) are scored here. Span (SQuAD) and tagging
+(CoNLL) models are refused with the way to run them: `electra-convert` to Hugging Face, then
+transformers' question-answering / token-classification pipelines.
+
+Rows are featurised as fine-tuning featurised its dev set (data_pipelines.glue.featurize at the
+model's fine-tuning max sequence length) and scored by the fine-tuning Runner's jitted predict
+step, `--batch_size` rows at a time (one compilation; the last batch is padded), with a progress
+bar on stderr when the input spans several chunks of 16 batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from data_pipelines import glue
+from electra_jax.finetune.kinds import KINDS
+from electra_jax.finetune.tasks import Task, get_task
+from electra_jax.finetune.train import Runner, load_finetuned
+from electra_jax.io.load import load_tokenizer
+from electra_jax.io.native import NATIVE_CONFIG
+from electra_jax.runtime import mesh as shd
+
+SUPPORTED_KINDS = ("classification", "regression")
+JSONL_SUFFIXES = (".jsonl", ".json")
+BATCHES_PER_CHUNK = 16  # featurised and scored together; the progress bar advances per chunk
+
+
+# ---------------------------------------------------------------------------------------------
+# Which model
+
+
+def best_seed_model(workdir: Path) -> tuple[Path, str]:
+  """(WORKDIR/seed_S/{select}, a note naming it) for the seed with the highest primary metric in
+  WORKDIR/results.json (the first such seed on a tie)."""
+  path = workdir / "results.json"
+  try:
+    results = json.loads(path.read_text())
+    primary, select = results["primary_metric"], results["select"]
+    seeds, values = results["seeds"], results["per_seed"][primary]
+    best = max(range(len(seeds)), key=lambda i: (values[i], -i))
+  except (ValueError, KeyError, TypeError, IndexError) as e:
+    raise ValueError(f"{path}: not a fine-tuning results file ({type(e).__name__}: {e}); pass "
+                     "a model directory WORKDIR/seed_S/final as --model") from None
+  model_dir = workdir / f"seed_{seeds[best]}" / select
+  if not (model_dir / NATIVE_CONFIG).is_file():
+    raise FileNotFoundError(f"{model_dir}: the best seed's model is missing (fine-tuned with "
+                            "FinetuneConfig.save_checkpoint = False?)")
+  scores = ", ".join(f"seed {s} {v:.2f}" for s, v in zip(seeds, values))
+  return model_dir, f"using {model_dir}: the best {primary} on dev ({scores})"
+
+
+def resolve_model_dir(path: str) -> tuple[Path, Optional[str]]:
+  """(the fine-tuned model directory `path` names, a note when it was chosen from a WORKDIR)."""
+  p = Path(path)
+  if not p.exists():
+    raise FileNotFoundError(f"--model {path}: no such file or directory")
+  if p.is_file():
+    p = p.parent
+  if (p / NATIVE_CONFIG).is_file():
+    return p, None
+  if (p / "results.json").is_file():
+    return best_seed_model(p)
+  found = sorted(str(m.parent.relative_to(p)) for m in p.glob(f"seed_*/*/{NATIVE_CONFIG}"))
+  hint = f"; it holds fine-tuned models {found}: pass one of them" if found else ""
+  raise FileNotFoundError(f"--model {path}: neither a fine-tuned model directory ({NATIVE_CONFIG} "
+                          "+ params.safetensors, e.g. WORKDIR/seed_1/final) nor a fine-tuning "
+                          f"WORKDIR with results.json{hint}")
+
+
+def finetune_record(model_dir: Path) -> tuple[Task, dict]:
+  """(task, the "finetune" record of electra_jax.json) of a fine-tuned model directory;
+  ValueError for an unreadable record or a kind predict does not score."""
+  spec_path = model_dir / NATIVE_CONFIG
+  try:
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+  except ValueError as e:
+    raise ValueError(f"{spec_path}: invalid JSON ({e})") from None
+  record = spec.get("finetune") if isinstance(spec, dict) else None
+  if not isinstance(record, dict) or "task" not in record:
+    raise ValueError(f"{spec_path} has no 'finetune' record with the task: {model_dir} is not a "
+                     "model written by electra_jax.finetune (a pre-trained export?)")
+  task = get_task(record["task"])
+  if task.kind not in SUPPORTED_KINDS:
+    pipeline = {"span": "question-answering", "tagging": "token-classification"}[task.kind]
+    raise ValueError(f"{model_dir} is fine-tuned on {task.name}, a {task.kind} task: predict "
+                     f"scores {' and '.join(SUPPORTED_KINDS)} models (GLUE tasks). Export it with "
+                     f"`electra-convert {model_dir} HF_DIR` and run transformers.pipeline"
+                     f"(\"{pipeline}\", model=\"HF_DIR\")")
+  return task, record
+
+
+# ---------------------------------------------------------------------------------------------
+# Input and output files
+
+
+def text_columns(task: Task) -> list[tuple[str, ...]]:
+  """The accepted names of a GLUE task's text columns: the native files', then TFDS's."""
+  fmt = glue.FORMATS[task.name]
+  options = [tuple(c for c in (fmt.text_a, fmt.text_b) if c),
+             tuple(c for c in glue.TFDS_TEXT_KEYS[task.name] if c)]
+  return list(dict.fromkeys(options))
+
+
+def _is_jsonl(path: str) -> bool:
+  return path.lower().endswith(JSONL_SUFFIXES)
+
+
+def _read_lines(path: str) -> list[tuple[int, str]]:
+  """(line number, line) of the non-blank lines; ValueError for an empty file."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"--input {path}: no such file")
+  try:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+      lines = [(i, line.rstrip("\r\n")) for i, line in enumerate(f, start=1)]
+  except UnicodeDecodeError as e:
+    raise ValueError(f"{path}: not UTF-8 text ({e})") from None
+  lines = [(i, line) for i, line in lines if line.strip()]
+  if not lines:
+    raise ValueError(f"{path}: empty file")
+  return lines
+
+
+def read_rows(path: str) -> tuple[list[str], list[tuple[int, dict]]]:
+  """(column names in order, [(line number, {column: value})]) of a TSV (header row, tab
+  separated, no quoting, as GLUE's files) or JSON Lines file."""
+  lines = _read_lines(path)
+  rows = []
+  if _is_jsonl(path):
+    columns = {}
+    for line_no, line in lines:
+      try:
+        row = json.loads(line)
+      except ValueError as e:
+        raise ValueError(f"{path}:{line_no}: not valid JSON ({e})") from None
+      if not isinstance(row, dict):
+        raise ValueError(f"{path}:{line_no}: expected a JSON object, found "
+                         f"{type(row).__name__}")
+      columns.update(dict.fromkeys(row))
+      rows.append((line_no, row))
+    return list(columns), rows
+  (_, header_line), body = lines[0], lines[1:]
+  header = header_line.split("\t")
+  if not body:
+    raise ValueError(f"{path}: no rows below the header {header}")
+  for line_no, line in body:
+    fields = line.split("\t")
+    if len(fields) != len(header):
+      raise ValueError(f"{path}:{line_no}: expected {len(header)} tab-separated fields (the "
+                       f"header's {header}), found {len(fields)}")
+    rows.append((line_no, dict(zip(header, fields))))
+  return header, rows
+
+
+def read_examples(path: str, task: Task, labels: tuple
+                  ) -> tuple[list[str], list[dict], list[glue.TextExample]]:
+  """(input columns, input rows, one TextExample per row) for `task`: the text columns are the
+  first of `text_columns(task)` the file has; ValueError naming the columns found and needed,
+  an empty text, or an input column that the output would overwrite."""
+  columns, rows = read_rows(path)
+  options = text_columns(task)
+  chosen = next((o for o in options if all(c in columns for c in o)), None)
+  if chosen is None:
+    needed = " or ".join(" + ".join(repr(c) for c in o) for o in options)
+    raise ValueError(f"{path}: no {task.name} text column(s): found columns {columns}, "
+                     f"{task.name} needs {needed}")
+  taken = [c for c in output_columns(task, labels) if c in columns]
+  if taken:
+    raise ValueError(f"{path}: input columns {taken} would be overwritten by the predictions; "
+                     "rename them")
+  examples = []
+  for i, (line_no, row) in enumerate(rows):
+    texts = []
+    for c in chosen:
+      value = row.get(c)
+      if not isinstance(value, str):
+        raise ValueError(f"{path}:{line_no}: column {c!r} holds {value!r}, expected text")
+      if not value.strip():
+        raise ValueError(f"{path}:{line_no}: empty text in column {c!r}")
+      texts.append(value)
+    examples.append(glue.TextExample(str(i), texts[0], texts[1] if len(texts) > 1 else None,
+                                     None))
+  return columns, [row for _, row in rows], examples
+
+
+def output_columns(task: Task, labels: tuple) -> list[str]:
+  """The columns predict adds: prediction, then probability_<label> for classification."""
+  probabilities = [f"probability_{label}" for label in labels]
+  return ["prediction"] + (probabilities if task.kind == "classification" else [])
+
+
+def prediction_fields(task: Task, labels: tuple, outputs: np.ndarray) -> list[dict]:
+  """Per row {column: value} from the predict step's outputs: classification logits [N, C] ->
+  label name and softmax probabilities; regression values [N] -> the value."""
+  if task.kind == "regression":
+    return [{"prediction": float(v)} for v in np.asarray(outputs, np.float64)]
+  logits = np.asarray(outputs, np.float64)
+  probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+  probs /= probs.sum(axis=-1, keepdims=True)
+  return [{"prediction": labels[int(np.argmax(row))],
+           **{f"probability_{label}": float(p) for label, p in zip(labels, row)}}
+          for row in probs]
+
+
+def _tsv_field(value) -> str:
+  text = f"{value:.7g}" if isinstance(value, float) else "" if value is None else str(value)
+  return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def write_rows(path: str, columns: list[str], rows: list[dict]) -> None:
+  """TSV (header + one line per row) or, for .jsonl/.json, one JSON object per line."""
+  Path(path).parent.mkdir(parents=True, exist_ok=True)
+  with open(path, "w", encoding="utf-8", newline="") as f:
+    if _is_jsonl(path):
+      for row in rows:
+        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    else:
+      f.write("\t".join(columns) + "\n")
+      for row in rows:
+        f.write("\t".join(_tsv_field(row.get(c)) for c in columns) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+
+
+@dataclasses.dataclass
+class Predictor:
+  """A fine-tuned classification / regression model ready to score text: its task, label names
+  (empty for regression), tokenizer, fine-tuning max sequence length, and the fine-tuning Runner
+  with the parameters laid out on its mesh."""
+
+  task: Task
+  labels: tuple
+  tokenizer: object
+  max_seq_length: int
+  runner: Runner
+  params: dict
+  batch_size: int
+
+  def outputs(self, examples: list, progress: bool = True) -> np.ndarray:
+    """The predict step's outputs for `examples` (glue.TextExample): logits [N, C] float32 for
+    classification, values [N] for regression; in chunks of BATCHES_PER_CHUNK batches."""
+    chunk = self.batch_size * BATCHES_PER_CHUNK
+    bar = tqdm(total=len(examples), unit="rows", desc="predict", file=sys.stderr,
+               disable=not progress or len(examples) <= chunk)
+    parts = []
+    with bar:
+      for start in range(0, len(examples), chunk):
+        part = examples[start:start + chunk]
+        arrays = glue.featurize(part, self.tokenizer, self.max_seq_length)
+        parts.append(self.runner.predict(self.params, arrays, self.batch_size))
+        bar.update(len(part))
+    return np.concatenate(parts)
+
+
+def load_predictor(model_dir: Path, batch_size: int = 32,
+                   max_seq_length: Optional[int] = None) -> Predictor:
+  """The Predictor of a fine-tuned model directory (`resolve_model_dir` finds it in a WORKDIR).
+
+  max_seq_length: default the one the model was fine-tuned with (its record; models written
+  before it was recorded: the task's default, capped by the position embeddings).
+  """
+  task, _ = finetune_record(model_dir)
+  model, params, record = load_finetuned(str(model_dir))
+  tokenizer = load_tokenizer(str(model_dir))
+  limit = model.config.max_position_embeddings
+  length = max_seq_length or record.get("max_seq_length") or min(task.max_seq_length, limit)
+  if length > limit:
+    raise ValueError(f"--max_seq_length {length} exceeds the model's {limit} positions")
+  mesh = shd.make_mesh(shd.MeshConfig())
+  shd.check_batch(mesh, batch_size, "--batch_size")
+  runner = Runner(model, KINDS[task.kind], mesh, None, length)  # the predict step alone
+  return Predictor(task, tuple(record.get("labels") or ()), tokenizer, length, runner,
+                   jax.device_put(params, runner.param_shardings), batch_size)
+
+
+def predict_file(model: str, input_path: str, output_path: str, batch_size: int = 32,
+                 max_seq_length: Optional[int] = None, log=print) -> int:
+  """Scores every row of `input_path` with the model at `model` (a model directory or a
+  fine-tuning WORKDIR) and writes `output_path`; returns the number of rows. The input is read
+  and checked before the model loads. `log` gets the notes (which seed of a WORKDIR, timing)."""
+  model_dir, note = resolve_model_dir(model)
+  if note:
+    log(note)
+  task, record = finetune_record(model_dir)
+  labels = tuple(record.get("labels") or ())
+  columns, rows, examples = read_examples(input_path, task, labels)
+  t0 = time.time()
+  predictor = load_predictor(model_dir, batch_size, max_seq_length)
+  fields = prediction_fields(task, labels, predictor.outputs(examples))
+  write_rows(output_path, columns + output_columns(task, labels),
+             [{**row, **f} for row, f in zip(rows, fields)])
+  log(f"predicted {len(rows)} rows of {input_path} with {model_dir} ({task.name}) in "
+      f"{time.time() - t0:.1f}s -> {output_path}")
+  return len(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(prog="python -m electra_jax.finetune.predict", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--model", required=True,
+                 help="WORKDIR/seed_S/final of electra_jax.finetune, or the WORKDIR (best seed)")
+  p.add_argument("--input", required=True, help="TSV with a header, or .jsonl")
+  p.add_argument("--output", required=True, help="TSV, or .jsonl")
+  p.add_argument("--batch_size", type=int, default=32)
+  p.add_argument("--max_seq_length", type=int,
+                 help="default: the length the model was fine-tuned with")
+  args = p.parse_args(argv)
+  shd.set_cpu_xla_flags()  # before JAX starts its backend; CPU-only flags
+  if args.batch_size <= 0:
+    p.error(f"--batch_size {args.batch_size} must be positive")
+  try:
+    predict_file(args.model, args.input, args.output, args.batch_size, args.max_seq_length,
+                 log=lambda message: print(message, file=sys.stderr))
+  except (ValueError, OSError) as err:
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
