@@ -26,9 +26,9 @@ max(1, min(P, round(n x mask_prob))) masks, capped at its candidates, drawn amon
 candidates, as it would alone in a row. So the masking rate per example (15%, the official
 rule) is kept and no example lends its masks to another; the model confines attention to each
 example (electra_jax.model.layers). A row still has P slots: when its examples together ask for
-more than P masks, P of them, chosen uniformly at random, are kept. On the shared corpus at L = 128 (packed build, P = 19) 7.0% of rows ask for more, at most
-21, and 0.37% of the masks asked for are dropped; ObjectiveConfig.max_predictions = 21 keeps
-them all. The losses are means over every masked position / real token of the batch, so a
+more than P masks, P of them, chosen uniformly at random, are kept. On the shared corpus at
+L = 128 (packed build, P = 19) 7.0% of the rows ask for more, at most 21, and 0.37% of the masks
+asked for are dropped; ObjectiveConfig.max_predictions = 21 keeps them all. The losses are means over every masked position / real token of the batch, so a
 packed batch has the losses and gradients of its examples in unpacked rows
 (tests/pretrain/test_packed_objective.py).
 

@@ -58,7 +58,8 @@ def layouts(rows=ROWS, seed=0):
 
 def packed_draws(masked, sampled, unpacked, where, rows, p):
   """The unpacked rows' masks and samples moved to the examples' places in the packed rows."""
-  out = {"input_ids": np.zeros((len(rows), L), np.int32), "is_masked": np.zeros((len(rows), L), bool),
+  out = {"input_ids": np.zeros((len(rows), L), np.int32),
+         "is_masked": np.zeros((len(rows), L), bool),
          **{k: np.zeros((len(rows), p), masked[k].dtype) for k in ("positions", "weights",
                                                                    "masked_lm_ids")}}
   samples = np.zeros((len(rows), p), np.int32)
