@@ -60,7 +60,8 @@ def bench_builder(corpus, tokenizer, output, num_workers, num_shards):
   per_worker = summary["packing"]["tokens"] / summary["worker_seconds"]
   print(f"builder: {summary['packing']['tokens']} corpus tokens -> {summary['examples']} examples in "
         f"{summary['rows']} rows ({manifest_lib.layout_of(manifest)}, real-token fraction "
-        f"{summary['real_token_fraction']:.3f}) in {num_shards} shards; {per_worker:,.0f} tokens/s per worker; wall {summary['wall_seconds']:.1f}s "
+        f"{summary['real_token_fraction']:.3f}) in {num_shards} shards; {per_worker:,.0f} tokens/s per worker; "
+        f"wall {summary['wall_seconds']:.1f}s "
         f"with {num_workers} worker(s) (wall includes process start and TensorFlow import)")
   return output
 

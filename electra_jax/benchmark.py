@@ -9,8 +9,9 @@ the first batch of a shard directory (packed rows or one example a row, as built
 Besides tokens/s (all token slots) it prints the batch's real-token fraction (non-pad tokens over
 the slots) and real tokens/s, the rate at which text is learned: packing raises the fraction
 (0.58 -> 0.99 on the shared corpus at seq_len 128). In the same run it measures this machine's
-dense matmul FLOP/s in the run's dtype (2048^2 on CPU, 8192^2 on an accelerator, through XLA) and prints MFU
-against that and against the device's listed peak (electra_jax.pretrain.flops.PEAK_FLOPS). With
+dense matmul FLOP/s in the run's dtype (2048^2 on CPU, 8192^2 on an accelerator, through XLA)
+and prints MFU against that and against the device's listed peak
+(electra_jax.pretrain.flops.PEAK_FLOPS). With
 --compare_torch it also times Hugging Face transformers' PyTorch ElectraForMaskedLM generator +
 ElectraForPreTraining discriminator (shared embeddings, same sizes and batch, masking, Gumbel
 sampling, loss gen + 50 x disc, clip 1.0, AdamW; on CUDA when JAX runs on a GPU, with bf16

@@ -28,9 +28,9 @@ rule) is kept and no example lends its masks to another; the model confines atte
 example (electra_jax.model.layers). A row still has P slots: when its examples together ask for
 more than P masks, P of them, chosen uniformly at random, are kept. On the shared corpus at
 L = 128 (packed build, P = 19) 7.0% of the rows ask for more, at most 21, and 0.37% of the masks
-asked for are dropped; ObjectiveConfig.max_predictions = 21 keeps them all. The losses are means over every masked position / real token of the batch, so a
-packed batch has the losses and gradients of its examples in unpacked rows
-(tests/pretrain/test_packed_objective.py).
+asked for are dropped; ObjectiveConfig.max_predictions = 21 keeps them all. The losses are
+means over every masked position / real token of the batch, so a packed batch has the losses and
+gradients of its examples in unpacked rows (tests/pretrain/test_packed_objective.py).
 
 Kinds ("the big network" is the discriminator tower, the network that is fine-tuned later):
   electra         generator MLM + replaced-token detection on all non-pad tokens.

@@ -96,8 +96,9 @@ def test_benchmark_reports_real_tokens_of_a_shard_batch(tmp_path, monkeypatch):
   ids): real-token fraction = its non-pad share, real tokens/s = tokens/s x that fraction. The
   step and the matmul ceiling are stubbed (the figures are arithmetic on their timings)."""
   vocab = tmp_path / "vocab.txt"  # character-level WordPiece
-  vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
-                              *string.ascii_lowercase, *(f"##{c}" for c in string.ascii_lowercase)]))
+  letters = string.ascii_lowercase
+  vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters,
+                              *(f"##{c}" for c in letters)]))
   words = "the quick brown fox jumps over lazy dogs".split()
   corpus = tmp_path / "corpus.txt"  # short documents of one to three lines
   corpus.write_text("\n\n".join("\n".join(" ".join(words[(d + k) % 8:][:d % 5 + 1])
