@@ -8,9 +8,9 @@ Shard i is the packing (see packing.py) of `pieces_per_shard` corpus parts i, i 
 of N x pieces_per_shard (corpora.py) into examples and, with the default layout "packed", of
 those examples into rows of seq_len (several whole examples per row; layout "unpacked": one
 example per row, the official format; shard_format.py). So every shard mixes material from
-across the corpus and can be built on its own: workers build whole shards in parallel, each shard is written to a
-temp name and renamed when complete, then a `.stats.json` sidecar marks it done, and a re-run
-skips shards whose sidecar is present. The shard contents depend only on
+across the corpus and can be built on its own: workers build whole shards in parallel, each
+shard is written to a temp name and renamed when complete, then a `.stats.json` sidecar marks it
+done, and a re-run skips shards whose sidecar is present. The shard contents depend only on
 (corpus, tokenizer, seq_len, num_shards, pieces_per_shard, seed, layout), never on num_workers.
 The last `eval_shards` shards form the eval split. `manifest.json` is written last; it records
 each shard's size in bytes, which the reader checks when it opens the shards. The tokenizer is
@@ -139,17 +139,12 @@ def _eval_count(num_shards, eval_shards, eval_fraction):
   return eval_shards
 
 
-def _rows(stats):
-  """Rows of a shard's stats (sidecars written before packing count them as examples)."""
-  return stats.get("rows", stats["examples"])
-
-
 def _summary(all_stats, skipped, seconds, seq_len):
   input_total, packing_total = text_io.InputStats(), packing.PackingStats()
   for stats in all_stats:
     input_total.add(text_io.InputStats(**stats["input"]))
     packing_total.add(packing.PackingStats(**stats["packing"]))
-  rows, tokens = sum(_rows(s) for s in all_stats), sum(s["tokens"] for s in all_stats)
+  rows, tokens = sum(manifest_lib.shard_rows(s) for s in all_stats), sum(s["tokens"] for s in all_stats)
   return {
       "shards_built": len(all_stats) - skipped,
       "shards_skipped_already_built": skipped,
@@ -238,7 +233,7 @@ def build_pretraining_data(
   all_stats = [done[i] for i in range(num_shards)]
   shards = [
       {"file": s["file"], "split": "eval" if i >= num_shards - n_eval else "train",
-       "rows": _rows(s), "examples": s["examples"], "tokens": s["tokens"],
+       "rows": manifest_lib.shard_rows(s), "examples": s["examples"], "tokens": s["tokens"],
        **({"bytes": s["bytes"]} if "bytes" in s else {})}  # sidecars of older builds lack it
       for i, s in enumerate(all_stats)
   ]
@@ -264,7 +259,7 @@ def _consume(results, tasks, done, bar):
     index = int(stats["file"].split("-")[1])
     done[index] = stats
     if bar is not None:
-      bar.set_postfix(rows=_rows(stats), refresh=False)
+      bar.set_postfix(rows=manifest_lib.shard_rows(stats), refresh=False)
       bar.update(1)
 
 

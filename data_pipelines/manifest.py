@@ -72,7 +72,8 @@ def layout_of(manifest):
 
 
 def shard_rows(shard):
-  """Records (rows) of a manifest's shard entry; manifests without `rows` have one example a row."""
+  """Records (rows) of a manifest's shard entry or a builder sidecar's stats; older ones without
+  `rows` have one example a row."""
   return shard.get("rows", shard["examples"])
 
 
