@@ -5,9 +5,9 @@
 Prints
   tokenizer: our WordPiece `encode` vs transformers' BertTokenizerFast batch encoding of the
              same lines (tokens/s and the ratio; same ids checked);
-  builder:   corpus tokens/s per worker (tokenize + pack + serialize + write);
-  reader:    examples/s from PretrainingData.iterate at global batch 128 x seq_len 128, to
-             compare with the examples/s an ELECTRA train step consumes on the same machine.
+  builder:   corpus tokens/s per worker (tokenize + pack + serialize + write; packed rows);
+  reader:    rows/s from PretrainingData.iterate at global batch 128 x seq_len 128, to
+             compare with the rows/s an ELECTRA train step consumes on the same machine.
 Defaults use ../shared/data (BERT uncased vocab, the pre-training corpus) when it is present.
 """
 
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from data_pipelines import build_pretraining_data as builder
 from data_pipelines import corpora, pretraining_reader, text_io, tokenizers
+from data_pipelines import manifest as manifest_lib
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -58,7 +59,9 @@ def bench_builder(corpus, tokenizer, output, num_workers, num_shards):
   summary = manifest["build"]["summary"]
   per_worker = summary["packing"]["tokens"] / summary["worker_seconds"]
   print(f"builder: {summary['packing']['tokens']} corpus tokens -> {summary['examples']} examples in "
-        f"{num_shards} shards; {per_worker:,.0f} tokens/s per worker; wall {summary['wall_seconds']:.1f}s "
+        f"{summary['rows']} rows ({manifest_lib.layout_of(manifest)}, real-token fraction "
+        f"{summary['real_token_fraction']:.3f}) in {num_shards} shards; {per_worker:,.0f} tokens/s per worker; "
+        f"wall {summary['wall_seconds']:.1f}s "
         f"with {num_workers} worker(s) (wall includes process start and TensorFlow import)")
   return output
 
@@ -72,8 +75,8 @@ def bench_reader(data_dir, steps, batch=128):
   for _ in range(steps):
     next(stream)
   rate = steps * batch / (time.perf_counter() - started)
-  print(f"reader: {rate:,.0f} examples/s ({rate * 128:,.0f} tokens/s) over {steps} batches of {batch} x "
-        f"{reader.seq_len}, {reader.num_examples} examples per epoch, {steps * batch / reader.num_examples:.1f} epochs")
+  print(f"reader: {rate:,.0f} rows/s ({rate * 128:,.0f} tokens/s) over {steps} batches of {batch} x "
+        f"{reader.seq_len}, {reader.num_examples} rows per epoch, {steps * batch / reader.num_examples:.1f} epochs")
 
 
 def main(argv=None):

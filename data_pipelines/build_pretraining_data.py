@@ -1,14 +1,17 @@
 """Build tokenized pre-training shards from a text corpus.
 
   python -m data_pipelines.build_pretraining_data --corpus SPEC --tokenizer SPEC \
-      --seq_len 128 --output DIR --num_shards 64 --num_workers 4 [--eval_shards 1]
+      --seq_len 128 --output DIR --num_shards 64 --num_workers 4 [--eval_shards 1] \
+      [--layout unpacked]
 
 Shard i is the packing (see packing.py) of `pieces_per_shard` corpus parts i, i + N, i + 2N, ...
-of N x pieces_per_shard (corpora.py), so every shard mixes material from across the corpus and
-can be built on its own: workers build whole shards in parallel, each shard is written to a
-temp name and renamed when complete, then a `.stats.json` sidecar marks it done, and a re-run
-skips shards whose sidecar is present. The shard contents depend only on
-(corpus, tokenizer, seq_len, num_shards, pieces_per_shard, seed), never on num_workers.
+of N x pieces_per_shard (corpora.py) into examples and, with the default layout "packed", of
+those examples into rows of seq_len (several whole examples per row; layout "unpacked": one
+example per row, the official format; shard_format.py). So every shard mixes material from
+across the corpus and can be built on its own: workers build whole shards in parallel, each
+shard is written to a temp name and renamed when complete, then a `.stats.json` sidecar marks it
+done, and a re-run skips shards whose sidecar is present. The shard contents depend only on
+(corpus, tokenizer, seq_len, num_shards, pieces_per_shard, seed, layout), never on num_workers.
 The last `eval_shards` shards form the eval split. `manifest.json` is written last; it records
 each shard's size in bytes, which the reader checks when it opens the shards. The tokenizer is
 saved beside the shards (OUTPUT/tokenizer, `tokenizers.Tokenizer.save`), so that they can move
@@ -31,7 +34,9 @@ from data_pipelines import corpora, manifest as manifest_lib, packing, shard_for
 
 ENCODE_BATCH_UNITS = 512
 ENCODE_BATCH_CHARS = 1 << 20
-BUILD_KEY_FIELDS = ("format", "corpus", "tokenizer_fingerprint", "seq_len", "num_shards", "pieces_per_shard", "seed")
+BUILD_KEY_FIELDS = ("format", "corpus", "tokenizer_fingerprint", "seq_len", "num_shards", "pieces_per_shard", "seed",
+                    "layout")
+UNRECORDED = {"layout": "unpacked"}  # the build key of shards built before the field existed
 
 
 def _sidecar(path):
@@ -59,6 +64,14 @@ def _packed_examples(corpus, tokenizer, parts, num_parts, input_stats, packer):
   yield from packer.end_document()
 
 
+def _packed_rows(examples, seq_len):
+  """Rows (lists of examples) of packing.RowPacker over the (input_ids, segment_ids) examples."""
+  rows = packing.RowPacker(seq_len)
+  for example in examples:
+    yield from rows.add(example, len(example[0]))
+  yield from rows.finish()
+
+
 def build_shard(task):
   """Build one shard (a worker's job). `task` is a dict of plain values; returns its stats dict."""
   from data_pipelines.tf_runtime import tensorflow
@@ -74,17 +87,21 @@ def build_shard(task):
   packer = packing.ExamplePacker(seq_len, tokenizer.cls_id, tokenizer.sep_id, rng)
   parts = [index + k * num_shards for k in range(pieces)]
   examples = _packed_examples(corpus, tokenizer, parts, num_shards * pieces, input_stats, packer)
-  records = (
-      shard_format.serialize_example(tf, ids, segments, seq_len, tokenizer.pad_id) for ids, segments in examples
-  )
+  if task["build_key"]["layout"] == "packed":
+    records = (shard_format.serialize_packed_row(tf, row, seq_len, tokenizer.pad_id)
+               for row in _packed_rows(examples, seq_len))
+  else:
+    records = (shard_format.serialize_example(tf, ids, segments, seq_len, tokenizer.pad_id)
+               for ids, segments in examples)
   path = os.path.join(task["output_dir"], shard_format.shard_name(index, num_shards))
   count = shard_format.write_atomically(tf, path, records)
   stats = {
       "build_key": task["build_key"],
       "file": os.path.basename(path),
-      "examples": count,
+      "rows": count,
+      "examples": packer.stats.examples,
       "bytes": os.path.getsize(path),
-      "tokens": packer.stats.tokens + 3 * count - packer.stats.single_segment_examples,
+      "tokens": packer.stats.tokens + 3 * packer.stats.examples - packer.stats.single_segment_examples,
       "seconds": time.perf_counter() - started,
       "input": input_stats.as_dict(),
       "packing": packer.stats.as_dict(),
@@ -104,9 +121,10 @@ def _finished_shard(path, build_key):
     return None
   with open(sidecar, encoding="utf-8") as f:
     stats = json.load(f)
-  differing = [k for k in BUILD_KEY_FIELDS if stats["build_key"].get(k) != build_key[k]]
+  existing = {k: stats["build_key"].get(k, UNRECORDED.get(k)) for k in BUILD_KEY_FIELDS}
+  differing = [k for k in BUILD_KEY_FIELDS if existing[k] != build_key[k]]
   if differing:
-    details = ", ".join(f"{k}: existing {stats['build_key'].get(k)!r} vs requested {build_key[k]!r}" for k in differing)
+    details = ", ".join(f"{k}: existing {existing[k]!r} vs requested {build_key[k]!r}" for k in differing)
     raise ValueError(f"{path} was built with different settings ({details}); use a new --output directory")
   return stats
 
@@ -121,16 +139,19 @@ def _eval_count(num_shards, eval_shards, eval_fraction):
   return eval_shards
 
 
-def _summary(all_stats, skipped, seconds):
+def _summary(all_stats, skipped, seconds, seq_len):
   input_total, packing_total = text_io.InputStats(), packing.PackingStats()
   for stats in all_stats:
     input_total.add(text_io.InputStats(**stats["input"]))
     packing_total.add(packing.PackingStats(**stats["packing"]))
+  rows, tokens = sum(manifest_lib.shard_rows(s) for s in all_stats), sum(s["tokens"] for s in all_stats)
   return {
       "shards_built": len(all_stats) - skipped,
       "shards_skipped_already_built": skipped,
+      "rows": rows,
       "examples": sum(s["examples"] for s in all_stats),
-      "tokens": sum(s["tokens"] for s in all_stats),
+      "tokens": tokens,
+      "real_token_fraction": round(tokens / (rows * seq_len), 6) if rows else 0.0,
       "wall_seconds": round(seconds, 3),
       "worker_seconds": round(sum(s["seconds"] for s in all_stats), 3),
       "input": input_total.as_dict(),
@@ -150,6 +171,7 @@ def build_pretraining_data(
     seed=0,
     pieces_per_shard=16,
     progress=True,
+    layout="packed",
 ):
   """Build shards + manifest.json in `output_dir`; returns the manifest dict.
 
@@ -161,6 +183,9 @@ def build_pretraining_data(
     num_workers: processes building shards in parallel (1 = in this process).
     seed: packing randomness (single-segment and short examples), per shard.
     pieces_per_shard: corpus parts interleaved into each shard.
+    layout: "packed" (several whole examples per row, each attending only to itself in training;
+      no compute is spent on padding) or "unpacked" (one example per row, the official format
+      that any ELECTRA/BERT reader takes); see shard_format.py.
   """
   corpus = corpora.load(corpus) if isinstance(corpus, str) else corpus
   tokenizer = tokenizers.load(tokenizer) if isinstance(tokenizer, str) else tokenizer
@@ -170,16 +195,19 @@ def build_pretraining_data(
     )
   if seq_len < 5:
     raise ValueError(f"seq_len must be >= 5, got {seq_len}")
+  if layout not in shard_format.LAYOUTS:
+    raise ValueError(f"layout {layout!r}; expected one of {shard_format.LAYOUTS}")
   n_eval = _eval_count(num_shards, eval_shards, eval_fraction)
   os.makedirs(output_dir, exist_ok=True)
   build_key = {
-      "format": manifest_lib.FORMAT,
+      "format": manifest_lib.FORMATS[layout],
       "corpus": corpus.spec,
       "tokenizer_fingerprint": tokenizer.fingerprint(),
       "seq_len": seq_len,
       "num_shards": num_shards,
       "pieces_per_shard": pieces_per_shard,
       "seed": seed,
+      "layout": layout,
   }
   started = time.perf_counter()
   done, tasks = {}, []
@@ -205,14 +233,14 @@ def build_pretraining_data(
   all_stats = [done[i] for i in range(num_shards)]
   shards = [
       {"file": s["file"], "split": "eval" if i >= num_shards - n_eval else "train",
-       "examples": s["examples"], "tokens": s["tokens"],
+       "rows": manifest_lib.shard_rows(s), "examples": s["examples"], "tokens": s["tokens"],
        **({"bytes": s["bytes"]} if "bytes" in s else {})}  # sidecars of older builds lack it
       for i, s in enumerate(all_stats)
   ]
   build = {"corpus": corpus.spec, "seed": seed, "num_shards": num_shards,
            "pieces_per_shard": pieces_per_shard,
-           "summary": _summary(all_stats, skipped, time.perf_counter() - started)}
-  manifest = manifest_lib.make_manifest(seq_len, tokenizer, shards, build)
+           "summary": _summary(all_stats, skipped, time.perf_counter() - started, seq_len)}
+  manifest = manifest_lib.make_manifest(seq_len, tokenizer, shards, build, layout)
   tokenizer.save(os.path.join(output_dir, tokenizers.SAVED_DIR))  # the shards travel with it
   manifest_lib.write_json_atomically(os.path.join(output_dir, manifest_lib.MANIFEST_NAME), manifest)
   return manifest
@@ -231,7 +259,7 @@ def _consume(results, tasks, done, bar):
     index = int(stats["file"].split("-")[1])
     done[index] = stats
     if bar is not None:
-      bar.set_postfix(examples=stats["examples"], refresh=False)
+      bar.set_postfix(rows=manifest_lib.shard_rows(stats), refresh=False)
       bar.update(1)
 
 
@@ -241,7 +269,9 @@ def format_summary(manifest):
   lines = [
       f"shards: {summary['shards_built']} built, {summary['shards_skipped_already_built']} already built "
       f"({len(manifest['train_shards'])} train, {len(manifest['eval_shards'])} eval)",
-      f"examples: {summary['examples']}  tokens (non-pad): {summary['tokens']}",
+      f"rows: {summary['rows']} of {manifest['seq_len']} tokens, {manifest_lib.layout_of(manifest)}"
+      f"  examples: {summary['examples']}  tokens (non-pad): {summary['tokens']}",
+      f"real_token_fraction: {summary['real_token_fraction']:.4f} (non-pad tokens / row slots)",
   ]
   lines += [f"input.{k}: {v}" for k, v in summary["input"].items()]
   lines += [f"packing.{k}: {v}" for k, v in summary["packing"].items()]
@@ -268,11 +298,14 @@ def main(argv=None):
   parser.add_argument("--eval_fraction", type=float, default=None, help="fraction of shards for eval (overrides --eval_shards)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--pieces_per_shard", type=int, default=16)
+  parser.add_argument("--layout", choices=shard_format.LAYOUTS, default="packed",
+                      help="packed: several whole examples per row (default; no compute on padding); "
+                      "unpacked: one example per row, the official ELECTRA format")
   args = parser.parse_args(argv)
   manifest = build_pretraining_data(
       args.corpus, args.tokenizer, args.output, seq_len=args.seq_len, num_shards=args.num_shards,
       num_workers=args.num_workers, eval_shards=args.eval_shards, eval_fraction=args.eval_fraction,
-      seed=args.seed, pieces_per_shard=args.pieces_per_shard,
+      seed=args.seed, pieces_per_shard=args.pieces_per_shard, layout=args.layout,
   )
   for line in format_summary(manifest):
     print(line)

@@ -5,8 +5,9 @@ CACHE_DIR/builtin_py3XX_sp{vocab_size}/:
   corpus.txt            the standard library's docstrings (builtin_corpus), one unit a line,
                         a blank line after each source file
   spm.model, spm.vocab  a unigram SentencePiece tokenizer trained on corpus.txt
-  data_len{seq_len}/    8 shards (1 of them eval) + manifest.json
-and returns the data_len{seq_len} directory. Later calls find manifest.json and return at once;
+  data_len{seq_len}_packed/  8 shards (1 of them eval) of packed rows + manifest.json
+                        (data_len{seq_len}/ with layout="unpacked": one example per row)
+and returns that directory. Later calls find manifest.json and return at once;
 a file lock makes concurrent callers on one machine wait for the first. Everything is
 deterministic for a given Python, so every host that builds it gets the same data. It takes
 well under a minute on 2 CPU cores. It is a smoke test: about 0.4M tokens of technical prose.
@@ -34,10 +35,12 @@ def _write_builtin_corpus(path):
   os.replace(temp, path)
 
 
-def ensure_default_pretraining_data(cache_dir: str, seq_len: int = 128, vocab_size: int = 8000) -> str:
-  """Return a pre-training data dir built from the builtin corpus (built on the first call)."""
+def ensure_default_pretraining_data(cache_dir: str, seq_len: int = 128, vocab_size: int = 8000,
+                                    layout: str = "packed") -> str:
+  """Return a pre-training data dir built from the builtin corpus (built on the first call) with
+  rows of `layout` ("packed" or "unpacked", build_pretraining_data)."""
   root = os.path.join(cache_dir, f"builtin_py{sys.version_info[0]}{sys.version_info[1]}_sp{vocab_size}")
-  data_dir = os.path.join(root, f"data_len{seq_len}")
+  data_dir = os.path.join(root, f"data_len{seq_len}" + ("_packed" if layout == "packed" else ""))
   if os.path.isfile(os.path.join(data_dir, manifest_lib.MANIFEST_NAME)):
     return data_dir
   os.makedirs(root, exist_ok=True)
@@ -62,7 +65,7 @@ def ensure_default_pretraining_data(cache_dir: str, seq_len: int = 128, vocab_si
             "DataConfig.data_dir, or lower ModelConfig.vocab_size") from None
     manifest = builder.build_pretraining_data(
         corpus_path, f"sentencepiece:{model_path}", data_dir, seq_len=seq_len,
-        num_shards=NUM_SHARDS, eval_shards=EVAL_SHARDS, num_workers=1,
+        num_shards=NUM_SHARDS, eval_shards=EVAL_SHARDS, num_workers=1, layout=layout,
     )
     for line in builder.format_summary(manifest):
       print(line, file=sys.stderr)

@@ -1,14 +1,19 @@
 """`manifest.json`: what a directory of pre-training shards holds, and checks against a run.
 
 Layout (all counts are ints):
-  format: "electra_jax.pretraining/1"
+  format: "electra_jax.pretraining/1" (one example per row) or "electra_jax.pretraining/2"
+      (packed rows; older readers refuse it rather than read packed rows as single examples)
+  layout: "packed" (shard_format); absent: unpacked
   seq_len, tokenizer: {spec, fingerprint, vocab_size, pad_id, unk_id, cls_id, sep_id, mask_id}
-  shards: [{file, split ("train"|"eval"), examples, tokens, bytes}]  tokens = non-pad positions,
-      bytes = the file's size (written by build_pretraining_data; absent from older manifests and
-      from index_shards manifests)
+  shards: [{file, split ("train"|"eval"), rows, examples, tokens, bytes}]  rows = records (of
+      seq_len tokens), examples = [CLS] ... [SEP] examples in them (= rows unless packed),
+      tokens = non-pad positions, bytes = the file's size (written by build_pretraining_data;
+      absent from older manifests and from index_shards manifests, whose records are counted as
+      `examples` only: one example a row)
   train_shards, eval_shards: file names in shard order
-  build: {corpus, seed, num_shards, pieces_per_shard, summary: {...counts...}} (build_pretraining_data)
-      or {indexed_from, num_shards, summary} (index_shards)
+  build: {corpus, seed, num_shards, pieces_per_shard, summary: {...counts...,
+      real_token_fraction}} (build_pretraining_data) or {indexed_from, num_shards, summary}
+      (index_shards)
 """
 
 import json
@@ -19,13 +24,17 @@ from data_pipelines import fs
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "electra_jax.pretraining/1"
+PACKED_FORMAT = "electra_jax.pretraining/2"
+FORMATS = {"unpacked": FORMAT, "packed": PACKED_FORMAT}
 
 
-def make_manifest(seq_len, tokenizer, shards, build):
-  """The manifest dict for `shards` ([{file, split, examples, tokens}] in shard order) of
-  `seq_len`-token examples made with `tokenizer`; `build` records how they were made."""
+def make_manifest(seq_len, tokenizer, shards, build, layout="unpacked"):
+  """The manifest dict for `shards` ([{file, split, rows, examples, tokens}] in shard order) of
+  `seq_len`-token rows of `layout` made with `tokenizer`; `build` records how they were made.
+  An unpacked manifest has no `layout` entry, as before packing."""
   return {
-      "format": FORMAT,
+      "format": FORMATS[layout],
+      **({"layout": layout} if layout != "unpacked" else {}),
       "seq_len": seq_len,
       "tokenizer": {"spec": tokenizer.spec, "fingerprint": tokenizer.fingerprint(),
                     "vocab_size": tokenizer.vocab_size, **tokenizer.special_ids()},
@@ -51,9 +60,29 @@ def read_manifest(data_dir):
   if not fs.isfile(path):
     raise FileNotFoundError(f"no {MANIFEST_NAME} in {data_dir}: build it with data_pipelines.build_pretraining_data")
   manifest = json.loads(fs.read_text(path))
-  if manifest.get("format") != FORMAT:
-    raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+  layout = manifest.get("layout", "unpacked")
+  if layout not in FORMATS or manifest.get("format") != FORMATS[layout]:
+    raise ValueError(f"{path}: format {manifest.get('format')!r} with layout {layout!r}; expected "
+                     + " or ".join(f"{f!r} with layout {l!r}" for l, f in FORMATS.items()))
   return manifest
+
+
+def layout_of(manifest):
+  """"packed" or "unpacked" (an unpacked manifest has no layout entry)."""
+  return manifest.get("layout", "unpacked")
+
+
+def shard_rows(shard):
+  """Records (rows) of a manifest's shard entry or a builder sidecar's stats; older ones without
+  `rows` have one example a row."""
+  return shard.get("rows", shard["examples"])
+
+
+def real_token_fraction(manifest, split=None):
+  """Non-pad tokens over all token slots (rows x seq_len) of the shards of `split` (None: all)."""
+  shards = [s for s in manifest["shards"] if split is None or s["split"] == split]
+  slots = sum(shard_rows(s) for s in shards) * manifest["seq_len"]
+  return sum(s["tokens"] for s in shards) / slots if slots else 0.0
 
 
 def check_compatible(manifest, data_dir, seq_len=None, vocab_fingerprint=None):
@@ -83,7 +112,7 @@ def rebuild_command(manifest, data_dir):
       "--tokenizer", manifest["tokenizer"]["spec"], "--output", data_dir,
       "--seq_len", str(manifest["seq_len"]), "--num_shards", str(build["num_shards"]),
       "--eval_shards", str(len(manifest["eval_shards"])), "--pieces_per_shard", str(build["pieces_per_shard"]),
-      "--seed", str(build["seed"]),
+      "--seed", str(build["seed"]), "--layout", layout_of(manifest),
   ])
 
 

@@ -1,4 +1,7 @@
-"""Pack tokenized text units into `[CLS] A [SEP] B [SEP]` pre-training examples.
+"""Pack tokenized text units into `[CLS] A [SEP] B [SEP]` pre-training examples, and examples
+into rows of seq_len tokens.
+
+Examples (ExamplePacker):
 
 The segment rules are those of the official ELECTRA `build_pretraining_dataset.py`:
 - with probability 0.1 an example has one segment only; otherwise units go to segment A while
@@ -14,10 +17,27 @@ Two deliberate differences, so that no token is ever dropped:
   document. (The official code closes at >= target and truncates the overflow, which loses
   about a quarter of the tokens on paragraph-per-line text.)
 So the content tokens of the examples, read in order, are exactly the input tokens in order.
+
+Rows (RowPacker, "sequence packing"): most examples are shorter than seq_len (a document's last
+example, a one-line heading, the 5% short targets), so one example per row leaves much of each
+row padding: 42% of the token slots of the shared corpus at seq_len 128 (unpacked real-token
+fraction 0.58). RowPacker puts several whole examples into one row instead, each unchanged (the
+examples are those of the unpacked build); the model keeps them apart (example_ids and
+position_ids, data_pipelines.shard_format). Streaming best fit: an example goes into the open
+row with the least room that holds it (the oldest of equals), else into a new row; when
+`open_rows` rows are open and none holds it, the fullest is closed first; a row whose room is
+under MIN_EXAMPLE_TOKENS closes at once. Memory is bounded by `open_rows` rows, and the rows are
+a pure function of the example sequence. On the shared corpus at seq_len 128 the real-token
+fraction is 0.996 with open_rows = 64 (0.991 with 16, 0.971 with 4; 0.833 packing in order
+without reordering; 0.999 sorting each whole shard).
 """
 
+import bisect
 import dataclasses
 import random
+
+OPEN_ROWS = 64
+MIN_EXAMPLE_TOKENS = 3  # the shortest example: [CLS] token [SEP]
 
 
 @dataclasses.dataclass
@@ -112,3 +132,50 @@ class ExamplePacker:
     else:
       self.stats.single_segment_examples += 1
     return input_ids, segment_ids
+
+
+class RowPacker:
+  """Packs examples into rows of at most seq_len tokens (module docstring: streaming best fit).
+
+  `add(example, size)` takes an example (opaque here; the builder passes ExamplePacker's
+  (input_ids, segment_ids) pairs) and its length in tokens. It and `finish()` return the rows
+  they complete, each a list of examples in the order they were added: `add` in the order the
+  rows close, `finish` the rest in the order they opened. Every example lands in exactly one row.
+  """
+
+  def __init__(self, seq_len, open_rows=OPEN_ROWS):
+    if open_rows < 1:
+      raise ValueError(f"open_rows must be >= 1, got {open_rows}")
+    self.seq_len, self.open_rows = seq_len, open_rows
+    self._rooms = []  # sorted (room, serial) of the open rows
+    self._rows = {}  # serial -> the row's examples
+    self._serial = 0
+
+  def add(self, example, size):
+    """Place `example` of `size` tokens (1 <= size <= seq_len); returns the rows it closes."""
+    if not 1 <= size <= self.seq_len:
+      raise ValueError(f"an example of {size} tokens does not fit a row of {self.seq_len}")
+    done = []
+    i = bisect.bisect_left(self._rooms, (size, -1))
+    if i < len(self._rooms):
+      room, serial = self._rooms.pop(i)
+    else:
+      if len(self._rooms) >= self.open_rows:
+        _, fullest = self._rooms.pop(0)
+        done.append(self._rows.pop(fullest))
+      room, serial = self.seq_len, self._serial
+      self._rows[serial] = []
+      self._serial += 1
+    self._rows[serial].append(example)
+    room -= size
+    if room < MIN_EXAMPLE_TOKENS:
+      done.append(self._rows.pop(serial))
+    else:
+      bisect.insort(self._rooms, (room, serial))
+    return done
+
+  def finish(self):
+    """Close every open row; returns them in the order they were opened."""
+    rows = [self._rows[serial] for serial in sorted(self._rows)]
+    self._rooms, self._rows = [], {}
+    return rows

@@ -1,5 +1,9 @@
 """Deterministic, seekable, multi-process reader of pre-training shards.
 
+Rows: a record of the shards is one row of a batch, one example (layout "unpacked") or several
+packed examples (layout "packed", with example_ids and position_ids; shard_format.py). Below,
+"example" means a row.
+
 Order ("block shuffle"): the split's examples form an endless stream of epochs. In epoch e the
 shards are permuted with a key derived from (seed, e); consecutive groups of `window_shards`
 shards in that order form windows, and the examples of window w (its shards' records in order)
@@ -108,11 +112,11 @@ def _short_reason(err):
   return re.sub(r"\s*\[Op:[^\]]*\].*$", "", text)
 
 
-def _concat(chunks, seq_len):
-  """One dict of int32 [n, seq_len] arrays from a list of such dicts (n = 0 for none)."""
+def _concat(chunks, seq_len, keys):
+  """One dict {key: int32 [n, seq_len]} from a list of such dicts (n = 0 for none)."""
   if not chunks:
-    return {k: np.zeros((0, seq_len), np.int32) for k in shard_format.BATCH_KEYS.values()}
-  return {k: np.concatenate([c[k] for c in chunks]) for k in shard_format.BATCH_KEYS.values()}
+    return {k: np.zeros((0, seq_len), np.int32) for k in keys}
+  return {k: np.concatenate([c[k] for c in chunks]) for k in keys}
 
 
 class PretrainingData:
@@ -120,11 +124,13 @@ class PretrainingData:
 
   Attributes:
     manifest: the data directory's manifest dict.
-    seq_len: tokens per example.
+    seq_len: tokens per row.
+    layout: "packed" or "unpacked" (the manifest's); batch_keys: the keys of a batch.
+    real_token_fraction: non-pad tokens over the token slots of the split (from the manifest).
     local_batch_size: rows per batch on this process (global_batch_size / process_count).
-    num_examples: examples in the split (one epoch).
+    num_examples: rows in the split (one epoch).
     on_corrupt_shard: "error" (a bad shard is a ShardError) or "skip" (see the module docstring).
-    skipped: {"shards": bad shards met so far, "examples": the examples of one epoch that they
+    skipped: {"shards": bad shards met so far, "examples": the rows of one epoch that they
       lack (each replaced by a copy of a readable example)}; each bad shard is counted once.
   """
 
@@ -162,9 +168,12 @@ class PretrainingData:
     self.manifest = manifest_lib.read_manifest(data_dir)
     manifest_lib.check_compatible(self.manifest, data_dir, seq_len=seq_len, vocab_fingerprint=vocab_fingerprint)
     self.seq_len = self.manifest["seq_len"]
+    self.layout = manifest_lib.layout_of(self.manifest)
+    self.batch_keys = shard_format.batch_keys(self.layout)
+    self.real_token_fraction = manifest_lib.real_token_fraction(self.manifest, split)
     shards = [s for s in self.manifest["shards"] if s["split"] == split]
     self._files = [fs.join(data_dir, s["file"]) for s in shards]
-    self._counts = np.array([s["examples"] for s in shards], dtype=np.int64)
+    self._counts = np.array([manifest_lib.shard_rows(s) for s in shards], dtype=np.int64)
     self.num_examples = int(self._counts.sum())
     if self.num_examples == 0:
       raise ValueError(f"split {split!r} of {data_dir} has no examples (shards: {len(shards)})")
@@ -219,17 +228,17 @@ class PretrainingData:
     tf = tensorflow()
     path, expected = self._files[shard], int(self._counts[shard])
     dataset = tf.data.TFRecordDataset(path).batch(8192).map(
-        lambda s: shard_format.parse_examples(tf, s, self.seq_len)
+        lambda s: shard_format.parse_examples(tf, s, self.seq_len, self.layout)
     )
     try:
-      examples = _concat(list(dataset.as_numpy_iterator()), self.seq_len)
+      examples = _concat(list(dataset.as_numpy_iterator()), self.seq_len, self.batch_keys)
     except tf.errors.OpError as err:
       examples, problem = None, f"is unreadable ({_short_reason(err)})"
     else:
       found = len(examples["input_ids"])
       if found == expected:
         return examples
-      problem = f"holds {found} examples but the manifest says {expected}"
+      problem = f"holds {found} rows but the manifest says {expected}"
       if found > expected:  # not damage: the manifest is not that of this file
         raise ShardError(path, f"{problem}: the manifest does not describe this file", self._advice())
     if self.on_corrupt_shard == "error":
@@ -242,7 +251,7 @@ class PretrainingData:
       self.skipped["shards"] += 1
       self.skipped["examples"] += expected - kept
       print(f"warning: shard {path} {problem}; on_corrupt_shard='skip': using its first {kept} of "
-            f"{expected} examples, the other {expected - kept} replaced by copies of readable examples "
+            f"{expected} rows, the other {expected - kept} replaced by copies of readable rows "
             f"of the same window", file=sys.stderr, flush=True)
     return examples
 
@@ -253,7 +262,7 @@ class PretrainingData:
 
     tf = tensorflow()
     records = tf.data.TFRecordDataset(path).map(
-        lambda s: shard_format.parse_examples(tf, s[None], self.seq_len)
+        lambda s: shard_format.parse_examples(tf, s[None], self.seq_len, self.layout)
     ).as_numpy_iterator()
     rows = []
     try:
@@ -261,7 +270,7 @@ class PretrainingData:
         rows.append(row)
     except tf.errors.OpError:
       pass  # the prefix ends at the first unreadable record
-    return _concat(rows, self.seq_len)
+    return _concat(rows, self.seq_len, self.batch_keys)
 
   def _layout(self, epoch):
     """(shard order, window end offsets) of one epoch, cached for the last few epochs."""
@@ -281,7 +290,7 @@ class PretrainingData:
     shard_ids = order[window * self.window_shards : (window + 1) * self.window_shards]
     expected = int(self._counts[shard_ids].sum())
     parts = [self._read_shard(i) for i in shard_ids]
-    examples = _concat(parts, self.seq_len)
+    examples = _concat(parts, self.seq_len, self.batch_keys)
     found = len(examples["input_ids"])
     if found < expected:  # skip mode: fill the rows of bad shards with copies of readable ones
       if found == 0:
@@ -309,7 +318,8 @@ class PretrainingData:
   def batch(self, step):
     """This process's rows of global batch `step`: dict of int32 [local_batch_size, seq_len].
 
-    Keys input_ids, attention_mask, token_type_ids (shard_format.BATCH_KEYS). A pure function of (seed, step). Raises
+    Keys `batch_keys`: input_ids, attention_mask, token_type_ids (+ example_ids, position_ids
+    when packed; shard_format.batch_keys). A pure function of (seed, step). Raises
     ShardError naming the shard and `step` when a shard it needs is bad (module docstring).
     """
     if step < 0:
@@ -317,7 +327,7 @@ class PretrainingData:
     first = step * self.global_batch_size + self.process_index * self.local_batch_size
     indices = np.arange(first, first + self.local_batch_size, dtype=np.int64)
     epochs, offsets = np.divmod(indices, self.num_examples)
-    out = {k: np.empty((self.local_batch_size, self.seq_len), np.int32) for k in shard_format.BATCH_KEYS.values()}
+    out = {k: np.empty((self.local_batch_size, self.seq_len), np.int32) for k in self.batch_keys}
     for epoch in np.unique(epochs):
       in_epoch = epochs == epoch
       _, ends = self._layout(int(epoch))
@@ -331,7 +341,7 @@ class PretrainingData:
           examples = self._window(int(epoch), int(window))
         except ShardError as err:
           raise err.at_step(step, self.split) from None
-        for k in shard_format.BATCH_KEYS.values():
+        for k in self.batch_keys:
           out[k][rows] = examples[k][local]
     return out
 
@@ -341,7 +351,7 @@ class PretrainingData:
 
     tf = tensorflow()
     shape = (self.local_batch_size, self.seq_len)
-    signature = {k: tf.TensorSpec(shape, tf.int32) for k in shard_format.BATCH_KEYS.values()}
+    signature = {k: tf.TensorSpec(shape, tf.int32) for k in self.batch_keys}
 
     def batches():
       for step in itertools.count(start_step):

@@ -1,17 +1,22 @@
 """Throughput of the pre-training step: tokens/s, step time and MFU, optionally against PyTorch.
 
   python -m electra_jax.benchmark --size small --batch 32 --seq_len 128 [--steps N]
-      [--dtype bfloat16] [--compare_torch]
+      [--dtype bfloat16] [--compare_torch] [--data SHARD_DIR]
 
 Times our jitted, sharded train step (ELECTRA objective, official optimizer) after compilation and
-warm-up, with block_until_ready. In the same run it measures this machine's dense matmul FLOP/s in
-the run's dtype (2048^2 on CPU, 8192^2 on an accelerator, through XLA) and prints MFU
-against that and against the device's listed peak (electra_jax.pretrain.flops.PEAK_FLOPS). With
+warm-up, with block_until_ready, on a synthetic batch whose every token is real, or with --data on
+the first batch of a shard directory (packed rows or one example a row, as built; its seq_len).
+Besides tokens/s (all token slots) it prints the batch's real-token fraction (non-pad tokens over
+the slots) and real tokens/s, the rate at which text is learned: packing raises the fraction
+(0.58 -> 0.99 on the shared corpus at seq_len 128). In the same run it measures this machine's
+dense matmul FLOP/s in the run's dtype (2048^2 on CPU, 8192^2 on an accelerator, through XLA)
+and prints MFU against that and against the device's listed peak
+(electra_jax.pretrain.flops.PEAK_FLOPS). With
 --compare_torch it also times Hugging Face transformers' PyTorch ElectraForMaskedLM generator +
 ElectraForPreTraining discriminator (shared embeddings, same sizes and batch, masking, Gumbel
 sampling, loss gen + 50 x disc, clip 1.0, AdamW; on CUDA when JAX runs on a GPU, with bf16
-autocast for --dtype bfloat16) and prints the tokens/s ratio. Quote the ratios: absolute numbers
-move with machine load.
+autocast for --dtype bfloat16) and prints the tokens/s ratio (the PyTorch peer always runs the
+synthetic batch of that shape). Quote the ratios: absolute numbers move with machine load.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from data_pipelines.pretraining_reader import PretrainingData
 from electra_jax.model import config as config_lib
 from electra_jax.pretrain import flops as flops_lib
 from electra_jax.pretrain import objective as ob
@@ -61,16 +67,28 @@ def measure_matmul_flops(n: int, dtype: str, repeats: int = 10) -> float:
   return 2.0 * n ** 3 / best
 
 
-def time_jax_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int,
-                  sampler: str = "gumbel") -> dict:
-  """Compile, warm up, then time `steps` train steps; returns seconds per step and compile time."""
+def shard_batch(data_dir: str, batch: int) -> tuple[dict, ob.SpecialIds]:
+  """(the first batch of `batch` rows of the train split of `data_dir`, its special ids)."""
+  reader = PretrainingData(data_dir, global_batch_size=batch, seed=0, process_index=0,
+                           process_count=1)
+  tok = reader.manifest["tokenizer"]
+  special = ob.SpecialIds(pad=tok["pad_id"], cls=tok["cls_id"], sep=tok["sep_id"],
+                          mask=tok["mask_id"], vocab_size=tok["vocab_size"])
+  return reader.batch(0), special
+
+
+def time_jax_step(disc, gen, batch: dict, steps: int, warmup: int, sampler: str = "gumbel",
+                  special: ob.SpecialIds = SPECIAL) -> dict:
+  """Compile, warm up, then time `steps` train steps on `batch` (numpy int32 [B, L] arrays, packed
+  rows with example_ids/position_ids); returns seconds per step and compile time."""
+  rows, seq_len = batch["input_ids"].shape
   objective = ob.ObjectiveConfig(sampler=sampler)
   model = ob.build_pretraining_model(disc, gen, "tied", objective)
   tx = optim.make_optimizer(optim.OptimizerConfig())
   mesh = shd.make_mesh(shd.MeshConfig())
   state, shardings = ts.create_train_state(ob.init_fn(model, seq_len), tx, mesh, seed=0)
-  step = make_train_step(ob.loss_fn(model, objective, SPECIAL), tx, mesh, shardings)
-  data = shd.global_batch(synthetic_batch(batch, seq_len, disc.vocab_size), mesh)
+  step = make_train_step(ob.loss_fn(model, objective, special), tx, mesh, shardings)
+  data = shd.global_batch(batch, mesh)
   t = time.perf_counter()
   state, metrics = step(state, data)
   jax.block_until_ready(metrics)
@@ -84,7 +102,7 @@ def time_jax_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int,
   jax.block_until_ready((state, metrics))
   return {"step_s": (time.perf_counter() - t) / steps, "compile_s": compile_s,
           "loss": float(metrics["loss"]),
-          "flops": flops_lib.training_flops_per_step(disc, gen, objective, batch, seq_len)}
+          "flops": flops_lib.training_flops_per_step(disc, gen, objective, rows, seq_len)}
 
 
 def time_torch_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int,
@@ -170,6 +188,8 @@ def main(argv=None):
   parser.add_argument("--sampler", choices=ob.SAMPLERS, default="gumbel",
                       help="ObjectiveConfig.sampler of the timed step")
   parser.add_argument("--compare_torch", action="store_true")
+  parser.add_argument("--data", help="time the first batch of this shard directory's train split "
+                      "(its seq_len and vocabulary) instead of a synthetic all-real batch")
   parser.add_argument("--json", action="store_true", help="also print one JSON line of results")
   parser.add_argument("--no_cpu_flags", action="store_true",
                       help="do not add sharding.CPU_XLA_FLAGS to $XLA_FLAGS")
@@ -179,11 +199,20 @@ def main(argv=None):
 
   size = config_lib.PRESETS[args.size]
   disc = size.model.replace(dtype=args.dtype)
+  if args.data:
+    batch, special = shard_batch(args.data, args.batch)
+    args.seq_len = batch["input_ids"].shape[1]
+    disc = disc.replace(vocab_size=special.vocab_size)
+    layout = "packed rows" if "example_ids" in batch else "one example a row"
+    source = f"the first batch of {args.data} ({layout})"
+  else:
+    batch, special = synthetic_batch(args.batch, args.seq_len, disc.vocab_size), SPECIAL
+    source = "a synthetic batch, every token real"
   gen = config_lib.generator_config(disc, size.generator_hidden_fraction)
   devices = jax.devices()
   print(f"devices: {len(devices)} x {devices[0].device_kind} ({jax.default_backend()}); "
         f"ELECTRA-{args.size} {args.dtype}, sampler {args.sampler}, "
-        f"batch {args.batch} x {args.seq_len}; "
+        f"batch {args.batch} x {args.seq_len} of {source}; "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
   on_cpu = jax.default_backend() == "cpu"
   n = 2048 if on_cpu else 8192  # big enough to reach the ceiling, small enough for a laptop
@@ -192,19 +221,23 @@ def main(argv=None):
   ceiling = matmul if on_cpu else matmul * len(devices)
   print(f"measured {args.dtype} matmul ({n}^2, XLA): {matmul / 1e9:.1f} GFLOP/s "
         f"{'on the host' if on_cpu else 'per device'}", flush=True)
-  r = time_jax_step(disc, gen, args.batch, args.seq_len, args.steps, args.warmup, args.sampler)
+  r = time_jax_step(disc, gen, batch, args.steps, args.warmup, args.sampler, special)
   tokens = args.batch * args.seq_len
+  real_fraction = float(np.mean(batch["attention_mask"] > 0))
   result = {"size": args.size, "dtype": args.dtype, "batch": args.batch, "seq_len": args.seq_len,
+            "data": args.data, "packed": "example_ids" in batch,
             "devices": len(devices), "device_kind": devices[0].device_kind,
             "step_s": r["step_s"], "steps_per_s": 1 / r["step_s"],
-            "tokens_per_s": tokens / r["step_s"], "compile_s": r["compile_s"],
+            "tokens_per_s": tokens / r["step_s"], "real_token_fraction": real_fraction,
+            "real_tokens_per_s": tokens * real_fraction / r["step_s"], "compile_s": r["compile_s"],
             "flops_per_step": r["flops"], "matmul_flops_per_s": matmul,
             "mfu_vs_measured_matmul": flops_lib.mfu(r["flops"], r["step_s"], ceiling)}
   peak = flops_lib.peak_flops(devices[0].device_kind, args.dtype)
   if peak:
     result["mfu_vs_peak"] = flops_lib.mfu(r["flops"], r["step_s"], peak * len(devices))
   print(f"electra_jax: {result['step_s'] * 1e3:.1f} ms/step, {result['steps_per_s']:.2f} "
-        f"steps/s, {result['tokens_per_s']:.0f} tokens/s (compile {r['compile_s']:.1f} s, "
+        f"steps/s, {result['tokens_per_s']:.0f} tokens/s, {result['real_tokens_per_s']:.0f} real "
+        f"tokens/s (real-token fraction {real_fraction:.3f}; compile {r['compile_s']:.1f} s, "
         f"loss {r['loss']:.3f})")
   print(f"  analytic {r['flops'] / 1e9:.1f} GFLOP/step -> "
         f"{r['flops'] / r['step_s'] / 1e9:.1f} GFLOP/s; MFU "

@@ -4,6 +4,13 @@ embeddings, post-LN self-attention and feed-forward layers, the encoder and the 
 Shapes: B batch, L sequence length, E embedding size, H hidden size, N heads, D head size,
 F intermediate (FFN) size, V vocabulary.
 
+Packed rows (several examples in one row of L tokens, data_pipelines.packing): `Backbone` takes
+optional `example_ids` [B,L] (k >= 1 on the tokens of the row's k-th example, 0 on padding) and
+`position_ids` [B,L] (each example's positions from 0). Then a token attends only to the real
+tokens of its own example, and its position embedding is that of its place in the example, so
+each example's outputs are those it has alone in a row (tests/model/test_packed_model.py).
+Without them the model is the one-example-per-row model of Hugging Face's ElectraModel.
+
 Every parameter carries logical axis names (see `electra_jax.runtime.mesh` for the table that maps
 them to mesh axes): "vocab", "embed" (E), "hidden" (H), "heads" (N), "kv" (D), "mlp" (F),
 "position", "type", "classes". Parameters are float32; matmuls and activations run in
@@ -114,7 +121,9 @@ class Dropout(nn.Module):
 
 
 class Embeddings(nn.Module):
-  """word + position + token-type embeddings, LayerNorm, dropout: ids [B,L] -> [B,L,E]."""
+  """word + position + token-type embeddings, LayerNorm, dropout: ids [B,L] -> [B,L,E].
+
+  Positions are 0..L-1 in every row, or `position_ids` [B,L] when given (packed rows)."""
 
   config: ModelConfig
 
@@ -131,9 +140,12 @@ class Embeddings(nn.Module):
     self.dropout = Dropout(cfg.hidden_dropout_prob)
 
   def __call__(self, input_ids: Array, token_type_ids: Array, deterministic: bool,
-               word_embeddings_delta: Optional[Array] = None) -> Array:
+               word_embeddings_delta: Optional[Array] = None,
+               position_ids: Optional[Array] = None) -> Array:
     """`word_embeddings_delta` [V,E]: when given, the word table is
-    stop_gradient(shared table) + delta (gradient-disentangled sharing, DeBERTa-v3)."""
+    stop_gradient(shared table) + delta (gradient-disentangled sharing, DeBERTa-v3).
+    `position_ids` [B,L] int: each token's position (packed rows restart at 0 per example);
+    None: 0..L-1."""
     cfg = self.config
     length = input_ids.shape[-1]
     if length > cfg.max_position_embeddings:
@@ -149,7 +161,12 @@ class Embeddings(nn.Module):
     # rows many tokens share, e.g. [MASK] and the two token types; an ELECTRA-Small bf16 step on
     # an H100 took 269 ms that way, 17 ms with float32 lookups).
     words = jnp.take(shd.logical_constraint(table, ("vocab", None)), input_ids, axis=0)
-    positions = self.position_embeddings.embedding[None, :length]  # a slice, not a gather
+    position_table = self.position_embeddings.embedding
+    if position_ids is None:
+      positions = position_table[None, :length]  # a slice, not a gather
+    else:
+      positions = jnp.take(shd.logical_constraint(position_table, ("position", None)),
+                           position_ids, axis=0)
     type_table = shd.logical_constraint(self.token_type_embeddings.embedding, ("type", None))
     types = jnp.take(type_table, token_type_ids, axis=0)
     x = self.LayerNorm(words + positions + types)  # float32 sum in, compute dtype out
@@ -162,18 +179,31 @@ class Embeddings(nn.Module):
     return jnp.einsum("...e,ve->...v", x.astype(jnp.float32), table)
 
 
+def attention_keep(attention_mask: Array, example_ids: Optional[Array] = None) -> Array:
+  """Which keys each query may attend to, bool: [B,1,1,L] (the real tokens of the row) from
+  attention_mask [B,L]; with example_ids [B,L] (packed rows) [B,1,L,L]: query i attends to key j
+  iff both are in the same example and are both real or both padding (so padding queries, whose
+  outputs nobody reads, attend to padding and no row of the mask is empty)."""
+  real = attention_mask.astype(bool)
+  if example_ids is None:
+    return real[:, None, None, :]
+  same = (example_ids[:, :, None] == example_ids[:, None, :]) & (
+      real[:, :, None] == real[:, None, :])
+  return same[:, None, :, :]
+
+
 class SelfAttention(nn.Module):
-  """Multi-head self-attention with an additive padding mask: [B,L,H] -> [B,L,H]."""
+  """Multi-head self-attention with an additive mask: x [B,L,H], keep [B,1,1,L] or [B,1,L,L]
+  (`attention_keep`) -> [B,L,H]."""
 
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array, deterministic: bool) -> Array:
+  def __call__(self, x: Array, keep: Array, deterministic: bool) -> Array:
     cfg = self.config
     n, d = cfg.num_attention_heads, cfg.head_dim
     proj = lambda name: dense(cfg, (n, d), ("hidden",), ("heads", "kv"), name)
     q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)  # [B,L,N,D]
-    keep = mask[:, None, None, :].astype(bool)  # [B,1,1,L]: which keys may be attended
     if cfg.attention_probs_dropout_prob > 0 and not deterministic:
       # Explicit path: jax.nn.dot_product_attention has no attention-probability dropout.
       logits = jnp.einsum("bqnd,bknd->bnqk", q, k, preferred_element_type=jnp.float32)
@@ -191,15 +221,15 @@ class SelfAttention(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-  """Post-LN BERT block: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+  """Post-LN BERT block: x = LN(x + Attn(x)); x = LN(x + FFN(x)). keep: `attention_keep`."""
 
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array, deterministic: bool) -> Array:
+  def __call__(self, x: Array, keep: Array, deterministic: bool) -> Array:
     cfg = self.config
     drop = Dropout(cfg.hidden_dropout_prob)
-    a = SelfAttention(cfg, name="attention")(x, mask, deterministic)
+    a = SelfAttention(cfg, name="attention")(x, keep, deterministic)
     x = layer_norm(cfg, "hidden", "attention_LayerNorm")(x + drop(a, deterministic=deterministic))
     h = dense(cfg, cfg.intermediate_size, ("hidden",), ("mlp",), "intermediate")(x)
     h = activation(cfg.hidden_act)(h)
@@ -210,18 +240,18 @@ class TransformerLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-  """`num_hidden_layers` TransformerLayers named layer_0 ... layer_{n-1}."""
+  """`num_hidden_layers` TransformerLayers named layer_0 ... layer_{n-1}. keep: `attention_keep`."""
 
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, x: Array, mask: Array, deterministic: bool) -> Array:
+  def __call__(self, x: Array, keep: Array, deterministic: bool) -> Array:
     cfg = self.config
     layer_cls = TransformerLayer
     if cfg.remat:
       layer_cls = nn.remat(TransformerLayer, static_argnums=(3,))
     for i in range(cfg.num_hidden_layers):
-      x = layer_cls(cfg, name=f"layer_{i}")(x, mask, deterministic)
+      x = layer_cls(cfg, name=f"layer_{i}")(x, keep, deterministic)
     return x
 
 
@@ -230,6 +260,9 @@ class Backbone(nn.Module):
 
   With `shared_embeddings` set, that module (owned by a parent) embeds the ids; otherwise the
   backbone owns an `embeddings` submodule. `embeddings_project` (E -> H) exists when E != H.
+  attention_mask [B,L] (1 real, 0 padding; None: all real), token_type_ids [B,L] (None: 0).
+  Packed rows also pass example_ids and position_ids [B,L] (see the module docstring); without
+  them each row is one example.
   """
 
   config: ModelConfig
@@ -249,15 +282,20 @@ class Backbone(nn.Module):
 
   def __call__(self, input_ids: Array, attention_mask: Optional[Array] = None,
                token_type_ids: Optional[Array] = None, deterministic: bool = True,
-               word_embeddings_delta: Optional[Array] = None) -> Array:
+               word_embeddings_delta: Optional[Array] = None,
+               example_ids: Optional[Array] = None,
+               position_ids: Optional[Array] = None) -> Array:
     if attention_mask is None:
       attention_mask = jnp.ones_like(input_ids)
     if token_type_ids is None:
       token_type_ids = jnp.zeros_like(input_ids)
-    x = self.embedder()(input_ids, token_type_ids, deterministic, word_embeddings_delta)
+    if (example_ids is None) != (position_ids is None):
+      raise ValueError("packed rows need both example_ids and position_ids (or neither)")
+    x = self.embedder()(input_ids, token_type_ids, deterministic, word_embeddings_delta,
+                        position_ids)
     if self.config.embedding_size != self.config.hidden_size:
       x = self.embeddings_project(x)
-    return self.encoder(x, attention_mask, deterministic)
+    return self.encoder(x, attention_keep(attention_mask, example_ids), deterministic)
 
 
 def gather_positions(x: Array, positions: Array) -> Array:

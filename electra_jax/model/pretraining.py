@@ -31,6 +31,8 @@ class ElectraPretrainingModel(nn.Module):
 
   Each network owns its `embeddings_project`. Use `generator_logits` and
   `discriminator_logits` through `model.apply(..., method=...)`; `__call__` runs both (for init).
+  Every method takes optional `example_ids` and `position_ids` [B,L] for packed rows (several
+  examples per row, each attending only to itself; see electra_jax.model.layers).
 
   For the paper's ablations (see `electra_jax.pretrain.objective`):
     use_generator=False      no generator tower (BERT baseline, uniform generator).
@@ -75,29 +77,35 @@ class ElectraPretrainingModel(nn.Module):
                                              gdes=self.embedding_sharing == "gdes", heads=heads)
 
   def generator_logits(self, input_ids, attention_mask, token_type_ids, positions,
-                       deterministic=True):
+                       deterministic=True, example_ids=None, position_ids=None):
     """Masked-LM logits [B,P,V] (float32) at `positions` [B,P]."""
-    return self.generator(input_ids, attention_mask, token_type_ids, positions, deterministic)
+    return self.generator(input_ids, attention_mask, token_type_ids, positions, deterministic,
+                          example_ids, position_ids)
 
-  def discriminator_logits(self, input_ids, attention_mask, token_type_ids, deterministic=True):
+  def discriminator_logits(self, input_ids, attention_mask, token_type_ids, deterministic=True,
+                           example_ids=None, position_ids=None):
     """Replaced-token logits [B,L] (float32)."""
-    return self.discriminator(input_ids, attention_mask, token_type_ids, deterministic)
+    return self.discriminator(input_ids, attention_mask, token_type_ids, deterministic,
+                              example_ids, position_ids)
 
   def discriminator_outputs(self, input_ids, attention_mask, token_type_ids, positions=None,
-                            deterministic=True) -> dict:
+                            deterministic=True, example_ids=None, position_ids=None) -> dict:
     """One pass of the big network: {"rtd": logits [B,L], "mlm": logits [B,P,V] at `positions`
     [B,P], or [B,L,V] when positions is None}, for the heads in `discriminator_heads` (float32)."""
     return self.discriminator.outputs(input_ids, attention_mask, token_type_ids, positions,
-                                      deterministic)
+                                      deterministic, example_ids, position_ids)
 
-  def __call__(self, input_ids, attention_mask, token_type_ids, positions, deterministic=True):
+  def __call__(self, input_ids, attention_mask, token_type_ids, positions, deterministic=True,
+               example_ids=None, position_ids=None):
+    packing = (example_ids, position_ids)
     gen = (self.generator_logits(input_ids, attention_mask, token_type_ids, positions,
-                                 deterministic) if self.use_generator else None)
+                                 deterministic, *packing) if self.use_generator else None)
     if tuple(self.discriminator_heads) == ("rtd",):
-      disc = self.discriminator_logits(input_ids, attention_mask, token_type_ids, deterministic)
+      disc = self.discriminator_logits(input_ids, attention_mask, token_type_ids, deterministic,
+                                       *packing)
     else:
       disc = self.discriminator_outputs(input_ids, attention_mask, token_type_ids, positions,
-                                        deterministic)
+                                        deterministic, *packing)
     return gen, disc
 
 
@@ -109,8 +117,10 @@ class _GeneratorTower(nn.Module):
     self.electra = Backbone(self.config, self.shared_embeddings)
     self.generator_predictions = GeneratorHead(self.config)
 
-  def __call__(self, input_ids, attention_mask, token_type_ids, positions, deterministic):
-    h = self.electra(input_ids, attention_mask, token_type_ids, deterministic)
+  def __call__(self, input_ids, attention_mask, token_type_ids, positions, deterministic,
+               example_ids, position_ids):
+    h = self.electra(input_ids, attention_mask, token_type_ids, deterministic,
+                     example_ids=example_ids, position_ids=position_ids)
     return self.generator_predictions(gather_positions(h, positions), self.electra.embedder())
 
 
@@ -132,14 +142,18 @@ class _DiscriminatorTower(nn.Module):
           "word_embeddings_delta", zeros_init(("vocab", "embed")),
           (cfg.vocab_size, cfg.embedding_size), jnp.float32)
 
-  def __call__(self, input_ids, attention_mask, token_type_ids, deterministic):
+  def __call__(self, input_ids, attention_mask, token_type_ids, deterministic, example_ids,
+               position_ids):
     delta = self.word_embeddings_delta if self.gdes else None
-    h = self.electra(input_ids, attention_mask, token_type_ids, deterministic, delta)
+    h = self.electra(input_ids, attention_mask, token_type_ids, deterministic, delta,
+                     example_ids, position_ids)
     return self.discriminator_predictions(h)
 
-  def outputs(self, input_ids, attention_mask, token_type_ids, positions, deterministic):
+  def outputs(self, input_ids, attention_mask, token_type_ids, positions, deterministic,
+              example_ids, position_ids):
     delta = self.word_embeddings_delta if self.gdes else None
-    h = self.electra(input_ids, attention_mask, token_type_ids, deterministic, delta)
+    h = self.electra(input_ids, attention_mask, token_type_ids, deterministic, delta,
+                     example_ids, position_ids)
     out = {}
     if "rtd" in self.heads:
       out["rtd"] = self.discriminator_predictions(h)

@@ -47,7 +47,12 @@ class DataConfig:
   data_dir: a shard directory built by `data_pipelines` (with its manifest). None: the built-in
     default data (small public-domain corpus + SentencePiece tokenizer trained on it), built on
     first use under `cache_dir` (None: ~/.cache/electra_jax).
-  seq_len: tokens per example; global_batch_size: examples per step over all processes.
+  seq_len: tokens per row; global_batch_size: rows per step over all processes.
+  layout: the shards' row layout (data_pipelines.shard_format). None: the built-in default data
+    is packed (several whole examples per row, each attending only to itself; no compute spent
+    on padding) and a data_dir is read as it was built. "packed" / "unpacked" (one example per
+    row, the official layout): the default data is built so, and a data_dir built otherwise is
+    refused naming the builder's --layout flag.
   seed: data order seed; the global batch at step s is a pure function of (seed, s).
   eval_every: steps between evaluations on `eval_split` (0: never); eval_batches: batches per
     evaluation (the same batches every time).
@@ -66,6 +71,7 @@ class DataConfig:
   eval_every: int = 5000
   eval_batches: int = 20
   on_corrupt_shard: str = "error"
+  layout: Optional[str] = None
 
   def __post_init__(self):
     for name in ("seq_len", "global_batch_size"):
@@ -74,6 +80,8 @@ class DataConfig:
     if self.on_corrupt_shard not in ("error", "skip"):
       raise ValueError(f"DataConfig.on_corrupt_shard={self.on_corrupt_shard!r}; expected 'error' "
                        "or 'skip'")
+    if self.layout not in (None, "packed", "unpacked"):
+      raise ValueError(f"DataConfig.layout={self.layout!r}; expected None, 'packed' or 'unpacked'")
     if self.eval_every < 0 or self.eval_batches <= 0:
       raise ValueError(f"DataConfig.eval_every={self.eval_every} must be >= 0 and "
                        f"eval_batches={self.eval_batches} > 0")

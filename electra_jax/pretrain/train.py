@@ -99,18 +99,24 @@ def open_data(config):
   """(train data, eval data or None, SpecialIds, data_dir) for `config`, checked against it.
 
   Without DataConfig.data_dir, the built-in default data is built (once) under cache_dir with
-  the model's vocabulary size. Raises ValueError if the shards' seq_len or vocabulary size
-  disagree with the config.
+  the model's vocabulary size, in DataConfig.layout (None: packed). Raises ValueError if the
+  shards' seq_len, vocabulary size or layout (when DataConfig.layout is set) disagree with the
+  config.
   """
   data_cfg = config.data
   data_dir = data_cfg.data_dir
   if data_dir is None:
-
     data_dir = ensure_default_pretraining_data(data_cfg.cache_dir or DEFAULT_CACHE_DIR,
-                                               data_cfg.seq_len, config.model.vocab_size)
+                                               data_cfg.seq_len, config.model.vocab_size,
+                                               data_cfg.layout or "packed")
   train = PretrainingData(data_dir, global_batch_size=data_cfg.global_batch_size,
                           seed=data_cfg.seed, split="train", seq_len=data_cfg.seq_len,
                           on_corrupt_shard=data_cfg.on_corrupt_shard)
+  if data_cfg.layout not in (None, train.layout):
+    raise ValueError(f"layout mismatch: DataConfig.layout = {data_cfg.layout!r} but the shards in "
+                     f"{data_dir} have {train.layout} rows; build them with "
+                     f"`python -m data_pipelines.build_pretraining_data ... --layout "
+                     f"{data_cfg.layout}` or unset DataConfig.layout")
   tok = train.manifest["tokenizer"]
   if tok["vocab_size"] != config.model.vocab_size:
     raise ValueError(f"vocabulary mismatch: ModelConfig.vocab_size={config.model.vocab_size} but "
@@ -364,7 +370,8 @@ def _train(config, workdir: str) -> dict:
     except ValueError as err:
       say(f"warning: {err}; this run's checkpoints carry no tokenizer")
   say(f"devices: {jax.device_count()} x {jax.devices()[0].platform} over "
-      f"{jax.process_count()} process(es); mesh {dict(mesh.shape)}; data {data_dir}")
+      f"{jax.process_count()} process(es); mesh {dict(mesh.shape)}; data {data_dir} "
+      f"({train_data.layout} rows, real-token fraction {train_data.real_token_fraction:.3f})")
 
   restored_step = checkpointer.latest_step()
   if restored_step is not None:
@@ -429,6 +436,7 @@ def _train(config, workdir: str) -> dict:
       say(message)
     if itstime(step, config.log.log_every, last_step):
       metrics.update(timer.rates(step))
+      metrics["real_tokens_per_sec"] = metrics["tokens_per_sec"] * metrics["real_token_fraction"]
       metrics["health"] = monitor.status
       if peak:
         metrics["mfu"] = flops_lib.mfu(step_flops, metrics["step_time"], peak)

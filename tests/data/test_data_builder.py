@@ -1,4 +1,5 @@
-"""The shard builder: shard format, manifest, token conservation, bad input counts, resume."""
+"""The shard builder: shard formats (unpacked, packed), manifest, token conservation, bad input
+counts, resume."""
 
 import collections
 import json
@@ -9,7 +10,9 @@ import numpy as np
 import pytest
 
 from data_pipelines import corpora, shard_format, text_io, tokenizers
+from data_pipelines import manifest as manifest_lib
 from data_pipelines import build_pretraining_data as builder
+from data_pipelines.pretraining_reader import PretrainingData
 from data_pipelines.tf_runtime import tensorflow
 
 SEQ_LEN = 32
@@ -55,8 +58,10 @@ def _build(corpus_dir, vocab_path, out, **kwargs):
 
 
 def test_shards_manifest_and_token_conservation(corpus_dir, vocab_path, tmp_path):
-  manifest = _build(corpus_dir, vocab_path, tmp_path / "out")
+  """The official layout (--layout unpacked): one [CLS] A [SEP] B [SEP] example per record."""
+  manifest = _build(corpus_dir, vocab_path, tmp_path / "out", layout="unpacked")
   tok = tokenizers.load(f"wordpiece:{vocab_path}")
+  assert manifest["format"] == "electra_jax.pretraining/1" and "layout" not in manifest
   assert manifest["seq_len"] == SEQ_LEN
   assert manifest["tokenizer"] == {"spec": tok.spec, "fingerprint": tok.fingerprint(), "vocab_size": tok.vocab_size,
                                    "pad_id": 0, "unk_id": 1, "cls_id": 2, "sep_id": 3, "mask_id": 4}
@@ -69,7 +74,7 @@ def test_shards_manifest_and_token_conservation(corpus_dir, vocab_path, tmp_path
   for index, entry in enumerate(manifest["shards"]):
     shard = _read_shard(str(tmp_path / "out" / entry["file"]))
     ids, mask, segments = shard["input_ids"], shard["attention_mask"], shard["token_type_ids"]
-    assert entry["examples"] == len(ids) > 0 and entry["tokens"] == int(mask.sum())
+    assert entry["rows"] == entry["examples"] == len(ids) > 0 and entry["tokens"] == int(mask.sum())
     lengths = mask.sum(axis=1)
     assert (mask == (np.arange(SEQ_LEN)[None] < lengths[:, None])).all()
     assert (ids[:, 0] == 2).all() and (ids[np.arange(len(ids)), lengths - 1] == 3).all()
@@ -157,3 +162,100 @@ def test_parallel_workers_write_the_same_bytes_as_one_worker(corpus_dir, vocab_p
   assert one["shards"] == two["shards"]
   for entry in one["shards"]:
     assert (tmp_path / "one" / entry["file"]).read_bytes() == (tmp_path / "two" / entry["file"]).read_bytes()
+
+
+def _read_records(path, layout):
+  """({batch key: int32 [rows, SEQ_LEN]}, the set of feature-name tuples of the records)."""
+  tf = tensorflow()
+  records = [r.numpy() for r in tf.data.TFRecordDataset(path)]
+  parsed = shard_format.parse_examples(tf, tf.constant(records), SEQ_LEN, layout)
+  names = {tuple(sorted(tf.train.Example.FromString(r).features.feature)) for r in records}
+  return {k: v.numpy() for k, v in parsed.items()}, names
+
+
+def _split_packed_rows(rows):
+  """[(row, input_ids tuple, token types tuple)] of the examples of packed rows, in row order,
+  checking the packed format of every row on the way."""
+  examples = []
+  for r, (ids, mask, types, ex, pos) in enumerate(zip(*(rows[k] for k in shard_format.batch_keys("packed")))):
+    n = int(mask.sum())
+    assert (mask == (np.arange(SEQ_LEN) < n)).all()  # the examples first, then padding
+    assert not ids[n:].any() and not types[n:].any() and not ex[n:].any() and not pos[n:].any()
+    assert ex[0] == 1 and set(np.diff(ex[:n]).tolist()) <= {0, 1}  # examples 1, 2, ... in order
+    for k in range(1, int(ex.max()) + 1):
+      span = np.flatnonzero(ex == k)
+      assert (pos[span] == np.arange(len(span))).all()  # positions restart in each example
+      assert ids[span[0]] == 2 and ids[span[-1]] == 3  # [CLS] ... [SEP]
+      n_a = int((types[span] == 0).sum())  # token types 0 ... 0 1 ... 1, per example
+      assert (types[span] == (np.arange(len(span)) >= n_a)).all() and ids[span[n_a - 1]] == 3
+      examples.append((r, tuple(ids[span].tolist()), tuple(types[span].tolist())))
+  return examples
+
+
+def test_packed_build_holds_every_example_of_the_unpacked_build(corpus_dir, vocab_path, tmp_path):
+  """The default layout packs the examples of the official one, whole, several per row: the
+  same examples token for token, each once, a row's examples in build order, fewer rows."""
+  unpacked = _build(corpus_dir, vocab_path, tmp_path / "u", layout="unpacked")
+  packed = _build(corpus_dir, vocab_path, tmp_path / "p")
+  assert (packed["format"], packed["layout"]) == ("electra_jax.pretraining/2", "packed")
+  for u_entry, p_entry in zip(unpacked["shards"], packed["shards"]):
+    u_rows, u_names = _read_records(str(tmp_path / "u" / u_entry["file"]), "unpacked")
+    p_rows, p_names = _read_records(str(tmp_path / "p" / p_entry["file"]), "packed")
+    assert u_names == {tuple(sorted(shard_format.FEATURES))}  # the official three features
+    assert p_names == {tuple(sorted(shard_format.FEATURES + shard_format.PACKING_FEATURES))}
+    lengths = u_rows["attention_mask"].sum(axis=1)
+    u_examples = [(tuple(ids[:n].tolist()), tuple(types[:n].tolist()))
+                  for ids, types, n in zip(u_rows["input_ids"], u_rows["token_type_ids"], lengths)]
+    p_examples = _split_packed_rows(p_rows)
+    assert collections.Counter((ids, types) for _, ids, types in p_examples) == \
+        collections.Counter(u_examples)
+    place = {e: i for i, e in enumerate(u_examples)}
+    unique = {e for e, c in collections.Counter(u_examples).items() if c == 1}
+    for r in range(len(p_rows["input_ids"])):
+      order = [place[(ids, types)] for row, ids, types in p_examples
+               if row == r and (ids, types) in unique]
+      assert order == sorted(order)
+    assert p_entry["examples"] == u_entry["examples"] == len(u_examples)
+    assert p_entry["tokens"] == u_entry["tokens"] == int(p_rows["attention_mask"].sum())
+    assert p_entry["rows"] == len(p_rows["input_ids"]) < u_entry["rows"]
+  u_sum, p_sum = unpacked["build"]["summary"], packed["build"]["summary"]
+  assert p_sum["real_token_fraction"] == round(p_sum["tokens"] / (p_sum["rows"] * SEQ_LEN), 6)
+  assert p_sum["real_token_fraction"] > 0.9 > u_sum["real_token_fraction"]
+
+
+def test_reader_round_trip_of_a_packed_build_gives_back_every_example(corpus_dir, vocab_path, tmp_path):
+  """One epoch read through PretrainingData: the packed build's rows, split at example_ids,
+  are the unpacked build's examples (the reader permutes rows, never cuts them)."""
+  epochs = {}
+  for layout in ("unpacked", "packed"):
+    manifest = _build(corpus_dir, vocab_path, tmp_path / layout, layout=layout)
+    rows = sum(s["rows"] for s in manifest["shards"] if s["split"] == "train")
+    reader = PretrainingData(str(tmp_path / layout), global_batch_size=rows, seed=3,
+                             process_index=0, process_count=1)
+    assert reader.layout == layout and reader.batch_keys == shard_format.batch_keys(layout)
+    assert reader.real_token_fraction == pytest.approx(
+        sum(s["tokens"] for s in manifest["shards"] if s["split"] == "train") / (rows * SEQ_LEN))
+    epochs[layout] = reader.batch(0)
+  u = epochs["unpacked"]
+  lengths = u["attention_mask"].sum(axis=1)
+  unpacked = collections.Counter((tuple(ids[:n].tolist()), tuple(types[:n].tolist()))
+                                 for ids, types, n in zip(u["input_ids"], u["token_type_ids"], lengths))
+  packed = collections.Counter((ids, types) for _, ids, types in _split_packed_rows(epochs["packed"]))
+  assert packed == unpacked and sum(packed.values()) > len(epochs["packed"]["input_ids"])
+
+
+def test_shards_of_older_unpacked_builds_resume_and_refuse_another_layout(corpus_dir, vocab_path, tmp_path):
+  """Sidecars written before layouts existed resume as unpacked; asking for packed rows there is
+  refused; the repair command names the layout."""
+  out = tmp_path / "out"
+  _build(corpus_dir, vocab_path, out, layout="unpacked")
+  for sidecar in out.glob("*.stats.json"):
+    stats = json.loads(sidecar.read_text())
+    del stats["build_key"]["layout"], stats["rows"]
+    sidecar.write_text(json.dumps(stats))
+  again = _build(corpus_dir, vocab_path, out, layout="unpacked")
+  assert again["build"]["summary"]["shards_skipped_already_built"] == 3
+  assert [s["rows"] for s in again["shards"]] == [s["examples"] for s in again["shards"]]
+  assert manifest_lib.rebuild_command(again, str(out)).endswith("--seed 0 --layout unpacked")
+  with pytest.raises(ValueError, match="layout: existing 'unpacked' vs requested 'packed'"):
+    _build(corpus_dir, vocab_path, out)

@@ -177,11 +177,11 @@ def test_truncated_shard_without_recorded_sizes_is_an_error_not_a_short_epoch(da
     del shard["bytes"]
   manifest_lib.write_json_atomically(str(data_dir / manifest_lib.MANIFEST_NAME), manifest)
   bad = _last_read(data_dir)
-  expected = next(s["examples"] for s in manifest["shards"] if s["file"] == bad.name)
+  expected = next(manifest_lib.shard_rows(s) for s in manifest["shards"] if s["file"] == bad.name)
   _truncate_in_header(bad)  # TensorFlow reads the records before the cut without an error
   err = _first_error(_reader(data_dir), 200)
   assert err.path == str(bad) and err.step > 0
-  assert str(err).startswith(f"shard {bad} holds {len(_rows(bad))} examples but the manifest says {expected} "
+  assert str(err).startswith(f"shard {bad} holds {len(_rows(bad))} rows but the manifest says {expected} "
                              f"(found while reading the batch of training step {err.step}); ")
 
 

@@ -346,7 +346,7 @@ def test_build_pretraining_data_from_an_hf_parquet_spec(vocab_path, tmp_path):
   num_shards, pieces = 3, 4
   manifest = builder.build_pretraining_data(
       spec, f"wordpiece:{vocab_path}", str(tmp_path / "out"), seq_len=SEQ_LEN, num_shards=num_shards,
-      eval_shards=1, pieces_per_shard=pieces, progress=False,
+      eval_shards=1, pieces_per_shard=pieces, progress=False, layout="unpacked",  # rows in order
   )
   canonical = f"hf:parquet?data_files={tmp_path}/*.parquet&split=train&field=text&streaming=false"
   assert manifest["build"]["corpus"] == canonical

@@ -143,7 +143,7 @@ def test_manifest_disagreeing_with_shard_contents_is_an_error(tmp_path):
   manifest = manifest_lib.read_manifest(directory)
   manifest["shards"][0]["examples"] = 5
   manifest_lib.write_json_atomically(str(tmp_path / manifest_lib.MANIFEST_NAME), manifest)
-  with pytest.raises(ValueError, match=r"shard-00000-of-00002.tfrecord holds 4 examples but the manifest says 5 "
+  with pytest.raises(ValueError, match=r"shard-00000-of-00002.tfrecord holds 4 rows but the manifest says 5 "
                                        r"\(found while reading the batch of training step 0\)"):
     PretrainingData(directory, global_batch_size=4, seed=0, process_index=0, process_count=1,
                     window_shards=2).batch(0)

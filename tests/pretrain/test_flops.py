@@ -5,6 +5,7 @@ and the benchmark's figures follow from its measurements."""
 import json
 import math
 import os
+import string
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from data_pipelines.build_pretraining_data import build_pretraining_data
 from electra_jax import benchmark
 from electra_jax.model import config as config_lib
 from electra_jax.model.config import ModelConfig
@@ -87,3 +89,42 @@ def test_benchmark_figures_on_two_simulated_cpu_devices():
   assert r["speedup_vs_torch"] == pytest.approx(r["torch_step_s"] / r["step_s"])
   assert "mfu_vs_peak" not in r  # no listed peak for a CPU
   assert "GFLOP/s on the host" in out.stdout
+
+
+def test_benchmark_reports_real_tokens_of_a_shard_batch(tmp_path, monkeypatch):
+  """--data times the first batch of built shards (packed rows as built, the shards' special
+  ids): real-token fraction = its non-pad share, real tokens/s = tokens/s x that fraction. The
+  step and the matmul ceiling are stubbed (the figures are arithmetic on their timings)."""
+  vocab = tmp_path / "vocab.txt"  # character-level WordPiece
+  letters = string.ascii_lowercase
+  vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters,
+                              *(f"##{c}" for c in letters)]))
+  words = "the quick brown fox jumps over lazy dogs".split()
+  corpus = tmp_path / "corpus.txt"  # short documents of one to three lines
+  corpus.write_text("\n\n".join("\n".join(" ".join(words[(d + k) % 8:][:d % 5 + 1])
+                                           for k in range(d % 3 + 1)) for d in range(200)))
+  timed = []
+
+  def half_a_second(disc, gen, batch, steps, warmup, sampler, special):
+    timed.append((disc, batch, special))
+    return {"step_s": 0.5, "compile_s": 1.0, "loss": 1.0, "flops": 1e9}
+
+  monkeypatch.setattr(benchmark, "measure_matmul_flops", lambda n, dtype: 1e11)
+  monkeypatch.setattr(benchmark, "time_jax_step", half_a_second)
+  fractions = {}
+  for layout in ("packed", "unpacked"):
+    build_pretraining_data(str(corpus), f"wordpiece:{vocab}", str(tmp_path / layout),
+                           seq_len=32, num_shards=2, pieces_per_shard=2, progress=False,
+                           layout=layout)
+    r = benchmark.main(["--size", "tiny", "--batch", "4", "--no_cpu_flags",
+                        "--data", str(tmp_path / layout)])
+    disc, batch, special = timed[-1]
+    want, _ = benchmark.shard_batch(str(tmp_path / layout), 4)
+    assert batch.keys() == want.keys() and all(np.array_equal(batch[k], want[k]) for k in want)
+    assert ("example_ids" in batch) == (layout == "packed") == r["packed"]
+    assert (disc.vocab_size, special.cls, special.sep, r["seq_len"]) == (57, 2, 3, 32)
+    assert r["tokens_per_s"] == 4 * 32 / 0.5
+    assert r["real_token_fraction"] == pytest.approx(np.mean(want["attention_mask"]))
+    assert r["real_tokens_per_s"] == pytest.approx(r["tokens_per_s"] * r["real_token_fraction"])
+    fractions[layout] = r["real_token_fraction"]
+  assert fractions["packed"] > fractions["unpacked"]

@@ -17,12 +17,13 @@ from data_pipelines.build_pretraining_data import build_pretraining_data
 from electra_jax.pretrain.config import resolve_config
 from electra_jax.pretrain.train import train_and_evaluate
 
-SHARDS = Path(tempfile.gettempdir()) / "electra_jax_test_shared128"
+SHARDS = Path(tempfile.gettempdir()) / "electra_jax_test_shared128_packed"
 
 
 @pytest.fixture
 def shards(shared_data) -> Path:
-  """WordPiece shards of the shared corpus, built once (about 10 s) and reused."""
+  """WordPiece shards of the shared corpus (packed rows, the builder's default), built once
+  (about 25 s) and reused."""
   shared = shared_data
   if not (SHARDS / "manifest.json").exists():
     corpus = ",".join(str(shared / p) for p in ("pretrain_corpus",

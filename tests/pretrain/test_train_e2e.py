@@ -15,7 +15,8 @@ from train_testlib import read_jsonl, read_wandb_run, tiny_bindings, wandb_offli
 STEPS = 250
 REQUIRED = ("step", "loss", "gen_loss", "disc_loss", "gen_accuracy", "disc_accuracy",
             "disc_precision", "disc_recall", "disc_auc", "replaced_fraction", "learning_rate",
-            "grad_norm", "step_time", "tokens_per_sec")
+            "grad_norm", "step_time", "tokens_per_sec", "real_token_fraction",
+            "real_tokens_per_sec")
 
 
 def _tensorboard_scalars(directory):
@@ -146,6 +147,27 @@ def test_data_that_does_not_match_the_config_is_refused(tmp_path):
                                        r"shards in .* have seq_len=64"):
     train_and_evaluate(resolve_config(None, gin_bindings=tiny_bindings(
         5, DataConfig__data_dir=data_dir, DataConfig__seq_len=32)), tmp_path / "b")
+  with pytest.raises(ValueError, match=r"layout mismatch: DataConfig.layout = 'unpacked' but the "
+                                       r"shards in .* have packed rows; build them with `python -m "
+                                       r"data_pipelines.build_pretraining_data ... --layout "
+                                       r"unpacked` or unset DataConfig.layout"):
+    train_and_evaluate(resolve_config(None, gin_bindings=tiny_bindings(
+        5, DataConfig__data_dir=data_dir, DataConfig__layout="unpacked")), tmp_path / "c")
+  with pytest.raises(ValueError, match=r"DataConfig.layout='rows'; expected None, 'packed' or "
+                                       r"'unpacked'"):
+    resolve_config(None, gin_bindings=tiny_bindings(5, DataConfig__layout="rows"))
+
+
+def test_train_log_reports_the_real_token_fraction(tmp_path, capsys):
+  """The default data is packed: metrics.jsonl has real_token_fraction (real tokens over the
+  batch's token slots) and real_tokens_per_sec; the start-up line names the layout."""
+  result = train_and_evaluate(resolve_config(None, gin_bindings=tiny_bindings(2)), tmp_path)
+  assert result["step"] == 2
+  assert "(packed rows, real-token fraction 0.9" in capsys.readouterr().err
+  for record in read_jsonl(tmp_path / "metrics.jsonl"):
+    assert 0.9 < record["real_token_fraction"] <= 1.0
+    assert record["real_tokens_per_sec"] == pytest.approx(
+        record["tokens_per_sec"] * record["real_token_fraction"])
 
 
 def test_mesh_that_does_not_fit_the_devices_is_refused(tmp_path):

@@ -191,6 +191,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 2
   out.mkdir(parents=True, exist_ok=True)
   manifest = manifest_lib.read_manifest(args.data_dir)
+  if manifest_lib.layout_of(manifest) != "unpacked":
+    print(f"error: {args.data_dir} holds packed rows, which the PyTorch reference does not keep "
+          "apart; build the shards with build_pretraining_data --layout unpacked", file=sys.stderr)
+    return 2
   config = resolve_config(None, [], gin_bindings(args, str(Path(args.data_dir).resolve()),
                                                  manifest["seq_len"],
                                                  manifest["tokenizer"]["vocab_size"]))
