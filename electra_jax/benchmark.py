@@ -22,6 +22,7 @@ import json
 import math
 import os
 import time
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -62,8 +63,12 @@ def measure_matmul_flops(n: int, dtype: str, repeats: int = 10) -> float:
 
 
 def time_jax_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int,
-                  sampler: str = "gumbel") -> dict:
-  """Compile, warm up, then time `steps` train steps; returns seconds per step and compile time."""
+                  sampler: str = "gumbel", profile_dir: Optional[str] = None,
+                  profile_steps: int = 3) -> dict:
+  """Compile, warm up, then time `steps` train steps; returns seconds per step and compile time.
+
+  With `profile_dir`, `profile_steps` more steps then run under jax.profiler.trace (TensorBoard
+  xplane and perfetto_trace.json.gz under that directory; see `top_ops`)."""
   objective = ob.ObjectiveConfig(sampler=sampler)
   model = ob.build_pretraining_model(disc, gen, "tied", objective)
   tx = optim.make_optimizer(optim.OptimizerConfig())
@@ -82,7 +87,13 @@ def time_jax_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int,
   for _ in range(steps):
     state, metrics = step(state, data)
   jax.block_until_ready((state, metrics))
-  return {"step_s": (time.perf_counter() - t) / steps, "compile_s": compile_s,
+  step_s = (time.perf_counter() - t) / steps
+  if profile_dir:
+    with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
+      for _ in range(profile_steps):
+        state, metrics = step(state, data)
+      jax.block_until_ready((state, metrics))
+  return {"step_s": step_s, "compile_s": compile_s,
           "loss": float(metrics["loss"]),
           "flops": flops_lib.training_flops_per_step(disc, gen, objective, batch, seq_len)}
 
