@@ -24,8 +24,8 @@ class ModelConfig:
 
   `dtype` is the compute dtype of matmuls and activations; parameters are always float32, and
   softmax, LayerNorm statistics and output logits are computed in float32.
-  `attention` chooses the self-attention implementation (`layers.attention_path`): "auto" (the
-  fastest that applies on the backend), "explicit" (einsum, float32 softmax, dropout),
+  `attention` chooses the self-attention implementation (`layers.attention_path`): "auto" ("xla"
+  without attention dropout, "explicit" with it), "explicit" (einsum, float32 softmax, dropout),
   "xla" (jax.nn.dot_product_attention; no attention dropout), "cudnn" (cuDNN fused flash
   attention, with dropout; CUDA GPUs, bfloat16/float16). It is not part of a Hugging Face config.
   """

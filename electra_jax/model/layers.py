@@ -236,9 +236,10 @@ def attention_path(choice: str, backend: str, capability: Optional[tuple[int, in
 
   choice: ModelConfig.attention; backend, capability: `current_platform()`; dtype: the compute
   dtype's name; head_dim D and seq_len L of the call; dropout: whether attention-probability
-  dropout is applied (rate > 0 and not deterministic). "auto" takes cuDNN where
-  `cudnn_unsupported` allows it, else jax.nn.dot_product_attention ("xla") without dropout and
-  the explicit path with it (on CPU and TPU: exactly the paths before this choice existed).
+  dropout is applied (rate > 0 and not deterministic). "auto" takes jax.nn.dot_product_attention
+  ("xla") without dropout and the explicit path with it, on every backend: cuDNN's fused
+  dropout draws its masks outside the training rng (see SelfAttention), so it breaks bitwise
+  resume and is only taken when asked for ("cudnn"), and it has not been run on a GPU yet.
   ValueError for a choice that cannot run: "xla" with dropout, "cudnn" where unsupported."""
   if choice == "explicit":
     return "explicit"
@@ -248,15 +249,13 @@ def attention_path(choice: str, backend: str, capability: Optional[tuple[int, in
                        "probability dropout; use attention='auto', 'explicit' or 'cudnn', or "
                        "attention_probs_dropout_prob=0")
     return "xla"
-  reason = cudnn_unsupported(backend, capability, dtype, head_dim, seq_len)
   if choice == "cudnn":
+    reason = cudnn_unsupported(backend, capability, dtype, head_dim, seq_len)
     if reason:
       raise ValueError(f"attention='cudnn' cannot run here: {reason}")
     return "cudnn"
   if choice != "auto":
     raise ValueError(f"attention={choice!r}; expected auto, explicit, xla or cudnn")
-  if reason is None:
-    return "cudnn"
   return "explicit" if dropout else "xla"
 
 
