@@ -27,6 +27,7 @@ import json
 import math
 import os
 import time
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -78,9 +79,13 @@ def shard_batch(data_dir: str, batch: int) -> tuple[dict, ob.SpecialIds]:
 
 
 def time_jax_step(disc, gen, batch: dict, steps: int, warmup: int, sampler: str = "gumbel",
-                  special: ob.SpecialIds = SPECIAL) -> dict:
+                  special: ob.SpecialIds = SPECIAL, profile_dir: Optional[str] = None,
+                  profile_steps: int = 3) -> dict:
   """Compile, warm up, then time `steps` train steps on `batch` (numpy int32 [B, L] arrays, packed
-  rows with example_ids/position_ids); returns seconds per step and compile time."""
+  rows with example_ids/position_ids); returns seconds per step and compile time.
+
+  With `profile_dir`, `profile_steps` more steps then run under jax.profiler.trace (TensorBoard
+  xplane and perfetto_trace.json.gz under that directory; see `top_ops`)."""
   rows, seq_len = batch["input_ids"].shape
   objective = ob.ObjectiveConfig(sampler=sampler)
   model = ob.build_pretraining_model(disc, gen, "tied", objective)
@@ -100,7 +105,13 @@ def time_jax_step(disc, gen, batch: dict, steps: int, warmup: int, sampler: str 
   for _ in range(steps):
     state, metrics = step(state, data)
   jax.block_until_ready((state, metrics))
-  return {"step_s": (time.perf_counter() - t) / steps, "compile_s": compile_s,
+  step_s = (time.perf_counter() - t) / steps
+  if profile_dir:
+    with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
+      for _ in range(profile_steps):
+        state, metrics = step(state, data)
+      jax.block_until_ready((state, metrics))
+  return {"step_s": step_s, "compile_s": compile_s,
           "loss": float(metrics["loss"]),
           "flops": flops_lib.training_flops_per_step(disc, gen, objective, rows, seq_len)}
 

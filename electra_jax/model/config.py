@@ -14,6 +14,8 @@ from typing import Any
 import jax.numpy as jnp
 
 _DTYPES = ("float32", "bfloat16", "float16")
+# Self-attention implementations (electra_jax.model.layers.attention_path picks one per call).
+ATTENTION_CHOICES = ("auto", "explicit", "xla", "cudnn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +24,10 @@ class ModelConfig:
 
   `dtype` is the compute dtype of matmuls and activations; parameters are always float32, and
   softmax, LayerNorm statistics and output logits are computed in float32.
+  `attention` chooses the self-attention implementation (`layers.attention_path`): "auto" ("xla"
+  without attention dropout, "explicit" with it), "explicit" (einsum, float32 softmax, dropout),
+  "xla" (jax.nn.dot_product_attention; no attention dropout), "cudnn" (cuDNN fused flash
+  attention, with dropout; CUDA GPUs, bfloat16/float16). It is not part of a Hugging Face config.
   """
 
   vocab_size: int = 30522
@@ -39,6 +45,7 @@ class ModelConfig:
   layer_norm_eps: float = 1e-12
   dtype: str = "float32"
   remat: bool = False
+  attention: str = "auto"
 
   def __post_init__(self):
     if self.hidden_size % self.num_attention_heads:
@@ -47,6 +54,8 @@ class ModelConfig:
           f"num_attention_heads={self.num_attention_heads}")
     if self.dtype not in _DTYPES:
       raise ValueError(f"dtype={self.dtype!r}; expected one of {sorted(_DTYPES)}")
+    if self.attention not in ATTENTION_CHOICES:
+      raise ValueError(f"attention={self.attention!r}; expected one of {ATTENTION_CHOICES}")
     if self.hidden_act not in ("gelu", "gelu_new", "relu"):
       raise ValueError(f"hidden_act={self.hidden_act!r}; expected gelu, gelu_new or relu")
     for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
@@ -73,6 +82,7 @@ class ModelConfig:
     d = dataclasses.asdict(self)
     d.pop("dtype")
     d.pop("remat")
+    d.pop("attention")
     d["model_type"] = "electra"
     d["pad_token_id"] = 0
     d["position_embedding_type"] = "absolute"
@@ -82,12 +92,12 @@ class ModelConfig:
   def from_hf_dict(cls, d: dict, **overrides) -> "ModelConfig":
     """Builds a config from a Hugging Face `config.json` dict; unknown keys are ignored.
 
-    `dtype` / `remat` in the dict are ignored: HF's `dtype` is the storage dtype of its
+    `dtype` / `remat` / `attention` in the dict are ignored: HF's `dtype` is the storage dtype of its
     checkpoint, not our compute dtype (pass `dtype=...` as an override to choose that)."""
     pet = d.get("position_embedding_type", "absolute")
     if pet != "absolute":
       raise ValueError(f"position_embedding_type={pet!r} is not supported (only 'absolute')")
-    names = {f.name for f in dataclasses.fields(cls)} - {"dtype", "remat"}
+    names = {f.name for f in dataclasses.fields(cls)} - {"dtype", "remat", "attention"}
     kwargs = {k: v for k, v in d.items() if k in names}
     kwargs.update(overrides)
     return cls(**kwargs)

@@ -22,11 +22,14 @@ Parameter names mirror Hugging Face's ElectraModel so that conversion is a renam
 from __future__ import annotations
 
 import functools
+import zlib
 from typing import Any, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax._src.cudnn import fused_attention_stablehlo as cudnn_attention
+from jax.extend import backend as jax_backend
 
 from electra_jax.model import random_bits
 from electra_jax.model.config import ModelConfig
@@ -192,9 +195,88 @@ def attention_keep(attention_mask: Array, example_ids: Optional[Array] = None) -
   return same[:, None, :, :]
 
 
+def current_platform() -> tuple[str, Optional[tuple[int, int]]]:
+  """The default backend as `attention_path` names it ("cpu", "tpu", "cuda", "rocm" or the
+  client's platform name) and, on CUDA, the first device's compute capability (major, minor)."""
+  client = jax_backend.get_backend()
+  version = client.platform_version.lower()
+  if "cuda" in version:
+    major, minor = jax.devices()[0].compute_capability.split(".")
+    return "cuda", (int(major), int(minor))
+  if "rocm" in version:
+    return "rocm", None
+  return client.platform, None
+
+
+def cudnn_unsupported(backend: str, capability: Optional[tuple[int, int]], dtype: str,
+                      head_dim: int, seq_len: int) -> Optional[str]:
+  """Why cuDNN's fused (flash) attention cannot run this self-attention, or None if it can.
+
+  Mirrors the checks of jax._src.cudnn.fused_attention_stablehlo (jax 0.10): CUDA, bfloat16 or
+  float16 operands, head_dim a multiple of 8 and <= 128 (256 from compute capability 9.0), an
+  even sequence length (training with a mask/bias); flash attention needs compute capability
+  8.0 (Ampere) or newer. `capability` (major, minor) is that of the CUDA device."""
+  if backend != "cuda":
+    return f"cuDNN fused attention needs a CUDA GPU, not backend {backend!r}"
+  if capability is None or capability < (8, 0):
+    return f"cuDNN flash attention needs compute capability >= 8.0, not {capability}"
+  if dtype not in ("bfloat16", "float16"):
+    return f"cuDNN fused attention takes bfloat16/float16 operands, not dtype={dtype!r}"
+  head_max = 256 if capability >= (9, 0) else 128
+  if head_dim % 8 or head_dim > head_max:
+    return f"cuDNN fused attention needs head_dim % 8 == 0 and <= {head_max}, not {head_dim}"
+  if seq_len % 2:
+    return f"cuDNN fused attention with a mask needs an even sequence length, not {seq_len}"
+  return None
+
+
+def attention_path(choice: str, backend: str, capability: Optional[tuple[int, int]],
+                   dtype: str, head_dim: int, seq_len: int, dropout: bool) -> str:
+  """The self-attention implementation for one call: "explicit", "xla" or "cudnn".
+
+  choice: ModelConfig.attention; backend, capability: `current_platform()`; dtype: the compute
+  dtype's name; head_dim D and seq_len L of the call; dropout: whether attention-probability
+  dropout is applied (rate > 0 and not deterministic). "auto" takes jax.nn.dot_product_attention
+  ("xla") without dropout and the explicit path with it, on every backend: cuDNN's fused
+  dropout draws its masks outside the training rng (see SelfAttention), so it breaks bitwise
+  resume and is only taken when asked for ("cudnn"), and it has not been run on a GPU yet.
+  ValueError for a choice that cannot run: "xla" with dropout, "cudnn" where unsupported."""
+  if choice == "explicit":
+    return "explicit"
+  if choice == "xla":
+    if dropout:
+      raise ValueError("attention='xla' (jax.nn.dot_product_attention) has no attention-"
+                       "probability dropout; use attention='auto', 'explicit' or 'cudnn', or "
+                       "attention_probs_dropout_prob=0")
+    return "xla"
+  if choice == "cudnn":
+    reason = cudnn_unsupported(backend, capability, dtype, head_dim, seq_len)
+    if reason:
+      raise ValueError(f"attention='cudnn' cannot run here: {reason}")
+    return "cudnn"
+  if choice != "auto":
+    raise ValueError(f"attention={choice!r}; expected auto, explicit, xla or cudnn")
+  return "explicit" if dropout else "xla"
+
+
+def cudnn_dropout_seed(path: tuple) -> int:
+  """The static cuDNN dropout seed of the attention module at `path` (its Flax names): a CRC32
+  of the path, so that every layer of every network draws a different mask stream."""
+  return zlib.crc32("/".join(path).encode())
+
+
 class SelfAttention(nn.Module):
   """Multi-head self-attention with an additive mask: x [B,L,H], keep [B,1,1,L] or [B,1,L,L]
-  (`attention_keep`) -> [B,L,H]."""
+  (`attention_keep`) -> [B,L,H]. `config.attention` picks the implementation (`attention_path`).
+
+  The explicit path draws its dropout mask from the "dropout" rng like `Dropout`. cuDNN's
+  dropout does not: its mask comes from a static per-layer seed (`cudnn_dropout_seed`) and an
+  offset that XLA keeps per executable and device, starting at 0 when the executable loads and
+  advancing by 16 at each execution (the forward and backward kernels each keep one and stay in
+  step because each runs once per train step). So under "cudnn" the masks do not follow the
+  training rng: a resumed run redraws the masks of the first steps, every device draws the same
+  mask for its shard of the batch, and the masks differ from the explicit path's.
+  """
 
   config: ModelConfig
 
@@ -204,18 +286,28 @@ class SelfAttention(nn.Module):
     n, d = cfg.num_attention_heads, cfg.head_dim
     proj = lambda name: dense(cfg, (n, d), ("hidden",), ("heads", "kv"), name)
     q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)  # [B,L,N,D]
-    if cfg.attention_probs_dropout_prob > 0 and not deterministic:
-      # Explicit path: jax.nn.dot_product_attention has no attention-probability dropout.
+    rate = cfg.attention_probs_dropout_prob
+    dropout = rate > 0 and not deterministic
+    backend, capability = current_platform()
+    path = attention_path(cfg.attention, backend, capability, cfg.dtype, d, x.shape[1], dropout)
+    if path == "explicit":
       logits = jnp.einsum("bqnd,bknd->bnqk", q, k, preferred_element_type=jnp.float32)
       logits = logits / jnp.sqrt(jnp.float32(d))
       logits = jnp.where(keep, logits, jnp.finfo(jnp.float32).min)
       probs = jax.nn.softmax(logits, axis=-1)
-      probs = Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=False)
+      probs = Dropout(rate)(probs, deterministic=not dropout)
       out = jnp.einsum("bnqk,bknd->bqnd", probs.astype(cfg.compute_dtype), v)
+    elif path == "xla":
+      # XLA's attention (jax.nn.dot_product_attention's default): float32 softmax, no dropout.
+      out = jax.nn.dot_product_attention(q, k, v, mask=keep, implementation="xla")
     else:
-      # Fused path (cuDNN flash attention on GPU where it applies, XLA elsewhere); its softmax
-      # runs in float32.
-      out = jax.nn.dot_product_attention(q, k, v, mask=keep)
+      # cuDNN flash attention takes a [B,1,L,L] mask (it becomes an additive bias); the keys'
+      # padding mask [B,1,1,L] is broadcast over the queries.
+      b, length = x.shape[:2]
+      out = cudnn_attention.dot_product_attention(
+          q, k, v, mask=jnp.broadcast_to(keep, (b, 1, length, length)),
+          scale=1.0 / float(d) ** 0.5, seed=cudnn_dropout_seed(self.path),
+          dropout_rate=rate if dropout else 0.0, qkv_layout="BTNH")
     out = shd.logical_constraint(out, ("batch", "length", "heads", "kv"))
     return dense(cfg, cfg.hidden_size, ("heads", "kv"), ("hidden",), "output", axis=(-2, -1))(out)
 
