@@ -165,6 +165,7 @@ def test_select_final_or_best_evaluation(tmp_path, vocab, monkeypatch, select):
   assert ft.SELECTION[select] in ft.format_results(results).splitlines()[0]
 
 
+@pytest.mark.slow  # a whole training run; the default suite must stay under 15 min
 def test_cli_names_each_seeds_outputs_and_next_commands(tmp_path, vocab, monkeypatch, capsys):
   """`electra-finetune` with an offline W&B run per seed: stdout keeps the results table and
   path; stderr ends with each seed's outputs (model, jsonl, curves.png, W&B), the TensorBoard

@@ -219,6 +219,7 @@ def test_hub_spec_loads_the_tasks_config(monkeypatch, sst2, mnli):
                    ("nyu-mll/glue", "mnli"), ("nyu-mll/glue", "mnli")]
 
 
+@pytest.mark.slow  # a whole training run; the default suite must stay under 15 min
 def test_tiny_finetune_from_an_hf_source_writes_results(tmp_path, vocab, sst2):
   cfg = finetune_config(vocab, sst2["saved"], seeds=(1,), num_epochs=1.0,
                         save_checkpoint=False, tensorboard=False)

@@ -73,6 +73,7 @@ _RUN = textwrap.dedent("""
     """)
 
 
+@pytest.mark.slow  # a whole training run; the default suite must stay under 15 min
 def test_run_on_ram_data_and_workdir_resumes_bitwise_as_a_local_run(tmp_path, tmp_path_factory):
   local_data = open_data(tiny_config(1))[3]  # the default test data, built once
   cwd = tmp_path / "cwd"

@@ -77,6 +77,7 @@ def test_tiny_run_learns_and_writes_metrics_config_and_checkpoint(tmp_path):
   assert len(read_jsonl(tmp_path / "metrics.jsonl")) == len(records)
 
 
+@pytest.mark.slow  # a whole training run; the default suite must stay under 15 min
 def test_cli_names_its_outputs_and_next_commands_after_the_json_line(tmp_path, monkeypatch,
                                                                    capsys):
   """`electra-train` on a tiny run with evaluation, TensorBoard, curves.png and an offline W&B
