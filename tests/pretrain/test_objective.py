@@ -11,18 +11,8 @@ import scipy.special
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from electra_jax.model.config import ModelConfig
 from electra_jax.pretrain import objective as ob
-
-V, L = 200, 32
-SPECIAL = ob.SpecialIds(pad=0, cls=1, sep=2, mask=3, vocab_size=V)
-# Dropout off except where a test is about dropout: XLA CPU compiles each dropout's threefry
-# generator slowly. Tests compile with LLVM optimisation off for the same reason.
-DISC = ModelConfig(vocab_size=V, embedding_size=16, hidden_size=32, num_hidden_layers=2,
-                   num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-GEN = DISC.replace(hidden_size=16, intermediate_size=64, num_attention_heads=1)
-FAST = {"xla_backend_optimization_level": 0}
+from objective_testlib import DISC, FAST, GEN, L, SPECIAL, V
 
 
 def make_batch(batch=4, seed=0, lengths=(32, 20, 9, 32)):

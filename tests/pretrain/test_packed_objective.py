@@ -11,18 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from electra_jax.model.config import ModelConfig
 from electra_jax.pretrain import objective as ob
+from objective_testlib import DISC, FAST, GEN, L, SPECIAL, V
 
-V, L = 200, 32
-SPECIAL = ob.SpecialIds(pad=0, cls=1, sep=2, mask=3, vocab_size=V)
-DISC = ModelConfig(vocab_size=V, embedding_size=16, hidden_size=32, num_hidden_layers=2,
-                   num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-GEN = DISC.replace(hidden_size=16, intermediate_size=64, num_attention_heads=1)
 ROWS = ((9, 13, 6), (20, 10))  # example lengths of the two packed rows
 KEYS = ("input_ids", "attention_mask", "token_type_ids")
-FAST = {"xla_backend_optimization_level": 0}  # compile quickly (as tests/pretrain/test_objective)
 
 
 def make_example(n, rs):
