@@ -22,13 +22,13 @@ Features (`featurize`): [CLS] a [SEP] (b [SEP]), token types 0 for a and 1 for b
 from __future__ import annotations
 
 import dataclasses
-import os
+import io
 import sys
 from typing import Optional, Sequence
 
 import numpy as np
 
-from data_pipelines import hf_source
+from data_pipelines import fs, hf_source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,12 +103,12 @@ def read_tsv(path: str, task_name: str, labels: Optional[Sequence[str]],
   """
   if task_name not in FORMATS:
     raise ValueError(f"no GLUE TSV format for task {task_name!r}; known: {sorted(FORMATS)}")
-  if not os.path.isfile(path):
+  if not fs.isfile(path):
     raise FileNotFoundError(f"GLUE file not found: {path}")
   fmt = FORMATS[task_name]
   errors = MalformedRows(on_malformed)
-  with open(path, encoding="utf-8-sig", newline="") as f:
-    rows = [line.rstrip("\r\n").split("\t") for line in f]
+  text = io.StringIO(fs.read_text(path, encoding="utf-8-sig"), newline="")
+  rows = [line.rstrip("\r\n").split("\t") for line in text]
   if not rows:
     raise ValueError(f"{path}: empty file")
   header = rows[0]

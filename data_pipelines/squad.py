@@ -20,12 +20,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import os
 from typing import Optional, Sequence
 
 import numpy as np
 
-from data_pipelines import hf_source
+from data_pipelines import fs, hf_source
 from data_pipelines.glue import MalformedRows
 
 HF_COLUMNS = ("id", "question", "context", "answers")  # rajpurkar/squad(_v2); `title` unused
@@ -60,13 +59,12 @@ def read_json(path: str, check_answers: bool = True, on_malformed: str = "error"
   check_answers: require every answer text to equal context[answer_start:+len(text)] (use for
   training files; dev files are scored on texts only).
   """
-  if not os.path.isfile(path):
+  if not fs.isfile(path):
     raise FileNotFoundError(f"SQuAD file not found: {path}")
-  with open(path, encoding="utf-8-sig") as f:
-    try:
-      data = json.load(f)
-    except json.JSONDecodeError as err:
-      raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+  try:
+    data = json.loads(fs.read_text(path, encoding="utf-8-sig"))
+  except json.JSONDecodeError as err:
+    raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
   if not isinstance(data, dict) or not isinstance(data.get("data"), list):
     raise ValueError(f"{path}: expected a JSON object with a 'data' list (SQuAD format)")
   errors = MalformedRows(on_malformed)

@@ -14,11 +14,12 @@ split at word boundaries into several rows, so that every word is predicted exac
 from __future__ import annotations
 
 import dataclasses
-import os
+import io
 from typing import Sequence
 
 import numpy as np
 
+from data_pipelines import fs
 from data_pipelines.glue import MalformedRows
 
 
@@ -31,7 +32,7 @@ class TaggedSentence:
 def read_conll(path: str, tag_column: int = -1, on_malformed: str = "error"
                ) -> list[TaggedSentence]:
   """Sentences of (word, tag) from a CoNLL column file."""
-  if not os.path.isfile(path):
+  if not fs.isfile(path):
     raise FileNotFoundError(f"CoNLL file not found: {path}")
   errors = MalformedRows(on_malformed)
   sentences, words, tags = [], [], []
@@ -43,7 +44,7 @@ def read_conll(path: str, tag_column: int = -1, on_malformed: str = "error"
       sentences.append(TaggedSentence(tuple(words), tuple(tags)))
     words, tags, bad = [], [], False
 
-  with open(path, encoding="utf-8-sig") as f:
+  with io.StringIO(fs.read_text(path, encoding="utf-8-sig")) as f:
     for line_no, line in enumerate(f, start=1):
       fields = line.split()
       if not fields:

@@ -79,6 +79,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from data_pipelines import fs
 from data_pipelines.manifest import read_manifest
 from electra_jax.finetune.config import resolve_config, size_of
 from electra_jax.finetune.tasks import get_task
@@ -346,6 +347,9 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   if args.init and (args.pretrain_steps is not None or args.pretrain_set):
     p.error("--pretrain_steps / --pretrain_set need --pretrain_data (pre-training mode)")
+  if fs.is_remote(args.workdir):
+    p.error(f"--workdir {args.workdir}: electra_jax.quality writes a local workdir only; "
+            "give a local path and copy it to cloud storage afterwards")
   sharding.set_cpu_xla_flags()  # before JAX starts its backend; CPU-only flags
   tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
   try:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from pathlib import Path
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -27,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from data_pipelines import glue, hf_source, squad, tagging
+from data_pipelines import fs, glue, hf_source, squad, tagging
 from electra_jax.finetune import squad_eval
 from electra_jax.finetune.config import FinetuneConfig, Hparams
 from electra_jax.finetune.tasks import Task, label_ids, tag_set
@@ -56,9 +54,8 @@ class Split:
 def task_file(config: FinetuneConfig, task: Task, split: str) -> Optional[str]:
   """DATA_DIR/<task dir>/<file> or DATA_DIR/<file>; None when neither exists."""
   name = task.files[split]
-  for candidate in (os.path.join(config.data_dir, task.glue_dir, name),
-                    os.path.join(config.data_dir, name)):
-    if os.path.isfile(candidate):
+  for candidate in (fs.join(config.data_dir, task.glue_dir, name), fs.join(config.data_dir, name)):
+    if fs.isfile(candidate):
       return candidate
   return None
 
@@ -68,8 +65,8 @@ def _required_file(config: FinetuneConfig, task: Task, split: str) -> str:
   if path is None:
     raise FileNotFoundError(
         f"task {task.name}: no {split} file: looked for "
-        f"{os.path.join(config.data_dir, task.glue_dir, task.files[split])} and "
-        f"{os.path.join(config.data_dir, task.files[split])}")
+        f"{fs.join(config.data_dir, task.glue_dir, task.files[split])} and "
+        f"{fs.join(config.data_dir, task.files[split])}")
   return path
 
 
@@ -155,8 +152,10 @@ class TaskKind:
     """(metrics in percent, predictions in the form the prediction files use)."""
     raise NotImplementedError
 
-  def write_predictions(self, task: Task, labels: tuple, split: Split, preds, out_dir: Path
-                        ) -> Path:
+  def write_predictions(self, task: Task, labels: tuple, split: Split, preds, out_dir: str
+                        ) -> str:
+    """Writes the prediction file of `split` into `out_dir` (created; local or a tf.io.gfile
+    URL); returns its path."""
     raise NotImplementedError
 
 
@@ -201,15 +200,15 @@ class Classification(TaskKind):
 
   def write_predictions(self, task, labels, split, preds, out_dir):
     """Dev predictions (index, prediction, gold label) or a GLUE test submission file."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    fs.makedirs(out_dir)
     is_test = split.name in task.submission
     name = f"{task.submission[split.name]}.tsv" if is_test else f"{split.name}_predictions.tsv"
-    path = out_dir / name
-    with open(path, "w") as f:
-      f.write("index\tprediction\n" if is_test else "index\tprediction\tlabel\n")
-      for ex, p in zip(split.examples, preds):
-        value = self._format(labels, p)
-        f.write(f"{ex.guid}\t{value}" + ("\n" if is_test else f"\t{ex.label}\n"))
+    path = fs.join(out_dir, name)
+    lines = ["index\tprediction\n" if is_test else "index\tprediction\tlabel\n"]
+    for ex, p in zip(split.examples, preds):
+      value = self._format(labels, p)
+      lines.append(f"{ex.guid}\t{value}" + ("\n" if is_test else f"\t{ex.label}\n"))
+    fs.write_text(path, "".join(lines))
     return path
 
 
@@ -281,12 +280,13 @@ class Span(TaskKind):
 
   def write_predictions(self, task, labels, split, preds, out_dir):
     """SPLIT_predictions.json (qid -> answer text), and SPLIT_null_odds.json for SQuAD 2.0."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    fs.makedirs(out_dir)
     answers, null_diffs = preds
-    path = out_dir / f"{split.name}_predictions.json"
-    path.write_text(json.dumps(answers, indent=1, ensure_ascii=False) + "\n")
+    path = fs.join(out_dir, f"{split.name}_predictions.json")
+    fs.write_text(path, json.dumps(answers, indent=1, ensure_ascii=False) + "\n")
     if task.squad_version == "v2.0":
-      (out_dir / f"{split.name}_null_odds.json").write_text(json.dumps(null_diffs, indent=1) + "\n")
+      fs.write_text(fs.join(out_dir, f"{split.name}_null_odds.json"),
+                    json.dumps(null_diffs, indent=1) + "\n")
     return path
 
 
@@ -328,13 +328,13 @@ class Tagging(TaskKind):
   def write_predictions(self, task, labels, split, preds, out_dir):
     """SPLIT_predictions.txt: "word gold predicted" per line, a blank line between sentences
     (conlleval's input)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{split.name}_predictions.txt"
-    with open(path, "w") as f:
-      for sent, tags in zip(split.examples, preds):
-        for word, gold, pred in zip(sent.words, sent.tags, tags):
-          f.write(f"{word} {gold} {pred}\n")
-        f.write("\n")
+    fs.makedirs(out_dir)
+    path = fs.join(out_dir, f"{split.name}_predictions.txt")
+    lines = []
+    for sent, tags in zip(split.examples, preds):
+      lines += [f"{word} {gold} {pred}\n" for word, gold, pred in zip(sent.words, sent.tags, tags)]
+      lines.append("\n")
+    fs.write_text(path, "".join(lines))
     return path
 
 

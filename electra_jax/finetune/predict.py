@@ -24,6 +24,8 @@ Classification and regression models (the GLUE tasks) are scored here. Span (SQu
 (CoNLL) models are refused with the way to run them: `electra-convert` to Hugging Face, then
 transformers' question-answering / token-classification pipelines.
 
+PATH and both FILEs may be local paths or tf.io.gfile URLs (gs://bucket/...; data_pipelines.fs).
+
 Rows are featurised as fine-tuning featurised its dev set (data_pipelines.glue.featurize at the
 model's fine-tuning max sequence length) and scored by the fine-tuning Runner's jitted predict
 step, `--batch_size` rows at a time (one compilation; the last batch is padded), with a progress
@@ -34,18 +36,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Optional
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from data_pipelines import glue
+from data_pipelines import fs, glue
 from electra_jax.finetune.kinds import KINDS
 from electra_jax.finetune.tasks import Task, get_task
 from electra_jax.finetune.train import Runner, load_finetuned
@@ -62,50 +64,49 @@ BATCHES_PER_CHUNK = 16  # featurised and scored together; the progress bar advan
 # Which model
 
 
-def best_seed_model(workdir: Path) -> tuple[Path, str]:
+def best_seed_model(workdir: str) -> tuple[str, str]:
   """(WORKDIR/seed_S/{select}, a note naming it) for the seed with the highest primary metric in
   WORKDIR/results.json (the first such seed on a tie)."""
-  path = workdir / "results.json"
+  path = fs.join(workdir, "results.json")
   try:
-    results = json.loads(path.read_text())
+    results = json.loads(fs.read_text(path))
     primary, select = results["primary_metric"], results["select"]
     seeds, values = results["seeds"], results["per_seed"][primary]
     best = max(range(len(seeds)), key=lambda i: (values[i], -i))
   except (ValueError, KeyError, TypeError, IndexError) as e:
     raise ValueError(f"{path}: not a fine-tuning results file ({type(e).__name__}: {e}); pass "
                      "a model directory WORKDIR/seed_S/final as --model") from None
-  model_dir = workdir / f"seed_{seeds[best]}" / select
-  if not (model_dir / NATIVE_CONFIG).is_file():
+  model_dir = fs.join(workdir, f"seed_{seeds[best]}", select)
+  if not fs.isfile(fs.join(model_dir, NATIVE_CONFIG)):
     raise FileNotFoundError(f"{model_dir}: the best seed's model is missing (fine-tuned with "
                             "FinetuneConfig.save_checkpoint = False?)")
   scores = ", ".join(f"seed {s} {v:.2f}" for s, v in zip(seeds, values))
   return model_dir, f"using {model_dir}: the best {primary} on dev ({scores})"
 
 
-def resolve_model_dir(path: str) -> tuple[Path, Optional[str]]:
+def resolve_model_dir(path: str) -> tuple[str, Optional[str]]:
   """(the fine-tuned model directory `path` names, a note when it was chosen from a WORKDIR)."""
-  p = Path(path)
-  if not p.exists():
+  if not fs.exists(path):
     raise FileNotFoundError(f"--model {path}: no such file or directory")
-  if p.is_file():
-    p = p.parent
-  if (p / NATIVE_CONFIG).is_file():
+  p = (fs.dirname(path) or ".") if fs.isfile(path) else path
+  if fs.isfile(fs.join(p, NATIVE_CONFIG)):
     return p, None
-  if (p / "results.json").is_file():
+  if fs.isfile(fs.join(p, "results.json")):
     return best_seed_model(p)
-  found = sorted(str(m.parent.relative_to(p)) for m in p.glob(f"seed_*/*/{NATIVE_CONFIG}"))
+  found = sorted(os.path.relpath(fs.dirname(m), p)
+                 for m in fs.glob(fs.join(p, "seed_*", "*", NATIVE_CONFIG)))
   hint = f"; it holds fine-tuned models {found}: pass one of them" if found else ""
   raise FileNotFoundError(f"--model {path}: neither a fine-tuned model directory ({NATIVE_CONFIG} "
                           "+ params.safetensors, e.g. WORKDIR/seed_1/final) nor a fine-tuning "
                           f"WORKDIR with results.json{hint}")
 
 
-def finetune_record(model_dir: Path) -> tuple[Task, dict]:
+def finetune_record(model_dir: str) -> tuple[Task, dict]:
   """(task, the "finetune" record of electra_jax.json) of a fine-tuned model directory;
   ValueError for an unreadable record or a kind predict does not score."""
-  spec_path = model_dir / NATIVE_CONFIG
+  spec_path = fs.join(model_dir, NATIVE_CONFIG)
   try:
-    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    spec = json.loads(fs.read_text(spec_path, encoding="utf-8"))
   except ValueError as e:
     raise ValueError(f"{spec_path}: invalid JSON ({e})") from None
   record = spec.get("finetune") if isinstance(spec, dict) else None
@@ -140,11 +141,11 @@ def _is_jsonl(path: str) -> bool:
 
 def _read_lines(path: str) -> list[tuple[int, str]]:
   """(line number, line) of the non-blank lines; ValueError for an empty file."""
-  if not os.path.isfile(path):
+  if not fs.isfile(path):
     raise FileNotFoundError(f"--input {path}: no such file")
   try:
-    with open(path, encoding="utf-8-sig", newline="") as f:
-      lines = [(i, line.rstrip("\r\n")) for i, line in enumerate(f, start=1)]
+    text = io.StringIO(fs.read_text(path, encoding="utf-8-sig"), newline="")
+    lines = [(i, line.rstrip("\r\n")) for i, line in enumerate(text, start=1)]
   except UnicodeDecodeError as e:
     raise ValueError(f"{path}: not UTF-8 text ({e})") from None
   lines = [(i, line) for i, line in lines if line.strip()]
@@ -241,15 +242,13 @@ def _tsv_field(value) -> str:
 
 def write_rows(path: str, columns: list[str], rows: list[dict]) -> None:
   """TSV (header + one line per row) or, for .jsonl/.json, one JSON object per line."""
-  Path(path).parent.mkdir(parents=True, exist_ok=True)
-  with open(path, "w", encoding="utf-8", newline="") as f:
-    if _is_jsonl(path):
-      for row in rows:
-        f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    else:
-      f.write("\t".join(columns) + "\n")
-      for row in rows:
-        f.write("\t".join(_tsv_field(row.get(c)) for c in columns) + "\n")
+  if _is_jsonl(path):
+    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+  else:
+    lines = ["\t".join(columns)] + ["\t".join(_tsv_field(row.get(c)) for c in columns)
+                                    for row in rows]
+  fs.makedirs(fs.dirname(fs.abspath(path)))
+  fs.write_text(path, "".join(line + "\n" for line in lines))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,7 +285,7 @@ class Predictor:
     return np.concatenate(parts)
 
 
-def load_predictor(model_dir: Path, batch_size: int = 32,
+def load_predictor(model_dir: str, batch_size: int = 32,
                    max_seq_length: Optional[int] = None) -> Predictor:
   """The Predictor of a fine-tuned model directory (`resolve_model_dir` finds it in a WORKDIR).
 

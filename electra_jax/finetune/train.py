@@ -3,8 +3,10 @@
     python -m electra_jax.finetune --task=sst2 --init=PATH --data_dir=DIR --workdir=DIR \
         [--seeds=1,2,3] [--tokenizer=wordpiece:PATH/vocab.txt] [--tfds] [--gin_bindings ...]
 
-Without --tokenizer, the tokenizer saved with --init is used (a pre-training workdir keeps its own
-in WORKDIR/tokenizer; an HF directory has vocab.txt); it is saved again in WORKDIR/tokenizer.
+--data_dir (native files) and --workdir may be local paths or tf.io.gfile URLs (gs://...;
+data_pipelines.fs). Without --tokenizer, the tokenizer saved with --init is used (a pre-training
+workdir keeps its own in WORKDIR/tokenizer; an HF directory has vocab.txt); it is saved again in
+WORKDIR/tokenizer.
 
 Library entry point: `finetune_and_evaluate(config, workdir) -> results dict`.
 
@@ -38,7 +40,6 @@ import json
 import math
 import shlex
 import sys
-from pathlib import Path
 from typing import Optional
 
 import flax.linen as nn
@@ -309,7 +310,7 @@ def build_runner(task: Task, config: FinetuneConfig, hp: Hparams, model_config: 
 
 
 def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: FinetuneConfig,
-             data: TaskData, initial: Optional[dict], workdir: Path, hp: Hparams) -> dict:
+             data: TaskData, initial: Optional[dict], workdir: str, hp: Hparams) -> dict:
   """Fine-tunes once; returns {"scores": the selected evaluation's dev metrics, "step": its step,
   "history": [{"step", **metrics} per evaluation]} (selection: `config.select`). Logs to
   WORKDIR/seed_S (MetricsWriter: jsonl, TensorBoard, curves.png, W&B with
@@ -330,9 +331,10 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
   keys = MODEL_INPUTS + kind.targets
   chosen = {"primary": -math.inf, "scores": None, "step": 0, "params": None, "preds": None}
   history = []
-  seed_dir = workdir / f"seed_{seed}"
+  seed_dir = fs.join(workdir, f"seed_{seed}")
+  run_name = fs.basename(fs.abspath(workdir))
   wandb_run = (WandbRun(config.wandb_project, config.wandb_mode,
-                        name=f"{workdir.resolve().name}/seed_{seed}", group=workdir.resolve().name,
+                        name=f"{run_name}/seed_{seed}", group=run_name,
                         config={**dataclasses.asdict(config), "seed": seed,
                                 "hparams": dataclasses.asdict(hp), "total_steps": total_steps})
                if config.wandb_project else None)
@@ -371,7 +373,7 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
       record = {"task": task.name, "labels": list(data.labels), "select": config.select,
                 "step": chosen["step"], "scores": chosen["scores"],
                 "max_seq_length": int(data.train.arrays["input_ids"].shape[1])}
-      save_safetensors(runner.model, chosen["params"], str(seed_dir / config.select),
+      save_safetensors(runner.model, chosen["params"], fs.join(seed_dir, config.select),
                        finetune=record)
     if config.write_predictions:
       for split, preds in zip(data.dev, chosen["preds"]):
@@ -414,10 +416,9 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
   matches), missing files and labels outside the task's label set.
   """
   task = get_task(config.task)
-  workdir = Path(workdir)
   tokenizer = resolve_tokenizer(config)
   if jax.process_index() == 0:  # the fine-tuned models in WORKDIR/seed_S find it here
-    tokenizer.save(workdir / tokenizers.SAVED_DIR)
+    tokenizer.save(fs.join(workdir, tokenizers.SAVED_DIR))
   model_config, initial = load_initial(config, tokenizer.vocab_size)
   hp = resolve_hparams(config, task, model_config)
   data = load_task_data(task, config, hp, tokenizer)
@@ -452,8 +453,8 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
       "config": dataclasses.asdict(config),
   }
   if jax.process_index() == 0:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    fs.makedirs(workdir)
+    fs.write_text(fs.join(workdir, "results.json"), json.dumps(results, indent=2) + "\n")
   return results
 
 
@@ -468,25 +469,25 @@ def format_results(results: dict) -> str:
   return "\n".join(lines)
 
 
-def closing_message(workdir: Path, results: dict) -> str:
+def closing_message(workdir: str, results: dict) -> str:
   """Where a finished run's outputs are in `workdir` (those that exist), per seed, and the
   commands that use a fine-tuned model next."""
   q = lambda path: shlex.quote(str(path))
-  lines = [f"outputs in {workdir}:", f"  results: {workdir / 'results.json'}"]
+  lines = [f"outputs in {workdir}:", f"  results: {fs.join(workdir, 'results.json')}"]
   models = []
   for seed in results["seeds"]:
-    seed_dir = workdir / f"seed_{seed}"
-    parts = [str(seed_dir / name) for name in (results["select"], "metrics.jsonl",
-                                               "eval_metrics.jsonl", CURVES_FILE, "wandb")
-             if (seed_dir / name).exists()]
+    seed_dir = fs.join(workdir, f"seed_{seed}")
+    parts = [fs.join(seed_dir, name) for name in (results["select"], "metrics.jsonl",
+                                                  "eval_metrics.jsonl", CURVES_FILE, "wandb")
+             if fs.exists(fs.join(seed_dir, name))]
     lines.append(f"  seed {seed}: " + ", ".join(parts))
-    if (seed_dir / results["select"]).is_dir():
-      models.append(seed_dir / results["select"])
-  if (workdir / tokenizers.SAVED_DIR).is_dir():
-    lines.append(f"  tokenizer: {workdir / tokenizers.SAVED_DIR}")
-  if any(workdir.glob("seed_*/tensorboard")):
+    if fs.isdir(fs.join(seed_dir, results["select"])):
+      models.append(fs.join(seed_dir, results["select"]))
+  if fs.isdir(fs.join(workdir, tokenizers.SAVED_DIR)):
+    lines.append(f"  tokenizer: {fs.join(workdir, tokenizers.SAVED_DIR)}")
+  if fs.glob(fs.join(workdir, "seed_*", "tensorboard")):
     lines.append(f"  TensorBoard (every seed): tensorboard --logdir {q(workdir)}")
-  if any(workdir.glob("seed_*/wandb/offline-run-*")):
+  if fs.glob(fs.join(workdir, "seed_*", "wandb", "offline-run-*")):
     lines.append(f"  upload offline W&B runs: wandb sync {q(workdir)}/seed_*/wandb/offline-run-*")
   if models:
     lines += ["next:", f"  export to Hugging Face: electra-convert {q(models[0])} OUT_DIR"]
@@ -545,6 +546,6 @@ def main(argv=None) -> int:
     return 2
   if jax.process_index() == 0:
     print(format_results(results))
-    print(f"results: {Path(args.workdir) / 'results.json'}", flush=True)
-    print(closing_message(Path(args.workdir), results), file=sys.stderr, flush=True)
+    print(f"results: {fs.join(args.workdir, 'results.json')}", flush=True)
+    print(closing_message(args.workdir, results), file=sys.stderr, flush=True)
   return 0

@@ -534,8 +534,8 @@ def closing_message(workdir: str) -> str:
   if fs.glob(fs.join(workdir, "wandb", "offline-run-*")):
     lines.append(f"  upload offline W&B runs: wandb sync {q(fs.join(workdir, 'wandb'))}"
                  "/offline-run-*")
-  if steps:  # fine-tuning writes a local workdir: beside a local run, else in the current one
-    here = fs.basename(workdir) if fs.is_remote(workdir) else str(Path(workdir).resolve())
+  if steps:  # the fine-tuning workdir goes beside the run (local or remote)
+    here = workdir.rstrip("/") if fs.is_remote(workdir) else str(Path(workdir).resolve())
     lines += ["next:",
               f"  fine-tune: electra-finetune --task=sst2 --init={q(workdir)} "
               f"--data_dir=GLUE_DIR --workdir={q(here + '_sst2')}",

@@ -106,3 +106,11 @@ def test_mlm_experiment_is_not_the_electra_run(tmp_path, vocab):
   shards = _shards(tmp_path, vocab)
   with pytest.raises(ValueError, match="the MLM baseline is the second run"):
     quality.pretraining_configs(str(shards), "ablations/mlm", 3, ["ModelConfig.dtype = 'float32'"])
+
+
+def test_a_cloud_workdir_is_refused_before_any_work(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    quality.main(["--init=random", "--size=tiny", "--data_dir=unused", "--workdir=gs://b/q"])
+  assert exit_info.value.code == 2
+  assert ("--workdir gs://b/q: electra_jax.quality writes a local workdir only"
+          in capsys.readouterr().err)

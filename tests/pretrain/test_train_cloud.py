@@ -103,9 +103,10 @@ def test_run_on_ram_data_and_workdir_resumes_bitwise_as_a_local_run(tmp_path, tm
   assert result["tokenizer"] == tokenizers.find_saved(str(tmp_path / "local")).fingerprint()
   assert proc.stderr.count("note: workdir ram://bucket/run is not on a local file system: no "
                            "train.lock (flock) guards it") == 2
-  assert result["closing"].splitlines()[-2:] == [  # fine-tuning writes a local workdir
+  assert result["closing"].splitlines()[-2:] == [  # the fine-tuning workdir beside the run
       "  fine-tune: electra-finetune --task=sst2 --init=ram://bucket/run --data_dir=GLUE_DIR "
-      "--workdir=run_sst2", "  export to Hugging Face: electra-convert ram://bucket/run OUT_DIR"]
+      "--workdir=ram://bucket/run_sst2",
+      "  export to Hugging Face: electra-convert ram://bucket/run OUT_DIR"]
   assert os.listdir(cwd) == []  # nothing written to a local "ram:" directory
 
 
