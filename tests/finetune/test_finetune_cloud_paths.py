@@ -130,6 +130,7 @@ def test_readers_read_ram_files_as_local_ones(tmp_path, text, read):
     read(_ram("missing"))
 
 
+@pytest.mark.slow  # two fine-tuning runs, ~15 s
 def test_sweep_over_ram_checkpoints_into_a_ram_workdir(tmp_path, vocab):
   tokenizer = tokenizers.load(f"wordpiece:{vocab}")
   model = heads.ElectraForPreTraining(ModelConfig(vocab_size=5 + len(WORDS), **dict(TINY)))

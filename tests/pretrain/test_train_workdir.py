@@ -15,6 +15,7 @@ from electra_jax.pretrain.train import (check_resume_config, lock_workdir, parse
 from train_testlib import REPO, read_jsonl, tiny_bindings, tiny_config, train_subprocess
 
 
+@pytest.mark.slow  # two training subprocesses, ~40 s
 def test_changed_model_is_refused_on_resume_and_overwrite_starts_over(tmp_path, capsys):
   old = tiny_config(1)
   train_and_evaluate(old, tmp_path)
