@@ -8,10 +8,9 @@ import os
 import uuid
 
 import jax.numpy as jnp
-
-import electra_fixtures as F
 import pytest
 
+import electra_fixtures as F
 from data_pipelines import fs, glue, squad, tagging, tokenizers
 from electra_jax import export_hf
 from electra_jax.finetune import predict, sweep
