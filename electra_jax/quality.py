@@ -73,15 +73,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from data_pipelines import fs
+from data_pipelines import fs, tokenizers
+from data_pipelines.build_pretraining_data import build_pretraining_data
 from data_pipelines.manifest import read_manifest
+from data_pipelines.train_tokenizer import train_sentencepiece
 from electra_jax.finetune.config import resolve_config, size_of
+from electra_jax.finetune.task_text import write_task_text
 from electra_jax.finetune.tasks import get_task
 from electra_jax.finetune.train import (SELECTION, finetune_and_evaluate, load_initial,
                                         resolve_tokenizer)
@@ -97,7 +101,13 @@ from electra_jax.runtime import mesh as sharding
 CURVE_METRICS = {"loss": "loss (each run's own objective)",
                  "gen_accuracy": "generator accuracy at masked positions",
                  "mlm_accuracy": "MLM accuracy at masked positions",
-                 "disc_auc": "replaced-token detection AUC"}
+                 "disc_auc": "replaced-token detection AUC",
+                 "probe_mean_accuracy": "linear probe, mean-pooled features (dev accuracy)",
+                 "probe_cls_accuracy": "linear probe, [CLS] features (dev accuracy)"}
+# Metric -> the eval record's key of what the metric is without learning (a dotted line).
+BASELINES = {"gen_accuracy": "eval_unigram_accuracy", "mlm_accuracy": "eval_unigram_accuracy",
+             "probe_mean_accuracy": "eval_probe_random_mean_accuracy",
+             "probe_cls_accuracy": "eval_probe_random_cls_accuracy"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,13 +115,14 @@ CURVE_METRICS = {"loss": "loss (each run's own objective)",
 
 
 def run_quality(base_config, tasks: list[str], workdir: str, random_baseline: bool = False,
-                inits: Optional[dict] = None) -> list[dict]:
+                inits: Optional[dict] = None, data_dirs: Optional[dict] = None) -> list[dict]:
   """Fine-tunes every init on every task; one row per (init, task):
   {"init", "task", "metric", "select", "values" (primary metric per seed), "median",
   "per_seed" (every metric -> [value per seed])}.
 
   inits: label -> checkpoint path (or "random"); default {name of base_config.init: it}.
   random_baseline adds "random": the architecture of `base_config.init`, randomly initialised.
+  data_dirs: task name -> its data directory, where it is not `base_config.data_dir`.
   Runs go to WORKDIR/<label>/<task>.
   """
   if inits is None:
@@ -124,7 +135,8 @@ def run_quality(base_config, tasks: list[str], workdir: str, random_baseline: bo
   for label, init in inits.items():
     for name in tasks:
       task = get_task(name)
-      cfg = base_config.replace(task=task.name, init=init)
+      cfg = base_config.replace(task=task.name, init=init,
+                                data_dir=_data_dir(base_config, task.name, data_dirs))
       if init == "random" and base_config.init != "random":
         cfg = _random_like(cfg, base_config)
       results = finetune_and_evaluate(cfg, str(Path(workdir) / label / task.name))
@@ -133,6 +145,10 @@ def run_quality(base_config, tasks: list[str], workdir: str, random_baseline: bo
                    "select": results["select"], "values": results["per_seed"][metric],
                    "median": results["median"][metric], "per_seed": results["per_seed"]})
   return rows
+
+
+def _data_dir(base_config, task: str, data_dirs: Optional[dict]) -> str:
+  return (data_dirs or {}).get(task, base_config.data_dir)
 
 
 def _random_like(cfg, base_config):
@@ -182,10 +198,11 @@ def flops_per_step(config) -> float:
 
 
 def pretraining_configs(data_dir: str, experiment: Optional[str], steps: Optional[int],
-                        bindings: Sequence[str] = ()) -> dict:
+                        bindings: Sequence[str] = (), budgets: Sequence[float] = (1.0,)) -> dict:
   """{"electra": TrainConfig, "mlm": TrainConfig} at equal analytic FLOPs (module docstring).
 
   steps: the ELECTRA run's steps and schedule length (None: the experiment's train_steps).
+  budgets: fractions of each run whose checkpoints are kept (budget_steps tells which steps).
   Raises ValueError when the ELECTRA run's objective is "mlm".
   """
   manifest = read_manifest(data_dir)
@@ -209,7 +226,24 @@ def pretraining_configs(data_dir: str, experiment: Optional[str], steps: Optiona
   data = dataclasses.replace(mlm.data, eval_every=max(1, stretch(electra.data.eval_every))
                              if electra.data.eval_every else 0)
   mlm = mlm.replace(num_train_steps=mlm_steps, optimizer=optimizer, data=data)
-  return {"electra": electra, "mlm": mlm}
+  return {name: _keeping(config, budgets) for name, config in
+          (("electra", electra), ("mlm", mlm))}
+
+
+def budget_steps(config, budgets: Sequence[float]) -> dict:
+  """{fraction: the step of `config`'s run at that fraction of its steps}."""
+  return {b: max(1, round(b * config.train_steps)) for b in budgets}
+
+
+def _keeping(config, budgets: Sequence[float]):
+  """`config` saving (and keeping) its checkpoints at every budget's step."""
+  steps = sorted(set(budget_steps(config, budgets).values()))
+  if steps == [config.train_steps]:
+    return config
+  every = math.gcd(*steps)
+  checkpoint = dataclasses.replace(config.checkpoint, save_every=every,
+                                   keep_latest=config.train_steps // every + 1)
+  return config.replace(checkpoint=checkpoint)
 
 
 def _check_reusable(workdir: Path, config) -> None:
@@ -276,14 +310,17 @@ def plot_curves(summary: dict, path: Path, x: str = "flops") -> Path:
         if any(v != 0 for _, v in points):
           series.append((f"{name} {kind}", f"C{color}", kind == "train", points))
     if series:
-      panels.append((title, series))
+      panels.append((metric, title, series))
   fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.8),
                            squeeze=False)
-  for ax, (title, series) in zip(axes[0], panels):
+  for ax, (metric, title, series) in zip(axes[0], panels):
     for label, color, train, points in series:
       xs, ys = zip(*points)
       style = {"alpha": 0.5} if train else {"marker": "o", "linestyle": "--"}
       ax.plot(xs, ys, label=label, color=color, **style)
+    baseline = _baseline(summary, metric)
+    if baseline is not None:
+      ax.axhline(baseline[1], color="gray", linestyle=":", label=baseline[0])
     ax.set_title(title, fontsize="medium")
     ax.set_xlabel("pre-training FLOPs (analytic)" if x == "flops" else "pre-training steps")
     ax.grid(True, alpha=0.3)
@@ -295,26 +332,79 @@ def plot_curves(summary: dict, path: Path, x: str = "flops") -> Path:
   return path
 
 
+def _baseline(summary: dict, metric: str) -> Optional[tuple]:
+  """(label, value) of `metric` without learning, from the first run whose evals record it:
+  0.5 for the AUC, the unigram accuracy, the random network's probe."""
+  if metric == "disc_auc":
+    return ("chance (0.5)", 0.5)
+  key = BASELINES.get(metric)
+  for run in summary.values():
+    values = [r[key] for r in run["eval"] if r.get(key) is not None]
+    if values:
+      label = "random-init network" if "probe" in metric else "unigram (no context)"
+      return (label, values[-1])
+  return None
+
+
 def run_pretraining_quality(base_config, tasks: list[str], data_dir: str,
                             experiment: Optional[str], steps: Optional[int],
-                            bindings: Sequence[str], workdir: str, curve_x: str = "flops"
+                            bindings: Sequence[str], workdir: str, curve_x: str = "flops",
+                            budgets: Sequence[float] = (1.0,), data_dirs: Optional[dict] = None
                             ) -> dict:
   """Pre-training mode end to end (module docstring). `base_config`: the FinetuneConfig every
-  fine-tuning run starts from (its init and tokenizer are replaced). Writes
-  WORKDIR/pretraining_curves.png and WORKDIR/quality.json; returns the JSON's dict:
-  {"pretraining": pretrain()'s summary, "select", "seeds", "tasks", "rows", "averages",
-  "curves"}."""
-  configs = pretraining_configs(data_dir, experiment, steps, bindings)
+  fine-tuning run starts from (its init and tokenizer are replaced). Each run's checkpoints at
+  every fraction in `budgets` are fine-tuned too (as "electra@0.5" etc.; 1.0 is the run
+  itself). Writes WORKDIR/pretraining_curves.png and WORKDIR/quality.json; returns the JSON's
+  dict: {"pretraining": pretrain()'s summary, "select", "seeds", "tasks", "budgets", "rows",
+  "averages", "curves"}."""
+  configs = pretraining_configs(data_dir, experiment, steps, bindings, budgets)
   summary = pretrain(configs, workdir)
   spec = base_config.tokenizer or read_manifest(data_dir)["tokenizer"]["spec"]
   base = base_config.replace(init=summary["electra"]["workdir"], tokenizer=spec)
+  inits = {}
+  for name, run in summary.items():
+    for budget, step in budget_steps(configs[name], budgets).items():
+      inits[name if budget == 1.0 else f"{name}@{budget:g}"] = (
+          run["workdir"] if budget == 1.0 else str(Path(run["workdir"]) / "checkpoints" /
+                                                   str(step)))
   rows = run_quality(base, tasks, str(Path(workdir) / "finetune"), random_baseline=True,
-                     inits={name: run["workdir"] for name, run in summary.items()})
+                     inits=inits, data_dirs=data_dirs)
   png = plot_curves(summary, Path(workdir) / "pretraining_curves.png", curve_x)
   report = {"pretraining": summary, "select": base.select, "seeds": list(base.seeds),
-            "tasks": tasks, "rows": rows, "averages": averages(rows), "curves": str(png)}
+            "tasks": tasks, "budgets": list(budgets), "rows": rows,
+            "averages": averages(rows), "curves": str(png)}
   (Path(workdir) / "quality.json").write_text(json.dumps(report, indent=1) + "\n")
   return report
+
+
+def prepare_text_data(base_config, tasks: list[str], corpus: Optional[str], workdir: str,
+                      vocab_size: int, seq_len: int, data_dirs: Optional[dict] = None) -> str:
+  """Shards for pre-training from `corpus` (plain-text file patterns, data_pipelines.corpora;
+  None: none) plus the training text of every task without its labels (task_text), under
+  WORKDIR/data: text/TASK.txt, a SentencePiece tokenizer of `vocab_size` pieces trained on it
+  all (spm.model) and the shards (shards/, 1 eval shard of 8). Steps whose output exists are
+  reused. Returns the shard directory."""
+  data = Path(workdir) / "data"
+  (data / "text").mkdir(parents=True, exist_ok=True)
+  files = [corpus] if corpus else []
+  for name in tasks:
+    task = get_task(name)
+    path = data / "text" / f"{task.name}.txt"
+    if not path.is_file():
+      config = base_config.replace(task=task.name, data_dir=_data_dir(base_config, task.name,
+                                                                      data_dirs))
+      n = write_task_text(task, config, str(path))
+      print(f"{task.name}: {n} training texts (labels dropped) -> {path}", file=sys.stderr)
+    files.append(str(path))
+  spec = ",".join(files)
+  model = data / "spm.model"
+  if not model.is_file():
+    train_sentencepiece(spec, str(data / "spm"), vocab_size=vocab_size)
+  shards = data / "shards"
+  if not (shards / "manifest.json").is_file():
+    build_pretraining_data(spec, tokenizers.load(f"sentencepiece:{model}"), str(shards),
+                           seq_len=seq_len, num_shards=8, num_workers=2, eval_shards=1)
+  return str(shards)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,6 +417,21 @@ def main(argv=None) -> int:
   mode = p.add_mutually_exclusive_group(required=True)
   mode.add_argument("--init", help="checkpoint mode: checkpoint path or 'random'")
   mode.add_argument("--pretrain_data", help="pre-training mode: shard directory (manifest.json)")
+  mode.add_argument("--pretrain_text", action="store_true",
+                    help="pre-training mode on shards built here (WORKDIR/data) from "
+                         "--pretrain_corpus plus the tasks' training text without labels")
+  p.add_argument("--pretrain_corpus", help="with --pretrain_text: plain-text files, directories "
+                 "or globs (comma-separated) of general text beside the tasks' text")
+  p.add_argument("--vocab_size", type=int, default=8000,
+                 help="with --pretrain_text: SentencePiece vocabulary size")
+  p.add_argument("--seq_len", type=int, default=128, help="with --pretrain_text: shard row length")
+  p.add_argument("--budgets", default="1",
+                 help="pre-training: fractions of each run to fine-tune (e.g. 0.25,0.5,1)")
+  p.add_argument("--task_data_dir", action="append", default=[], metavar="TASK=DIR",
+                 help="a task's data directory where it is not --data_dir (repeatable)")
+  p.add_argument("--probe", metavar="TASK",
+                 help="pre-training: a linear probe of the network on TASK's data at every "
+                      "evaluation, beside a random network's (electra_jax.pretrain.probe)")
   p.add_argument("--experiment", default="small", help="pre-training: experiments/NAME.gin")
   p.add_argument("--pretrain_steps", type=int, help="pre-training: ELECTRA steps")
   p.add_argument("--pretrain_set", action="append", default=[],
@@ -345,8 +450,19 @@ def main(argv=None) -> int:
   p.add_argument("--gin_bindings", action="append", default=[],
                  help="fine-tuning binding, e.g. 'FinetuneConfig.num_epochs = 2.0'")
   args = p.parse_args(argv)
-  if args.init and (args.pretrain_steps is not None or args.pretrain_set):
-    p.error("--pretrain_steps / --pretrain_set need --pretrain_data (pre-training mode)")
+  pretraining = bool(args.pretrain_data or args.pretrain_text)
+  if args.init and (args.pretrain_steps is not None or args.pretrain_set or args.probe):
+    p.error("--pretrain_steps / --pretrain_set / --probe need --pretrain_data or --pretrain_text "
+            "(pre-training mode)")
+  if args.pretrain_corpus and not args.pretrain_text:
+    p.error("--pretrain_corpus needs --pretrain_text")
+  data_dirs = dict(entry.split("=", 1) for entry in args.task_data_dir if "=" in entry)
+  if len(data_dirs) != len(args.task_data_dir):
+    p.error(f"--task_data_dir takes TASK=DIR, got {args.task_data_dir}")
+  data_dirs = {get_task(name).name: path for name, path in data_dirs.items()}
+  budgets = tuple(float(b) for b in args.budgets.split(","))
+  if any(not 0 < b <= 1 for b in budgets) or 1.0 not in budgets:
+    p.error(f"--budgets {args.budgets}: fractions in (0, 1], 1 among them")
   if fs.is_remote(args.workdir):
     p.error(f"--workdir {args.workdir}: electra_jax.quality writes a local workdir only; "
             "give a local path and copy it to cloud storage afterwards")
@@ -357,13 +473,21 @@ def main(argv=None) -> int:
                           init=args.init or "random", data_dir=args.data_dir,
                           tokenizer=args.tokenizer, size=args.size, select=args.select,
                           seeds=tuple(int(s) for s in args.seeds.split(",")))
-    if args.pretrain_data:
-      report = run_pretraining_quality(base, tasks, args.pretrain_data, args.experiment,
-                                       args.pretrain_steps, args.pretrain_set, args.workdir,
-                                       args.curve_x)
+    if pretraining:
+      data = args.pretrain_data or prepare_text_data(
+          base, tasks, args.pretrain_corpus, args.workdir, args.vocab_size, args.seq_len,
+          data_dirs)
+      bindings = list(args.pretrain_set)
+      if args.probe:
+        probe = get_task(args.probe).name
+        bindings += [f"ProbeConfig.task = {probe!r}",
+                     f"ProbeConfig.data_dir = {_data_dir(base, probe, data_dirs)!r}"]
+      report = run_pretraining_quality(base, tasks, data, args.experiment,
+                                       args.pretrain_steps, bindings, args.workdir,
+                                       args.curve_x, budgets, data_dirs)
       rows = report["rows"]
     else:
-      rows = run_quality(base, tasks, args.workdir, args.random_baseline)
+      rows = run_quality(base, tasks, args.workdir, args.random_baseline, data_dirs=data_dirs)
       (Path(args.workdir) / "quality.json").write_text(json.dumps(
           {"select": base.select, "seeds": list(base.seeds), "tasks": tasks, "rows": rows,
            "averages": averages(rows)}, indent=1) + "\n")
@@ -371,7 +495,7 @@ def main(argv=None) -> int:
     print(f"error: {err}", file=sys.stderr)
     return 2
   print(format_table(rows))
-  if args.pretrain_data:
+  if pretraining:
     for name, run in report["pretraining"].items():
       print(f"{name}: {run['steps']} steps x {run['flops_per_step']:.4g} FLOPs = "
             f"{run['total_flops']:.4g} FLOPs ({run['seconds']:.0f} s)")

@@ -8,7 +8,7 @@ checkpoint and logging settings. Library code takes a `TrainConfig`; gin is read
     config = resolve_config("small", gin_files=[], gin_bindings=["ModelConfig.hidden_size = 64"])
 
 Gin selectors are the class names: ModelConfig, ObjectiveConfig, OptimizerConfig, MeshConfig,
-DataConfig, CheckpointConfig, LogConfig, TrainConfig (scalar fields of TrainConfig only). Every
+DataConfig, CheckpointConfig, LogConfig, ProbeConfig, TrainConfig (scalar fields of TrainConfig only). Every
 binding applies or is refused with the right spelling: a bare `hidden_size = 64` (which gin alone
 would read as an unused macro and ignore), a scoped binding, an unknown selector or field, a value
 of the wrong type and a syntax error are ValueErrors (electra_jax.runtime.gin, the gin edge that
@@ -32,6 +32,7 @@ from data_pipelines import fs
 from electra_jax.model.config import ModelConfig, generator_config, preset
 from electra_jax.model.pretraining import EMBEDDING_SHARING
 from electra_jax.pretrain.objective import ObjectiveConfig
+from electra_jax.pretrain.probe import ProbeConfig
 from electra_jax.runtime import gin as gin_edge
 from electra_jax.runtime.mesh import MeshConfig
 from electra_jax.runtime.metrics import WANDB_MODES
@@ -152,6 +153,9 @@ class TrainConfig:
     export (the joint model), or a Hugging Face discriminator directory (with
     `init_generator_from` a Hugging Face generator directory; without it the generator starts
     fresh). `OptimizerConfig.schedule_offset` says where the learning-rate schedule resumes.
+  probe: a linear probe of the discriminator's frozen features on a labelled task at every
+    evaluation, beside a randomly initialised network's (electra_jax.pretrain.probe; off unless
+    ProbeConfig.task is set).
   """
 
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
@@ -164,6 +168,7 @@ class TrainConfig:
   data: DataConfig = dataclasses.field(default_factory=DataConfig)
   checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
   log: LogConfig = dataclasses.field(default_factory=LogConfig)
+  probe: ProbeConfig = dataclasses.field(default_factory=ProbeConfig)
   num_train_steps: Optional[int] = None
   init_from: Optional[str] = None
   init_generator_from: Optional[str] = None
@@ -222,7 +227,7 @@ class TrainConfig:
 
 _NESTED = {"model": ModelConfig, "objective": ObjectiveConfig, "optimizer": OptimizerConfig,
            "mesh": MeshConfig, "data": DataConfig, "checkpoint": CheckpointConfig,
-           "log": LogConfig}
+           "log": LogConfig, "probe": ProbeConfig}
 
 
 def _tuples(value: Any) -> Any:

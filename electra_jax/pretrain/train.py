@@ -51,6 +51,7 @@ from electra_jax.pretrain import flops as flops_lib
 from electra_jax.pretrain.checkpoint import (CheckpointWriteError, Checkpointer, PreemptionWatcher,
                                              check_free_space, checkpoint_dir, load_init_params,
                                              saved_steps)
+from electra_jax.pretrain.probe import Probe, encoder_params
 from electra_jax.pretrain.config import config_json, list_experiments, resolve_config, to_gin
 from electra_jax.pretrain.objective import (SpecialIds, build_pretraining_model, init_fn, loss_fn,
                                             make_eval_step)
@@ -170,6 +171,16 @@ def _evaluate(eval_step, state, eval_data, mesh, num_batches: int) -> dict:
     metrics = eval_step(state, global_batch(eval_data.batch(i), mesh))
     totals = metrics if totals is None else jax.tree.map(lambda a, b: a + b, totals, metrics)
   return {k: float(np.asarray(v)) / num_batches for k, v in jax.device_get(totals).items()}
+
+
+def _make_probe(config, tokenizer) -> Optional[Probe]:
+  """The linear probe of `config.probe` (None when off); ValueError when it cannot run."""
+  if not config.probe.enabled:
+    return None
+  if tokenizer is None:
+    raise ValueError(f"ProbeConfig.task={config.probe.task!r} needs the shards' tokenizer, and "
+                     "this run has none")
+  return Probe.from_config(config.probe, tokenizer, config.model)
 
 
 def _flops_and_peak(config) -> tuple:
@@ -363,12 +374,14 @@ def _train(config, workdir: str) -> dict:
   train_data, eval_data, special, data_dir = open_data(config)
   checkpointer = Checkpointer(workdir, config.checkpoint)
   last_step = config.train_steps
-  if is_main:  # WORKDIR/tokenizer: where finetune, convert and load_tokenizer find it
-    try:
-      tokenizers.of_shards(data_dir, train_data.manifest["tokenizer"]).save(
-          fs.join(workdir, tokenizers.SAVED_DIR))
-    except ValueError as err:
-      say(f"warning: {err}; this run's checkpoints carry no tokenizer")
+  try:
+    tokenizer = tokenizers.of_shards(data_dir, train_data.manifest["tokenizer"])
+  except ValueError as err:
+    tokenizer = None
+    say(f"warning: {err}; this run's checkpoints carry no tokenizer")
+  if is_main and tokenizer is not None:  # WORKDIR/tokenizer: where finetune and convert find it
+    tokenizer.save(fs.join(workdir, tokenizers.SAVED_DIR))
+  probe = _make_probe(config, tokenizer)
   say(f"devices: {jax.device_count()} x {jax.devices()[0].platform} over "
       f"{jax.process_count()} process(es); mesh {dict(mesh.shape)}; data {data_dir} "
       f"({train_data.layout} rows, real-token fraction {train_data.real_token_fraction:.3f})")
@@ -405,6 +418,8 @@ def _train(config, workdir: str) -> dict:
   prior_batches = ([eval_data.batch(i) for i in range(config.data.eval_batches)] if eval_data
                    else [train_data.batch(start_step + i) for i in range(4)])
   priors = health.unigram_prior(prior_batches, special)
+  if probe is not None:  # the same probe on a random network of the same shape: the baseline
+    priors.update(probe.random_baseline(config.data.seed))
   monitor = health.HealthMonitor(config.optimizer, config.objective, priors["unigram_accuracy"])
 
   step_flops, peak = _flops_and_peak(config)
@@ -474,6 +489,8 @@ def _train(config, workdir: str) -> dict:
             pending = None
           result["eval"] = {**_evaluate(eval_step, state, eval_data, mesh,
                                         config.data.eval_batches), **priors}
+          if probe is not None:
+            result["eval"].update(probe(encoder_params(state.params, config.embedding_sharing)))
           writer.write_eval(done, result["eval"])
           timer.reset(done)  # keep evaluation time out of the next step_time
         result["step"] = done

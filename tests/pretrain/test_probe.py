@@ -1,0 +1,79 @@
+"""The linear probe of frozen encoder features (electra_jax.pretrain.probe) and its place in
+pre-training evaluation."""
+
+import numpy as np
+import pytest
+
+from data_pipelines import tokenizers
+from electra_jax.model.config import ModelConfig
+from electra_jax.pretrain import probe as probe_lib
+from electra_jax.pretrain.probe import Probe, ProbeConfig
+
+
+def test_feature_cosine_is_the_mean_over_distinct_pairs():
+  x = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+  pairs = [(0, 1), (0, 2), (1, 2)]
+  cos = lambda a, b: a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+  want = np.mean([cos(x[i], x[j]) for i, j in pairs])
+  assert probe_lib.feature_cosine(x) == pytest.approx(want, abs=1e-12)
+  assert probe_lib.feature_cosine(np.ones((5, 3))) == pytest.approx(1.0)
+
+
+def test_probe_accuracy_separates_separable_classes_and_not_noise():
+  rng = np.random.default_rng(0)
+  centers = rng.normal(size=(3, 16)) * 3
+  y = rng.integers(0, 3, 600)
+  x = centers[y] + rng.normal(size=(600, 16))
+  assert probe_lib.probe_accuracy(x[:400], y[:400], x[400:], y[400:], 3) > 0.95
+  noise = rng.normal(size=(600, 16))
+  assert probe_lib.probe_accuracy(noise[:400], y[:400], noise[400:], y[400:], 3) < 0.5
+
+
+def _sst_like(directory, n_train=80, n_dev=40):
+  """A tiny SST-2 directory whose label is whether the sentence holds 'good' or 'bad'."""
+  rng = np.random.default_rng(1)
+  filler = "the a film movie story was is quite very and it".split()
+  d = directory / "SST-2"
+  d.mkdir(parents=True)
+  for split, n in (("train", n_train), ("dev", n_dev)):
+    lines = ["sentence\tlabel"]
+    for i in range(n):
+      label = i % 2
+      words = list(rng.choice(filler, 6)) + [("good" if label else "bad")]
+      rng.shuffle(words)
+      lines.append(" ".join(words) + f"\t{label}")
+    (d / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+  return directory
+
+
+@pytest.fixture
+def word_tokenizer(tmp_path):
+  vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(
+      set("the a film movie story was is quite very and it good bad".split()))
+  path = tmp_path / "vocab.txt"
+  path.write_text("\n".join(vocab) + "\n")
+  return tokenizers.load(f"wordpiece:{path}")
+
+
+def test_probe_reads_the_task_and_reports_both_poolings(tmp_path, word_tokenizer):
+  data = _sst_like(tmp_path / "glue")
+  model_config = ModelConfig(vocab_size=word_tokenizer.vocab_size, hidden_size=16,
+                             num_hidden_layers=1, num_attention_heads=1, intermediate_size=32,
+                             embedding_size=16, max_position_embeddings=32)
+  probe = Probe.from_config(ProbeConfig(task="sst2", data_dir=str(data), max_seq_length=16),
+                            word_tokenizer, model_config)
+  assert probe.train["input_ids"].shape == (80, 16) and probe.num_classes == 2
+  got = probe.random_baseline(seed=0)
+  assert set(got) == {"probe_random_cls_accuracy", "probe_random_mean_accuracy",
+                      "probe_random_feature_cosine"}
+  # one word decides the label: a random network's mean-pooled features carry it
+  assert got["probe_random_mean_accuracy"] >= 0.9
+  assert 0 < got["probe_random_feature_cosine"] < 1
+
+
+def test_probe_config_errors(tmp_path, word_tokenizer):
+  with pytest.raises(ValueError, match="needs ProbeConfig.data_dir"):
+    ProbeConfig(task="sst2")
+  config = ProbeConfig(task="stsb", data_dir=str(tmp_path))
+  with pytest.raises(ValueError, match="regression task; the probe needs a classification"):
+    Probe.from_config(config, word_tokenizer, ModelConfig())
