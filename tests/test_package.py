@@ -1,28 +1,94 @@
-"""The package as pip installs it: packaged experiment files, console scripts, and the commands
-working from any directory (not only the checkout's root)."""
+"""The package as pip installs it: packaged experiment files, console scripts, the commands
+working from any directory (not only the checkout's root), and requirements.txt's pins inside
+pyproject's ranges."""
 
 import ast
 import fnmatch
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
+SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
+
+
+def _packaged_as(gin_file: Path) -> tuple[str, str]:
+  """(package, file name) under which the wheel ships a file of the top-level experiments/."""
+  relative = gin_file.relative_to(ROOT / "experiments")
+  return ".".join(("electra_jax", "experiments", *relative.parent.parts)), relative.name
+
+
 def test_every_experiment_file_is_package_data():
-  patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["electra_jax"]
-  package = ROOT / "electra_jax"
-  gin_files = [str(p.relative_to(package)) for p in (package / "experiments").rglob("*.gin")]
+  assert SETUPTOOLS["package-dir"]["electra_jax.experiments"] == "experiments"
+  gin_files = sorted((ROOT / "experiments").rglob("*.gin"))
   assert len(gin_files) >= 15
-  missed = [f for f in gin_files if not any(fnmatch.fnmatch(f, pat) for pat in patterns)]
+  missed = []
+  for path in gin_files:
+    package, name = _packaged_as(path)
+    patterns = SETUPTOOLS["package-data"].get(package, [])
+    if package not in SETUPTOOLS["packages"] or not any(fnmatch.fnmatch(name, p) for p in patterns):
+      missed.append(str(path.relative_to(ROOT)))
   assert not missed, f"gin files a wheel would not ship: {missed}"
+
+
+def test_every_python_package_is_listed():
+  found = {".".join(p.parent.relative_to(ROOT).parts)
+           for top in ("electra_jax", "data_pipelines") for p in (ROOT / top).rglob("__init__.py")}
+  missing = found - set(SETUPTOOLS["packages"])
+  assert not missing, f"packages pyproject.toml does not list (a wheel would leave out): {missing}"
+
+
+def test_requirements_pin_every_dependency_inside_its_range():
+  project = PYPROJECT["project"]
+  ranges = [Requirement(r) for r in project["dependencies"]]
+  ranges += [Requirement(r) for extra in project["optional-dependencies"].values() for r in extra]
+  pins = {}
+  for line in (ROOT / "requirements.txt").read_text().splitlines():
+    if line.strip() and not line.startswith("#"):
+      pin = Requirement(line)
+      (spec,) = pin.specifier
+      assert spec.operator == "==", f"requirements.txt pins exact versions: {line}"
+      pins[canonicalize_name(pin.name)] = (pin, spec.version)
+  for wanted in ranges:
+    name = canonicalize_name(wanted.name)
+    assert name in pins, f"{wanted.name} (pyproject.toml) is not pinned in requirements.txt"
+    pin, pinned = pins[name]
+    assert wanted.specifier.contains(pinned, prereleases=True), \
+        f"requirements.txt pins {wanted.name}=={pinned}, outside pyproject's {wanted.specifier}"
+    assert pin.extras == wanted.extras, f"{wanted.name}: extras {pin.extras} vs {wanted.extras}"
+  declared = {canonicalize_name(r.name) for r in ranges}
+  assert set(pins) <= declared, f"pins of no pyproject dependency: {set(pins) - declared}"
+
+
+def test_wheel_ships_the_experiments(tmp_path):
+  pytest.importorskip("setuptools", minversion="69")
+  source = tmp_path / "source"
+  source.mkdir()
+  for name in ("pyproject.toml", "README.md"):
+    shutil.copy(ROOT / name, source / name)
+  for name in ("electra_jax", "data_pipelines", "experiments"):
+    shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+  out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                        "--no-build-isolation", str(source), "-w", str(tmp_path / "dist")],
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr
+  (wheel,) = (tmp_path / "dist").glob("*.whl")
+  shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".gin")}
+  expected = {"electra_jax/experiments/" + str(p.relative_to(ROOT / "experiments"))
+              for p in (ROOT / "experiments").rglob("*.gin")}
+  assert shipped == expected
 
 
 @pytest.mark.parametrize("script", sorted(PYPROJECT["project"]["scripts"]))

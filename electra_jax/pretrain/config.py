@@ -37,7 +37,16 @@ from electra_jax.runtime.mesh import MeshConfig
 from electra_jax.runtime.metrics import WANDB_MODES
 from electra_jax.runtime.optim import OptimizerConfig
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"  # shipped as package data
+
+def _experiments_dir() -> Path:
+  """The gin experiment files: electra_jax/experiments in an installed wheel (pyproject maps the
+  top-level experiments/ there), else experiments/ at the top of a source checkout."""
+  package = Path(__file__).resolve().parents[1]
+  installed = package / "experiments"
+  return installed if installed.is_dir() else package.parent / "experiments"
+
+
+EXPERIMENTS_DIR = _experiments_dir()
 
 
 @dataclasses.dataclass(frozen=True)

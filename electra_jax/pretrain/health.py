@@ -68,7 +68,7 @@ def likely_causes(optimizer: OptimizerConfig, objective: ObjectiveConfig) -> lis
   if objective.kind in ("electra", "electra_15") and not objective.uniform_generator:
     causes.append("a small generator at temperature 1 samples near-unigram tokens that only "
                   "context can expose; tiny discriminators need many steps (see "
-                  "electra_jax/experiments/tiny.gin, which uses ObjectiveConfig.temperature = 2)")
+                  "experiments/tiny.gin, which uses ObjectiveConfig.temperature = 2)")
   return causes
 
 
