@@ -196,9 +196,10 @@ def pretraining_configs(data_dir: str, experiment: Optional[str], steps: Optiona
   if steps is not None:
     forced += [f"TrainConfig.num_train_steps = {steps}", f"OptimizerConfig.total_steps = {steps}"]
   electra = resolve_train_config(experiment, [], recipe + list(bindings) + forced)
-  if electra.objective.kind == "mlm":
-    raise ValueError("the ELECTRA run's objective is kind 'mlm' (from the experiment or the "
-                     "bindings); the MLM baseline is the second run: pick an ELECTRA objective")
+  if not electra.objective.objective_kind.replaces:
+    raise ValueError(f"the ELECTRA run's objective is kind {electra.objective.kind!r}, which "
+                     "replaces no tokens (from the experiment or the bindings); the MLM baseline "
+                     "is the second run: pick an ELECTRA objective")
   mlm = resolve_train_config(experiment, [], recipe + list(bindings) + forced
                              + ['ObjectiveConfig.kind = "mlm"'])
   e_steps = electra.train_steps
