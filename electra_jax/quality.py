@@ -79,12 +79,12 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from data_pipelines import fs
 from data_pipelines.manifest import read_manifest
 from electra_jax.finetune.config import resolve_config, size_of
 from electra_jax.finetune.tasks import get_task
 from electra_jax.finetune.train import (SELECTION, finetune_and_evaluate, load_initial,
                                         resolve_tokenizer)
+from electra_jax.floor import fs
 from electra_jax.pretrain import flops
 from electra_jax.pretrain.config import load_config_json
 from electra_jax.pretrain.config import resolve_config as resolve_train_config

@@ -115,47 +115,110 @@ def test_experiments_resolve_from_another_directory(tmp_path):
   assert out.returncode == 0 and out.stdout.split()[-1] == "electra_15", out.stderr
 
 
-# The package layout of DESIGN.md §2: which subpackage may import which. `runtime` is shared by
-# pre-training and fine-tuning and imports none of them; `io` reads and writes checkpoints
-# knowing only the model; `pretrain` and `finetune` do not import each other.
+# The import rules of the README's Layout section: which part may import which. A part is a
+# subpackage of electra_jax, data_pipelines, or "top" (electra_jax's own modules: the commands
+# above both pipelines and the package's re-exports, which may import any part). `floor` is the
+# ground floor that everything else may import; `runtime` is shared by pre-training and
+# fine-tuning and imports neither; `io` reads and writes checkpoints knowing only the model (and
+# the tokenizers, to load the tokenizer saved with a checkpoint); `pretrain` and `finetune` do not
+# import each other.
 ALLOWED_IMPORTS = {
-    "model": {"runtime"},
-    "runtime": set(),
-    "io": {"model"},
-    "pretrain": {"model", "runtime", "io"},
-    "finetune": {"model", "runtime", "io"},
+    "floor": set(),
+    "data_pipelines": {"floor"},
+    "model": {"floor"},
+    "runtime": {"floor"},
+    "io": {"floor", "model", "data_pipelines.tokenizers"},
+    "pretrain": {"floor", "model", "runtime", "io", "data_pipelines"},
+    "finetune": {"floor", "model", "runtime", "io", "data_pipelines"},
 }
+SUBPACKAGES = {p.parent.name for p in (ROOT / "electra_jax").glob("*/__init__.py")}
 
 
-def _package_imports(package: str) -> dict:
-  """{module path: electra_jax subpackages it imports (at any depth of the file)}."""
-  out = {}
-  for path in sorted((ROOT / "electra_jax" / package).rglob("*.py")):
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-      names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module else
-               [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-      if isinstance(node, ast.ImportFrom) and node.module == "electra_jax":
-        names = [f"electra_jax.{a.name}" for a in node.names]
-      for name in names:
-        parts = name.split(".")
-        if parts[0] == "electra_jax" and len(parts) > 1 and parts[1] != package:
-          found.add(parts[1])
-    out[str(path.relative_to(ROOT))] = found
-  return out
+def _part(module: str) -> str:
+  """The part a dotted module name belongs to (data_pipelines.tokenizers kept apart)."""
+  parts = module.split(".")
+  if parts[0] == "data_pipelines":
+    return "data_pipelines.tokenizers" if parts[1:2] == ["tokenizers"] else "data_pipelines"
+  return parts[1] if len(parts) > 1 and parts[1] in SUBPACKAGES else "top"
 
 
-@pytest.mark.parametrize("package", sorted(ALLOWED_IMPORTS))
-def test_imports_point_one_way(package):
-  bad = {path: sorted(found - ALLOWED_IMPORTS[package])
-         for path, found in _package_imports(package).items() if found - ALLOWED_IMPORTS[package]}
-  assert not bad, f"electra_jax.{package} may import only {sorted(ALLOWED_IMPORTS[package])}: {bad}"
+def _imported_modules(path: Path) -> set:
+  """Every electra_jax / data_pipelines module a file imports, at any depth of the file
+  (`from PACKAGE import name` counts as PACKAGE.name)."""
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      found.update(a.name for a in node.names)
+    elif isinstance(node, ast.ImportFrom):
+      assert node.level == 0, f"{path}: relative import"
+      if node.module in ("electra_jax", "data_pipelines"):
+        found.update(f"{node.module}.{a.name}" for a in node.names)
+      else:
+        found.add(node.module)
+  return {m for m in found if m.split(".")[0] in ("electra_jax", "data_pipelines")}
+
+
+def _import_graph() -> dict:
+  """{file: (its part, the parts it imports)} for every file of the checked parts."""
+  graph = {}
+  files = [*(ROOT / "data_pipelines").rglob("*.py"), *(ROOT / "electra_jax").glob("*/**/*.py")]
+  for path in sorted(files):
+    relative = path.relative_to(ROOT)
+    part = _part(".".join(relative.with_suffix("").parts)).split(".")[0]
+    imported = {_part(m) for m in _imported_modules(path)}
+    graph[str(relative)] = (part, {t for t in imported if t.split(".")[0] != part})
+  return graph
+
+
+def test_imports_point_one_way():
+  graph = _import_graph()
+  assert {part for part, _ in graph.values()} == set(ALLOWED_IMPORTS)
+  bad = {}
+  for path, (part, imported) in graph.items():
+    allowed = ALLOWED_IMPORTS[part]
+    wrong = {t for t in imported if t not in allowed and t.split(".")[0] not in allowed}
+    if wrong:
+      bad[path] = sorted(wrong)
+  assert not bad, f"imports against the rules {ALLOWED_IMPORTS}: {bad}"
+
+
+def test_the_import_check_sees_an_arrow_against_the_rules(tmp_path):
+  wrong = tmp_path / "layers.py"
+  wrong.write_text("def f():\n  from electra_jax.runtime import mesh\n"
+                   "from electra_jax import pretrain\nimport data_pipelines.glue\n")
+  imported = {_part(m) for m in _imported_modules(wrong)}
+  assert imported == {"runtime", "pretrain", "data_pipelines"}
+  assert not imported <= ALLOWED_IMPORTS["model"]
+
+
+def test_old_import_paths_work_with_a_deprecation_warning():
+  probe = ("import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+           "from electra_jax.floor import fs, sharding, tf_runtime\n"
+           "from electra_jax.runtime import mesh\n"
+           "for old in ('from data_pipelines import fs as old', "
+           "'import data_pipelines.tf_runtime as old', 'old = mesh.logical_constraint'):\n"
+           "  try:\n    exec(old)\n  except DeprecationWarning as w:\n    print(w)\n"
+           "warnings.simplefilter('ignore')\n"
+           "from data_pipelines import fs as old_fs\nimport data_pipelines.tf_runtime as old_tf\n"
+           "print(old_fs is fs, old_tf is tf_runtime, "
+           "mesh.logical_constraint is sharding.logical_constraint)\n")
+  out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert out.returncode == 0, out.stderr
+  lines = out.stdout.splitlines()
+  assert lines[:3] == [
+      "data_pipelines.fs moved to electra_jax.floor.fs; the old name goes in the next release",
+      "data_pipelines.tf_runtime moved to electra_jax.floor.tf_runtime; the old name goes in the "
+      "next release",
+      "electra_jax.runtime.mesh.logical_constraint moved to "
+      "electra_jax.floor.sharding.logical_constraint; the old name goes in the next release"]
+  assert lines[3] == "True True True"
 
 
 def test_importing_io_loads_no_training_code():
-  probe = ("import sys, electra_jax.io; "
+  probe = ("import sys, electra_jax.io.load, electra_jax.io.convert; "
            "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('electra_jax.')}))")
   out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
                        timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert out.returncode == 0, out.stderr
-  assert out.stdout.split("\n")[-2] == "['io', 'model', 'runtime']", out.stdout
+  assert out.stdout.split("\n")[-2] == "['floor', 'io', 'model']", out.stdout

@@ -28,7 +28,7 @@ from typing import Any, Optional, Sequence
 
 import gin
 
-from data_pipelines import fs
+from electra_jax.floor import fs
 from electra_jax.model.config import ModelConfig, generator_config, preset
 from electra_jax.model.pretraining import EMBEDDING_SHARING
 from electra_jax.pretrain.objective import ObjectiveConfig
@@ -247,7 +247,7 @@ def _build(cls, fields: dict):
 
 
 def save_config_json(config: TrainConfig, path: str) -> None:
-  """`config` as JSON into `path` (local or a tf.io.gfile URL, data_pipelines.fs)."""
+  """`config` as JSON into `path` (local or a tf.io.gfile URL, electra_jax.floor.fs)."""
   fs.write_text(path, config_json(config))
 
 
