@@ -213,6 +213,9 @@ class ObjectiveKind:
 
 
 class Electra(ObjectiveKind):
+  """Replaced-token detection on every non-pad token (the generator's MLM is the
+  replacements' part)."""
+
   name = "electra"
   heads = ("rtd",)
   metrics = ("disc_loss", "disc_prior_loss", *DETECTION_METRICS)
@@ -243,6 +246,8 @@ class Electra(ObjectiveKind):
 
 
 class Electra15(Electra):
+  """Replaced-token detection at the masked positions only."""
+
   name = "electra_15"
 
   def detection_weights(self, x):
@@ -250,6 +255,8 @@ class Electra15(Electra):
 
 
 class ReplaceMLM(ObjectiveKind):
+  """The big network predicts the original ids at the masked positions, which hold replacements."""
+
   name = "replace_mlm"
   heads = ("mlm",)
   metrics = ("mlm_loss", "mlm_accuracy")
@@ -261,6 +268,8 @@ class ReplaceMLM(ObjectiveKind):
 
 
 class BertMLM(ReplaceMLM):
+  """BERT: MLM at the masked positions of 80/10/10-corrupted input, no replacements."""
+
   name = "mlm"
   replaces = False
   mask_token_prob = 0.8
@@ -268,6 +277,8 @@ class BertMLM(ReplaceMLM):
 
 
 class AllTokensMLM(ObjectiveKind):
+  """MLM of every non-pad token with the copy mechanism, the replaced-token head as copy gate."""
+
   name = "all_tokens_mlm"
   heads = ("rtd", "mlm")
   metrics = ("mlm_loss", "mlm_accuracy", *DETECTION_METRICS)
