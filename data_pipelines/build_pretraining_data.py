@@ -74,7 +74,7 @@ def _packed_rows(examples, seq_len):
 
 def build_shard(task):
   """Build one shard (a worker's job). `task` is a dict of plain values; returns its stats dict."""
-  from data_pipelines.tf_runtime import tensorflow
+  from electra_jax.floor.tf_runtime import tensorflow
 
   tf = tensorflow()
   started = time.perf_counter()

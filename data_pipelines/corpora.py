@@ -218,7 +218,7 @@ class TfdsCorpus(Corpus):
     self.spec = f"tfds:{name}?{urllib.parse.urlencode(options)}"
 
   def iter_units(self, parts, num_parts, stats):
-    from data_pipelines.tf_runtime import tensorflow
+    from electra_jax.floor.tf_runtime import tensorflow
 
     tensorflow()
     import tensorflow_datasets as tfds

@@ -28,7 +28,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from data_pipelines import fs, hf_source
+from data_pipelines import hf_source
+from electra_jax.floor import fs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +166,7 @@ def read_tfds(tfds_name: str, split: str, task_name: str, tfds_labels: Sequence[
   tfds_labels[i] is the task label string for TFDS class id i (empty for regression); TFDS
   label -1 (test splits) gives label None; guid is the TFDS `idx`.
   """
-  from data_pipelines.tf_runtime import tensorflow
+  from electra_jax.floor.tf_runtime import tensorflow
   tensorflow()
   import tensorflow_datasets as tfds
 

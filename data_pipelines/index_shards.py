@@ -152,7 +152,7 @@ def index_shards(pattern, tokenizer_spec, output_dir=None, eval_shards=0, progre
       is out of the vocabulary; all shards are empty; bad eval_shards.
     FileExistsError: a different manifest.json is already in output_dir.
   """
-  from data_pipelines.tf_runtime import tensorflow
+  from electra_jax.floor.tf_runtime import tensorflow
 
   tf = tensorflow()
   tokenizer = tokenizers.load(tokenizer_spec)
@@ -223,7 +223,7 @@ def main(argv=None):
   parser.add_argument("--output", default=None, help="directory for manifest.json (default: the shards' directory)")
   parser.add_argument("--eval_shards", type=int, default=0, help="how many of the last shards form the eval split")
   args = parser.parse_args(argv)
-  from data_pipelines.tf_runtime import tensorflow
+  from electra_jax.floor.tf_runtime import tensorflow
 
   tensorflow()  # import time is not indexing time
   started = time.perf_counter()

@@ -20,7 +20,7 @@ import json
 import os
 import shlex
 
-from data_pipelines import fs
+from electra_jax.floor import fs
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "electra_jax.pretraining/1"

@@ -51,9 +51,9 @@ import sys
 
 import numpy as np
 
-from data_pipelines import fs
 from data_pipelines import manifest as manifest_lib
 from data_pipelines import shard_format
+from electra_jax.floor import fs
 
 _MASK64 = (1 << 64) - 1
 
@@ -223,7 +223,7 @@ class PretrainingData:
     (n smaller), reported once. Raises ShardError without a step for a bad shard in error mode
     and for a shard holding more examples than the manifest says.
     """
-    from data_pipelines.tf_runtime import tensorflow
+    from electra_jax.floor.tf_runtime import tensorflow
 
     tf = tensorflow()
     path, expected = self._files[shard], int(self._counts[shard])
@@ -258,7 +258,7 @@ class PretrainingData:
   def _readable_prefix(self, path, limit):
     """The first `limit` examples of `path` at most, stopping before the first record that
     fails to read or parse (read one record at a time: slow, only for a bad shard)."""
-    from data_pipelines.tf_runtime import tensorflow
+    from electra_jax.floor.tf_runtime import tensorflow
 
     tf = tensorflow()
     records = tf.data.TFRecordDataset(path).map(
@@ -347,7 +347,7 @@ class PretrainingData:
 
   def iterate(self, start_step=0):
     """Stream batch(start_step), batch(start_step + 1), ... through tf.data with prefetch."""
-    from data_pipelines.tf_runtime import tensorflow
+    from electra_jax.floor.tf_runtime import tensorflow
 
     tf = tensorflow()
     shape = (self.local_batch_size, self.seq_len)

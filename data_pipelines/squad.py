@@ -24,8 +24,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from data_pipelines import fs, hf_source
+from data_pipelines import hf_source
 from data_pipelines.glue import MalformedRows
+from electra_jax.floor import fs
 
 HF_COLUMNS = ("id", "question", "context", "answers")  # rajpurkar/squad(_v2); `title` unused
 
@@ -106,7 +107,7 @@ def _example(qa: dict, context, check_answers: bool) -> SquadExample:
 
 def read_tfds(tfds_name: str, split: str, data_dir: Optional[str] = None) -> list[SquadExample]:
   """Reads `squad/v1.1` or `squad/v2.0` from TFDS (v2.0's `is_impossible` when present)."""
-  from data_pipelines.tf_runtime import tensorflow
+  from electra_jax.floor.tf_runtime import tensorflow
   tensorflow()
   import tensorflow_datasets as tfds
 

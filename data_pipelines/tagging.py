@@ -19,8 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from data_pipelines import fs
 from data_pipelines.glue import MalformedRows
+from electra_jax.floor import fs
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,36 +1,11 @@
-"""Import TensorFlow as a CPU-only data library.
+"""Deprecated: moved to electra_jax.floor.tf_runtime (issue 22). This name stays for one release
+and is the very same module (one TensorFlow, one set of hidden accelerators)."""
 
-TensorFlow is used here only for TFRecord I/O and tf.data. It must never claim a GPU or TPU
-that JAX is about to use, so every module in `data_pipelines` gets TensorFlow through
-`tensorflow()`, which hides accelerators from it before the first TF op runs.
-"""
+import sys
+import warnings
 
-import os
+from electra_jax.floor import tf_runtime
 
-_TF = None
-
-
-def tensorflow():
-  """Return the `tensorflow` module with every GPU and TPU hidden from it.
-
-  Raises:
-    RuntimeError: TensorFlow was already initialised elsewhere with a visible accelerator.
-  """
-  global _TF
-  if _TF is not None:
-    return _TF
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  import tensorflow as tf
-
-  for device_type in ("GPU", "TPU"):
-    try:
-      tf.config.set_visible_devices([], device_type)
-    except RuntimeError as err:  # devices were initialised before this call
-      visible = tf.config.get_visible_devices(device_type)
-      if visible:
-        raise RuntimeError(
-            f"TensorFlow was initialised before data_pipelines could hide accelerators "
-            f"and can see {visible}; import data_pipelines before running TF ops"
-        ) from err
-  _TF = tf
-  return tf
+warnings.warn("data_pipelines.tf_runtime moved to electra_jax.floor.tf_runtime; the old name "
+              "goes in the next release", DeprecationWarning, stacklevel=2)
+sys.modules[__name__] = tf_runtime

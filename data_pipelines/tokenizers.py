@@ -24,7 +24,7 @@ SentencePiece unigram or BPE model also tokenizer.json, whose BPE merges are der
 pieces). Shard directories, pre-training workdirs and exported models carry their tokenizer this
 way; `find_saved(PATH)` finds it again from any of them, without a spec. Every path here
 (vocabulary files, DIR) may be local or a tf.io.gfile URL such as gs://bucket/dir
-(data_pipelines.fs).
+(electra_jax.floor.fs).
 """
 
 import abc
@@ -33,7 +33,7 @@ import io
 import json
 import urllib.parse
 
-from data_pipelines import fs
+from electra_jax.floor import fs
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 SAVED_DESCRIPTION = "electra_jax_tokenizer.json"

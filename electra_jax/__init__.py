@@ -8,13 +8,32 @@
   save_safetensors      write a model in electra_jax's native format (electra_jax.io.native)
   export_hf             write a model as a Hugging Face directory (electra_jax.io.hf)
   CheckpointError       the error raised for unreadable or mismatching checkpoints
+
+The names load on first use (`from electra_jax import ModelConfig` works as before), so that
+importing a subpackage, e.g. the ground floor electra_jax.floor that data_pipelines imports,
+loads neither JAX nor the checkpoint code.
 """
 
-from electra_jax.io.common import CheckpointError
-from electra_jax.io.hf import export_hf
-from electra_jax.io.load import load_pretrained, load_tokenizer
-from electra_jax.io.native import save_safetensors
-from electra_jax.model.config import ModelConfig, PRESETS
+import importlib
 
-__all__ = ["CheckpointError", "ModelConfig", "PRESETS", "export_hf", "load_pretrained",
-           "load_tokenizer", "save_safetensors"]
+_EXPORTS = {
+    "CheckpointError": "electra_jax.io.common",
+    "export_hf": "electra_jax.io.hf",
+    "load_pretrained": "electra_jax.io.load",
+    "load_tokenizer": "electra_jax.io.load",
+    "save_safetensors": "electra_jax.io.native",
+    "ModelConfig": "electra_jax.model.config",
+    "PRESETS": "electra_jax.model.config",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+  if name not in _EXPORTS:
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+  return sorted([*globals(), *_EXPORTS])

@@ -80,15 +80,17 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from data_pipelines import fs, tokenizers
+from data_pipelines import glue, tokenizers
 from data_pipelines.build_pretraining_data import build_pretraining_data
 from data_pipelines.manifest import read_manifest
 from data_pipelines.train_tokenizer import train_sentencepiece
 from electra_jax.finetune.config import resolve_config, size_of
+from electra_jax.finetune.kinds import task_file
 from electra_jax.finetune.task_text import write_task_text
 from electra_jax.finetune.tasks import get_task
 from electra_jax.finetune.train import (SELECTION, finetune_and_evaluate, load_initial,
                                         resolve_tokenizer)
+from electra_jax.floor import fs
 from electra_jax.pretrain import flops
 from electra_jax.pretrain.config import load_config_json
 from electra_jax.pretrain.config import resolve_config as resolve_train_config
@@ -213,9 +215,10 @@ def pretraining_configs(data_dir: str, experiment: Optional[str], steps: Optiona
   if steps is not None:
     forced += [f"TrainConfig.num_train_steps = {steps}", f"OptimizerConfig.total_steps = {steps}"]
   electra = resolve_train_config(experiment, [], recipe + list(bindings) + forced)
-  if electra.objective.kind == "mlm":
-    raise ValueError("the ELECTRA run's objective is kind 'mlm' (from the experiment or the "
-                     "bindings); the MLM baseline is the second run: pick an ELECTRA objective")
+  if not electra.objective.objective_kind.replaces:
+    raise ValueError(f"the ELECTRA run's objective is kind {electra.objective.kind!r}, which "
+                     "replaces no tokens (from the experiment or the bindings); the MLM baseline "
+                     "is the second run: pick an ELECTRA objective")
   mlm = resolve_train_config(experiment, [], recipe + list(bindings) + forced
                              + ['ObjectiveConfig.kind = "mlm"'])
   e_steps = electra.train_steps
@@ -344,6 +347,27 @@ def _baseline(summary: dict, metric: str) -> Optional[tuple]:
       label = "random-init network" if "probe" in metric else "unigram (no context)"
       return (label, values[-1])
   return None
+
+
+def probe_bindings(base_config, task_name: str, data_dirs: Optional[dict] = None) -> list:
+  """ProbeConfig bindings for a probe on a GLUE classification task's train and dev files."""
+  task = get_task(task_name)
+  if task.kind != "classification" or task.name not in glue.FORMATS:
+    raise ValueError(f"--probe {task_name}: the probe takes a GLUE classification task "
+                     f"(e.g. sst2, cola, mrpc), not {task.kind} task {task.name}")
+  config = base_config.replace(task=task.name, data_dir=_data_dir(base_config, task.name,
+                                                                  data_dirs))
+  fmt = glue.FORMATS[task.name]
+  files = {split: task_file(config, task, split) for split in ("train", "dev")}
+  for split, path in files.items():
+    if path is None:
+      raise FileNotFoundError(f"--probe {task.name}: no {split} file {task.files[split]} under "
+                              f"{config.data_dir}")
+  return [f"ProbeConfig.train_file = {files['train']!r}",
+          f"ProbeConfig.dev_file = {files['dev']!r}",
+          f"ProbeConfig.text_column = {fmt.text_a!r}",
+          f"ProbeConfig.text_pair_column = {fmt.text_b!r}",
+          f"ProbeConfig.label_column = {fmt.label!r}"]
 
 
 def run_pretraining_quality(base_config, tasks: list[str], data_dir: str,
@@ -479,9 +503,7 @@ def main(argv=None) -> int:
           data_dirs)
       bindings = list(args.pretrain_set)
       if args.probe:
-        probe = get_task(args.probe).name
-        bindings += [f"ProbeConfig.task = {probe!r}",
-                     f"ProbeConfig.data_dir = {_data_dir(base, probe, data_dirs)!r}"]
+        bindings += probe_bindings(base, args.probe, data_dirs)
       report = run_pretraining_quality(base, tasks, data, args.experiment,
                                        args.pretrain_steps, bindings, args.workdir,
                                        args.curve_x, budgets, data_dirs)

@@ -1,28 +1,94 @@
-"""The package as pip installs it: packaged experiment files, console scripts, and the commands
-working from any directory (not only the checkout's root)."""
+"""The package as pip installs it: packaged experiment files, console scripts, the commands
+working from any directory (not only the checkout's root), and requirements.txt's pins inside
+pyproject's ranges."""
 
 import ast
 import fnmatch
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
+SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
+
+
+def _packaged_as(gin_file: Path) -> tuple[str, str]:
+  """(package, file name) under which the wheel ships a file of the top-level experiments/."""
+  relative = gin_file.relative_to(ROOT / "experiments")
+  return ".".join(("electra_jax", "experiments", *relative.parent.parts)), relative.name
+
+
 def test_every_experiment_file_is_package_data():
-  patterns = PYPROJECT["tool"]["setuptools"]["package-data"]["electra_jax"]
-  package = ROOT / "electra_jax"
-  gin_files = [str(p.relative_to(package)) for p in (package / "experiments").rglob("*.gin")]
+  assert SETUPTOOLS["package-dir"]["electra_jax.experiments"] == "experiments"
+  gin_files = sorted((ROOT / "experiments").rglob("*.gin"))
   assert len(gin_files) >= 15
-  missed = [f for f in gin_files if not any(fnmatch.fnmatch(f, pat) for pat in patterns)]
+  missed = []
+  for path in gin_files:
+    package, name = _packaged_as(path)
+    patterns = SETUPTOOLS["package-data"].get(package, [])
+    if package not in SETUPTOOLS["packages"] or not any(fnmatch.fnmatch(name, p) for p in patterns):
+      missed.append(str(path.relative_to(ROOT)))
   assert not missed, f"gin files a wheel would not ship: {missed}"
+
+
+def test_every_python_package_is_listed():
+  found = {".".join(p.parent.relative_to(ROOT).parts)
+           for top in ("electra_jax", "data_pipelines") for p in (ROOT / top).rglob("__init__.py")}
+  missing = found - set(SETUPTOOLS["packages"])
+  assert not missing, f"packages pyproject.toml does not list (a wheel would leave out): {missing}"
+
+
+def test_requirements_pin_every_dependency_inside_its_range():
+  project = PYPROJECT["project"]
+  ranges = [Requirement(r) for r in project["dependencies"]]
+  ranges += [Requirement(r) for extra in project["optional-dependencies"].values() for r in extra]
+  pins = {}
+  for line in (ROOT / "requirements.txt").read_text().splitlines():
+    if line.strip() and not line.startswith("#"):
+      pin = Requirement(line)
+      (spec,) = pin.specifier
+      assert spec.operator == "==", f"requirements.txt pins exact versions: {line}"
+      pins[canonicalize_name(pin.name)] = (pin, spec.version)
+  for wanted in ranges:
+    name = canonicalize_name(wanted.name)
+    assert name in pins, f"{wanted.name} (pyproject.toml) is not pinned in requirements.txt"
+    pin, pinned = pins[name]
+    assert wanted.specifier.contains(pinned, prereleases=True), \
+        f"requirements.txt pins {wanted.name}=={pinned}, outside pyproject's {wanted.specifier}"
+    assert pin.extras == wanted.extras, f"{wanted.name}: extras {pin.extras} vs {wanted.extras}"
+  declared = {canonicalize_name(r.name) for r in ranges}
+  assert set(pins) <= declared, f"pins of no pyproject dependency: {set(pins) - declared}"
+
+
+def test_wheel_ships_the_experiments(tmp_path):
+  pytest.importorskip("setuptools", minversion="69")
+  source = tmp_path / "source"
+  source.mkdir()
+  for name in ("pyproject.toml", "README.md"):
+    shutil.copy(ROOT / name, source / name)
+  for name in ("electra_jax", "data_pipelines", "experiments"):
+    shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+  out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                        "--no-build-isolation", str(source), "-w", str(tmp_path / "dist")],
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr
+  (wheel,) = (tmp_path / "dist").glob("*.whl")
+  shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".gin")}
+  expected = {"electra_jax/experiments/" + str(p.relative_to(ROOT / "experiments"))
+              for p in (ROOT / "experiments").rglob("*.gin")}
+  assert shipped == expected
 
 
 @pytest.mark.parametrize("script", sorted(PYPROJECT["project"]["scripts"]))
@@ -49,47 +115,110 @@ def test_experiments_resolve_from_another_directory(tmp_path):
   assert out.returncode == 0 and out.stdout.split()[-1] == "electra_15", out.stderr
 
 
-# The package layout of DESIGN.md §2: which subpackage may import which. `runtime` is shared by
-# pre-training and fine-tuning and imports none of them; `io` reads and writes checkpoints
-# knowing only the model; `pretrain` and `finetune` do not import each other.
+# The import rules of the README's Layout section: which part may import which. A part is a
+# subpackage of electra_jax, data_pipelines, or "top" (electra_jax's own modules: the commands
+# above both pipelines and the package's re-exports, which may import any part). `floor` is the
+# ground floor that everything else may import; `runtime` is shared by pre-training and
+# fine-tuning and imports neither; `io` reads and writes checkpoints knowing only the model (and
+# the tokenizers, to load the tokenizer saved with a checkpoint); `pretrain` and `finetune` do not
+# import each other.
 ALLOWED_IMPORTS = {
-    "model": {"runtime"},
-    "runtime": set(),
-    "io": {"model"},
-    "pretrain": {"model", "runtime", "io"},
-    "finetune": {"model", "runtime", "io"},
+    "floor": set(),
+    "data_pipelines": {"floor"},
+    "model": {"floor"},
+    "runtime": {"floor"},
+    "io": {"floor", "model", "data_pipelines.tokenizers"},
+    "pretrain": {"floor", "model", "runtime", "io", "data_pipelines"},
+    "finetune": {"floor", "model", "runtime", "io", "data_pipelines"},
 }
+SUBPACKAGES = {p.parent.name for p in (ROOT / "electra_jax").glob("*/__init__.py")}
 
 
-def _package_imports(package: str) -> dict:
-  """{module path: electra_jax subpackages it imports (at any depth of the file)}."""
-  out = {}
-  for path in sorted((ROOT / "electra_jax" / package).rglob("*.py")):
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-      names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module else
-               [a.name for a in node.names] if isinstance(node, ast.Import) else [])
-      if isinstance(node, ast.ImportFrom) and node.module == "electra_jax":
-        names = [f"electra_jax.{a.name}" for a in node.names]
-      for name in names:
-        parts = name.split(".")
-        if parts[0] == "electra_jax" and len(parts) > 1 and parts[1] != package:
-          found.add(parts[1])
-    out[str(path.relative_to(ROOT))] = found
-  return out
+def _part(module: str) -> str:
+  """The part a dotted module name belongs to (data_pipelines.tokenizers kept apart)."""
+  parts = module.split(".")
+  if parts[0] == "data_pipelines":
+    return "data_pipelines.tokenizers" if parts[1:2] == ["tokenizers"] else "data_pipelines"
+  return parts[1] if len(parts) > 1 and parts[1] in SUBPACKAGES else "top"
 
 
-@pytest.mark.parametrize("package", sorted(ALLOWED_IMPORTS))
-def test_imports_point_one_way(package):
-  bad = {path: sorted(found - ALLOWED_IMPORTS[package])
-         for path, found in _package_imports(package).items() if found - ALLOWED_IMPORTS[package]}
-  assert not bad, f"electra_jax.{package} may import only {sorted(ALLOWED_IMPORTS[package])}: {bad}"
+def _imported_modules(path: Path) -> set:
+  """Every electra_jax / data_pipelines module a file imports, at any depth of the file
+  (`from PACKAGE import name` counts as PACKAGE.name)."""
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      found.update(a.name for a in node.names)
+    elif isinstance(node, ast.ImportFrom):
+      assert node.level == 0, f"{path}: relative import"
+      if node.module in ("electra_jax", "data_pipelines"):
+        found.update(f"{node.module}.{a.name}" for a in node.names)
+      else:
+        found.add(node.module)
+  return {m for m in found if m.split(".")[0] in ("electra_jax", "data_pipelines")}
+
+
+def _import_graph() -> dict:
+  """{file: (its part, the parts it imports)} for every file of the checked parts."""
+  graph = {}
+  files = [*(ROOT / "data_pipelines").rglob("*.py"), *(ROOT / "electra_jax").glob("*/**/*.py")]
+  for path in sorted(files):
+    relative = path.relative_to(ROOT)
+    part = _part(".".join(relative.with_suffix("").parts)).split(".")[0]
+    imported = {_part(m) for m in _imported_modules(path)}
+    graph[str(relative)] = (part, {t for t in imported if t.split(".")[0] != part})
+  return graph
+
+
+def test_imports_point_one_way():
+  graph = _import_graph()
+  assert {part for part, _ in graph.values()} == set(ALLOWED_IMPORTS)
+  bad = {}
+  for path, (part, imported) in graph.items():
+    allowed = ALLOWED_IMPORTS[part]
+    wrong = {t for t in imported if t not in allowed and t.split(".")[0] not in allowed}
+    if wrong:
+      bad[path] = sorted(wrong)
+  assert not bad, f"imports against the rules {ALLOWED_IMPORTS}: {bad}"
+
+
+def test_the_import_check_sees_an_arrow_against_the_rules(tmp_path):
+  wrong = tmp_path / "layers.py"
+  wrong.write_text("def f():\n  from electra_jax.runtime import mesh\n"
+                   "from electra_jax import pretrain\nimport data_pipelines.glue\n")
+  imported = {_part(m) for m in _imported_modules(wrong)}
+  assert imported == {"runtime", "pretrain", "data_pipelines"}
+  assert not imported <= ALLOWED_IMPORTS["model"]
+
+
+def test_old_import_paths_work_with_a_deprecation_warning():
+  probe = ("import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+           "from electra_jax.floor import fs, sharding, tf_runtime\n"
+           "from electra_jax.runtime import mesh\n"
+           "for old in ('from data_pipelines import fs as old', "
+           "'import data_pipelines.tf_runtime as old', 'old = mesh.logical_constraint'):\n"
+           "  try:\n    exec(old)\n  except DeprecationWarning as w:\n    print(w)\n"
+           "warnings.simplefilter('ignore')\n"
+           "from data_pipelines import fs as old_fs\nimport data_pipelines.tf_runtime as old_tf\n"
+           "print(old_fs is fs, old_tf is tf_runtime, "
+           "mesh.logical_constraint is sharding.logical_constraint)\n")
+  out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert out.returncode == 0, out.stderr
+  lines = out.stdout.splitlines()
+  assert lines[:3] == [
+      "data_pipelines.fs moved to electra_jax.floor.fs; the old name goes in the next release",
+      "data_pipelines.tf_runtime moved to electra_jax.floor.tf_runtime; the old name goes in the "
+      "next release",
+      "electra_jax.runtime.mesh.logical_constraint moved to "
+      "electra_jax.floor.sharding.logical_constraint; the old name goes in the next release"]
+  assert lines[3] == "True True True"
 
 
 def test_importing_io_loads_no_training_code():
-  probe = ("import sys, electra_jax.io; "
+  probe = ("import sys, electra_jax.io.load, electra_jax.io.convert; "
            "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('electra_jax.')}))")
   out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
                        timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert out.returncode == 0, out.stderr
-  assert out.stdout.split("\n")[-2] == "['io', 'model', 'runtime']", out.stdout
+  assert out.stdout.split("\n")[-2] == "['floor', 'io', 'model']", out.stdout

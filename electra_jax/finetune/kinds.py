@@ -25,10 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from data_pipelines import fs, glue, hf_source, squad, tagging
+from data_pipelines import glue, hf_source, squad, tagging
 from electra_jax.finetune import squad_eval
 from electra_jax.finetune.config import FinetuneConfig, Hparams
 from electra_jax.finetune.tasks import Task, label_ids, tag_set
+from electra_jax.floor import fs
 from electra_jax.model import heads
 from electra_jax.model.config import ModelConfig
 

@@ -24,7 +24,7 @@ Classification and regression models (the GLUE tasks) are scored here. Span (SQu
 (CoNLL) models are refused with the way to run them: `electra-convert` to Hugging Face, then
 transformers' question-answering / token-classification pipelines.
 
-PATH and both FILEs may be local paths or tf.io.gfile URLs (gs://bucket/...; data_pipelines.fs).
+PATH and both FILEs may be local paths or tf.io.gfile URLs (gs://bucket/...; electra_jax.floor.fs).
 
 Rows are featurised as fine-tuning featurised its dev set (data_pipelines.glue.featurize at the
 model's fine-tuning max sequence length) and scored by the fine-tuning Runner's jitted predict
@@ -47,10 +47,11 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from data_pipelines import fs, glue
+from data_pipelines import glue
 from electra_jax.finetune.kinds import KINDS
 from electra_jax.finetune.tasks import Task, get_task
 from electra_jax.finetune.train import Runner, load_finetuned
+from electra_jax.floor import fs
 from electra_jax.io.load import load_tokenizer
 from electra_jax.io.native import NATIVE_CONFIG
 from electra_jax.runtime import mesh as shd

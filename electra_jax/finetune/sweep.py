@@ -19,9 +19,9 @@ import re
 import sys
 from typing import Optional
 
-from data_pipelines import fs
 from electra_jax.finetune.config import FinetuneConfig, resolve_config
 from electra_jax.finetune.train import finetune_and_evaluate
+from electra_jax.floor import fs
 
 
 def checkpoint_step(path: str) -> int:

@@ -12,10 +12,10 @@ pre-training.
 
 from __future__ import annotations
 
-from data_pipelines import fs
 from electra_jax.finetune.config import FinetuneConfig
 from electra_jax.finetune.kinds import KINDS
 from electra_jax.finetune.tasks import Task
+from electra_jax.floor import fs
 
 
 def example_units(example) -> list[str]:

@@ -4,7 +4,7 @@
         [--seeds=1,2,3] [--tokenizer=wordpiece:PATH/vocab.txt] [--tfds] [--gin_bindings ...]
 
 --data_dir (native files) and --workdir may be local paths or tf.io.gfile URLs (gs://...;
-data_pipelines.fs). Without --tokenizer, the tokenizer saved with --init is used (a pre-training
+electra_jax.floor.fs). Without --tokenizer, the tokenizer saved with --init is used (a pre-training
 workdir keeps its own in WORKDIR/tokenizer; an HF directory has vocab.txt); it is saved again in
 WORKDIR/tokenizer.
 
@@ -49,10 +49,11 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
-from data_pipelines import fs, glue, tokenizers
+from data_pipelines import glue, tokenizers
 from electra_jax.finetune.config import FinetuneConfig, Hparams, resolve_config, resolve_hparams
 from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, TaskKind, has_split
 from electra_jax.finetune.tasks import Task, get_task
+from electra_jax.floor import fs
 from electra_jax.io.load import load_pretrained, resolve_hub_id
 from electra_jax.io.native import load_safetensors, read_finetune_info, save_safetensors
 from electra_jax.model.config import ModelConfig

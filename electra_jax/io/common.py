@@ -1,6 +1,6 @@
 """What every checkpoint format shares: the error type, the conversion report, safetensors files
 (read without torch; bfloat16 through ml_dtypes; local or on any tf.io.gfile path, see
-data_pipelines.fs), nested-dict flattening, the parameter check against a model, and the refusal
+electra_jax.floor.fs), nested-dict flattening, the parameter check against a model, and the refusal
 to unpickle."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import ml_dtypes
 import numpy as np
 from safetensors.numpy import save, save_file
 
-from data_pipelines import fs
+from electra_jax.floor import fs
 from electra_jax.model.config import ModelConfig
 
 Progress = Optional[Callable[[int, int, str], None]]

@@ -22,7 +22,7 @@ The tokenizer saved with SRC (a pre-training or fine-tuning workdir keeps one; a
 an official release has vocab.txt) is written into every output, with the files transformers'
 AutoTokenizer reads; a fine-tuned model's label names become the HF config's id2label.
 
-SRC and DST may be local or tf.io.gfile URLs (gs://bucket/dir; data_pipelines.fs); an
+SRC and DST may be local or tf.io.gfile URLs (gs://bucket/dir; electra_jax.floor.fs); an
 electra_jax pre-training SRC only local or gs:// (orbax).
 
 Examples:
@@ -38,7 +38,8 @@ import json
 import sys
 import time
 
-from data_pipelines import fs, tokenizers
+from data_pipelines import tokenizers
+from electra_jax.floor import fs
 from electra_jax.io import native
 from electra_jax.io import hf as hf_io
 from electra_jax.io import load as pretrained

@@ -21,7 +21,7 @@ table (tied) and is neither stored by `save_pretrained` nor needed; the HF outpu
 table, so import followed by export reproduces every tensor bit for bit.
 
 Pickle-based `pytorch_model.bin` files are refused without being opened. Directories may be
-local or on any tf.io.gfile path (gs://...; data_pipelines.fs).
+local or on any tf.io.gfile path (gs://...; electra_jax.floor.fs).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Iterable, Optional
 import flax.linen as nn
 import numpy as np
 
-from data_pipelines import fs
+from electra_jax.floor import fs
 from electra_jax.io.common import (CheckpointError, ImportReport, Progress, check_params,
                                    expected_shapes, flatten, fmt_list, read_json, read_safetensors,
                                    read_safetensors_header, refuse_pickle, shape_hint, unflatten,

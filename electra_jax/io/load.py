@@ -16,7 +16,7 @@ Formats (detected from the path, or given with `format=`):
                              electra_jax.json + params.safetensors, any model including the joint
                              pre-training one.
 
-Paths may be local or tf.io.gfile URLs (gs://...; data_pipelines.fs); pre-training checkpoints
+Paths may be local or tf.io.gfile URLs (gs://...; electra_jax.floor.fs); pre-training checkpoints
 (orbax) only local or gs:// (`native.orbax_path`).
 
 `which` picks the network of a two-network checkpoint: "discriminator" (default; returns
@@ -39,7 +39,8 @@ import jax.numpy as jnp
 from huggingface_hub import errors as hub_errors
 from huggingface_hub import is_offline_mode, snapshot_download
 
-from data_pipelines import fs, tokenizers
+from data_pipelines import tokenizers
+from electra_jax.floor import fs
 from electra_jax.io import native
 from electra_jax.io import hf as hf_io
 from electra_jax.io import tf1 as tf1_io

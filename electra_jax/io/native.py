@@ -8,7 +8,7 @@
                              fields, a "finetune" record for fine-tuned models) + params.safetensors
                              (keys are '/'-joined parameter paths) + the tokenizer's files.
 
-Safetensors exports are read and written on any path data_pipelines.fs serves (local, gs://, or
+Safetensors exports are read and written on any path electra_jax.floor.fs serves (local, gs://, or
 another tf.io.gfile scheme); pre-training checkpoints on local paths and gs:// (`orbax_path`).
 """
 
@@ -24,7 +24,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from data_pipelines import fs
+from electra_jax.floor import fs
 from electra_jax.io.common import (CheckpointError, ImportReport, check_params, flatten,
                                    read_safetensors, unflatten, write_safetensors)
 from electra_jax.io.hf import resolve_pretraining

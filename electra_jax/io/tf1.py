@@ -35,7 +35,7 @@ from typing import Optional
 
 import numpy as np
 
-from data_pipelines import fs
+from electra_jax.floor import fs
 from electra_jax.io.common import (CheckpointError, ImportReport, Progress, expected_shapes,
                                    fmt_list, shape_hint, unflatten)
 from electra_jax.io.hf import check_table

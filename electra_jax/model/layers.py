@@ -31,9 +31,9 @@ import jax.numpy as jnp
 from jax._src.cudnn import fused_attention_stablehlo as cudnn_attention
 from jax.extend import backend as jax_backend
 
+from electra_jax.floor import sharding
 from electra_jax.model import random_bits
 from electra_jax.model.config import ModelConfig
-from electra_jax.runtime import mesh as shd
 
 Array = jax.Array
 
@@ -163,18 +163,18 @@ class Embeddings(nn.Module):
     # native bfloat16 atomic add (XLA emulates it with compare-and-swap loops, which serialise on
     # rows many tokens share, e.g. [MASK] and the two token types; an ELECTRA-Small bf16 step on
     # an H100 took 269 ms that way, 17 ms with float32 lookups).
-    words = jnp.take(shd.logical_constraint(table, ("vocab", None)), input_ids, axis=0)
+    words = jnp.take(sharding.logical_constraint(table, ("vocab", None)), input_ids, axis=0)
     position_table = self.position_embeddings.embedding
     if position_ids is None:
       positions = position_table[None, :length]  # a slice, not a gather
     else:
-      positions = jnp.take(shd.logical_constraint(position_table, ("position", None)),
+      positions = jnp.take(sharding.logical_constraint(position_table, ("position", None)),
                            position_ids, axis=0)
-    type_table = shd.logical_constraint(self.token_type_embeddings.embedding, ("type", None))
+    type_table = sharding.logical_constraint(self.token_type_embeddings.embedding, ("type", None))
     types = jnp.take(type_table, token_type_ids, axis=0)
     x = self.LayerNorm(words + positions + types)  # float32 sum in, compute dtype out
     x = self.dropout(x, deterministic=deterministic)
-    return shd.logical_constraint(x, ("batch", "length", "embed"))
+    return sharding.logical_constraint(x, ("batch", "length", "embed"))
 
   def attend(self, x: Array) -> Array:
     """Tied output projection in float32: [..., E] -> [..., V]."""
@@ -308,7 +308,7 @@ class SelfAttention(nn.Module):
           q, k, v, mask=jnp.broadcast_to(keep, (b, 1, length, length)),
           scale=1.0 / float(d) ** 0.5, seed=cudnn_dropout_seed(self.path),
           dropout_rate=rate if dropout else 0.0, qkv_layout="BTNH")
-    out = shd.logical_constraint(out, ("batch", "length", "heads", "kv"))
+    out = sharding.logical_constraint(out, ("batch", "length", "heads", "kv"))
     return dense(cfg, cfg.hidden_size, ("heads", "kv"), ("hidden",), "output", axis=(-2, -1))(out)
 
 
@@ -325,10 +325,10 @@ class TransformerLayer(nn.Module):
     x = layer_norm(cfg, "hidden", "attention_LayerNorm")(x + drop(a, deterministic=deterministic))
     h = dense(cfg, cfg.intermediate_size, ("hidden",), ("mlp",), "intermediate")(x)
     h = activation(cfg.hidden_act)(h)
-    h = shd.logical_constraint(h, ("batch", "length", "mlp"))
+    h = sharding.logical_constraint(h, ("batch", "length", "mlp"))
     h = dense(cfg, cfg.hidden_size, ("mlp",), ("hidden",), "output")(h)
     x = layer_norm(cfg, "hidden", "output_LayerNorm")(x + drop(h, deterministic=deterministic))
-    return shd.logical_constraint(x, ("batch", "length", "hidden"))
+    return sharding.logical_constraint(x, ("batch", "length", "hidden"))
 
 
 class Encoder(nn.Module):

@@ -46,7 +46,7 @@ from jax.experimental import multihost_utils
 from flax import traverse_util
 from orbax.checkpoint import checkpoint_managers as policies
 
-from data_pipelines import fs
+from electra_jax.floor import fs
 from electra_jax.io.load import detect_format, load_pretrained
 from electra_jax.io.native import orbax_path
 from electra_jax.pretrain.config import CheckpointConfig

@@ -28,7 +28,7 @@ from typing import Any, Optional, Sequence
 
 import gin
 
-from data_pipelines import fs
+from electra_jax.floor import fs
 from electra_jax.model.config import ModelConfig, generator_config, preset
 from electra_jax.model.pretraining import EMBEDDING_SHARING
 from electra_jax.pretrain.objective import ObjectiveConfig
@@ -38,7 +38,16 @@ from electra_jax.runtime.mesh import MeshConfig
 from electra_jax.runtime.metrics import WANDB_MODES
 from electra_jax.runtime.optim import OptimizerConfig
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"  # shipped as package data
+
+def _experiments_dir() -> Path:
+  """The gin experiment files: electra_jax/experiments in an installed wheel (pyproject maps the
+  top-level experiments/ there), else experiments/ at the top of a source checkout."""
+  package = Path(__file__).resolve().parents[1]
+  installed = package / "experiments"
+  return installed if installed.is_dir() else package.parent / "experiments"
+
+
+EXPERIMENTS_DIR = _experiments_dir()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,7 +252,7 @@ def _build(cls, fields: dict):
 
 
 def save_config_json(config: TrainConfig, path: str) -> None:
-  """`config` as JSON into `path` (local or a tf.io.gfile URL, data_pipelines.fs)."""
+  """`config` as JSON into `path` (local or a tf.io.gfile URL, electra_jax.floor.fs)."""
   fs.write_text(path, config_json(config))
 
 

@@ -56,20 +56,20 @@ def rtd_head_forward_flops(cfg: ModelConfig, tokens: int) -> float:
   return float(2 * tokens * cfg.hidden_size * (cfg.hidden_size + 1))
 
 
+# The big network's heads (model.pretraining): forward FLOPs at a number of rows.
+HEAD_FORWARD_FLOPS = {"rtd": rtd_head_forward_flops, "mlm": mlm_head_forward_flops}
+
+
 def training_flops_per_step(disc: ModelConfig, gen: ModelConfig, objective: ObjectiveConfig,
                             batch: int, seq_len: int) -> float:
-  """Matmul FLOPs of one optimizer step (forward + backward = 3 x forward) for `objective`."""
+  """Matmul FLOPs of one optimizer step (forward + backward = 3 x forward) for `objective`: the
+  towers it builds, and its kind's heads at the rows each computes on (ObjectiveKind.head_rows)."""
   p = objective.num_predictions(seq_len)
-  tokens = batch * seq_len
   fwd = encoder_forward_flops(disc, batch, seq_len)
   if objective.has_generator:
     fwd += encoder_forward_flops(gen, batch, seq_len) + mlm_head_forward_flops(gen, batch * p)
-  heads = objective.discriminator_heads
-  if "rtd" in heads:
-    fwd += rtd_head_forward_flops(disc, tokens)
-  if "mlm" in heads:
-    rows = tokens if objective.kind == "all_tokens_mlm" else batch * p
-    fwd += mlm_head_forward_flops(disc, rows)
+  for head, rows in objective.objective_kind.head_rows(batch, seq_len, p).items():
+    fwd += HEAD_FORWARD_FLOPS[head](disc, rows)
   return 3.0 * fwd
 
 

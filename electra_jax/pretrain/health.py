@@ -6,7 +6,9 @@ the replaced fraction everywhere has loss = the binary entropy of that fraction 
 unigram accuracy. `unigram_prior` measures the latter on host batches; `HealthMonitor` watches
 the per-step training metrics and, once past a warmup-scaled step, flags a run whose big
 network (the one fine-tuned later) still sits at its prior (`health` = "at_prior" in
-metrics.jsonl, one loud warning naming the likely causes).
+metrics.jsonl, one loud warning naming the likely causes). Which signal it watches and the
+thresholds are the objective kind's health rule (`ObjectiveKind.witness`,
+electra_jax.pretrain.kinds).
 """
 
 from __future__ import annotations
@@ -19,12 +21,6 @@ import numpy as np
 from electra_jax.pretrain.objective import ObjectiveConfig, SpecialIds
 from electra_jax.runtime.optim import OptimizerConfig, uncorrected_amplification
 
-# A signal is "at its prior" when, averaged over the window (set from measured curves: a slowly
-# learning 4-layer ELECTRA is at disc_loss 0.985 x prior, AUC 0.54, gen_accuracy 1.5 x unigram
-# by step 240; a collapsed one at 1.000 x prior, AUC 0.50, gen_accuracy 0.9 x unigram):
-DISC_LOSS_RATIO = 0.995  # disc_loss >= 0.995 x disc_prior_loss
-DISC_AUC_MAX = 0.53  # and disc_auc < 0.53
-ACCURACY_RATIO = 1.2  # gen/mlm accuracy <= 1.2 x the unigram accuracy
 WINDOW = 50  # training steps averaged
 GRACE_STEPS = 200  # steps after warmup before the first verdict
 
@@ -65,28 +61,25 @@ def likely_causes(optimizer: OptimizerConfig, objective: ObjectiveConfig) -> lis
                 f"({optimizer.warmup_steps} warmup of {optimizer.total_steps} steps; a 4-layer "
                 "x 128 discriminator left its prior at ~step 200 of a 400-step schedule, not at "
                 "all in a 300-step one)")
-  if objective.kind in ("electra", "electra_15") and not objective.uniform_generator:
-    causes.append("a small generator at temperature 1 samples near-unigram tokens that only "
-                  "context can expose; tiny discriminators need many steps (see "
-                  "electra_jax/experiments/tiny.gin, which uses ObjectiveConfig.temperature = 2)")
-  return causes
+  return causes + objective.objective_kind.likely_causes(objective)
 
 
 class HealthMonitor:
   """Feeds on every training step's metrics; `status` is "warmup" until step
   max(2 x warmup, warmup + GRACE_STEPS), then "at_prior" or "ok" from the last WINDOW steps.
 
-  It watches the big network, the one that is fine-tuned later: the discriminator (disc_loss
-  against disc_prior_loss, and disc_auc) for kinds electra / electra_15, its MLM accuracy
-  against the unigram accuracy for the others. The generator is not a witness: under the
-  collapsing optimizer it measured gen_accuracy 0.09 (1.6 x unigram) at step 300 while the
-  discriminator sat at its prior. `update` returns a message to print when the verdict changes
-  to "at_prior" (once) or back to "ok".
+  It watches the big network, the one that is fine-tuned later, by its kind's health rule
+  (`ObjectiveKind.witness`): the discriminator (disc_loss against disc_prior_loss, and disc_auc)
+  for kinds electra / electra_15, its MLM accuracy against the unigram accuracy for the others.
+  The generator is not a witness: under the collapsing optimizer it measured gen_accuracy 0.09
+  (1.6 x unigram) at step 300 while the discriminator sat at its prior. `update` returns a
+  message to print when the verdict changes to "at_prior" (once) or back to "ok".
   """
 
   def __init__(self, optimizer: OptimizerConfig, objective: ObjectiveConfig,
                unigram_accuracy: float):
     self.optimizer, self.objective = optimizer, objective
+    self.witness = objective.objective_kind.witness
     self.unigram_accuracy = unigram_accuracy
     warmup = optimizer.warmup_steps
     self.first_verdict = max(2 * warmup, warmup + GRACE_STEPS)
@@ -97,22 +90,9 @@ class HealthMonitor:
   def _mean(self, key: str) -> float:
     return float(np.mean([m[key] for m in self.window]))
 
-  def _signals_at_prior(self) -> list[bool]:
-    mean = self._mean
-    at_prior = []
-    if self.objective.kind in ("electra", "electra_15"):
-      at_prior.append(mean("disc_loss") >= DISC_LOSS_RATIO * mean("disc_prior_loss")
-                      and mean("disc_auc") < DISC_AUC_MAX)
-    else:
-      at_prior.append(mean("mlm_accuracy") <= ACCURACY_RATIO * self.unigram_accuracy)
-    return at_prior
-
   def describe(self) -> str:
     mean = self._mean
-    parts = []
-    if self.objective.kind in ("electra", "electra_15"):
-      parts.append(f"disc_loss {mean('disc_loss'):.4f} vs prior {mean('disc_prior_loss'):.4f}, "
-                   f"disc_auc {mean('disc_auc'):.3f}")
+    parts = self.witness.describe(mean)
     if self.objective.has_generator:
       parts.append(f"gen_accuracy {mean('gen_accuracy'):.3f}")
     if "mlm" in self.objective.discriminator_heads:
@@ -125,15 +105,14 @@ class HealthMonitor:
     self.window.append(metrics)
     if step < self.first_verdict or len(self.window) < self.window.maxlen:
       return None
-    signals = self._signals_at_prior()
-    status = "at_prior" if signals and all(signals) else "ok"
+    at_prior = self.witness.at_prior(self._mean, self.unigram_accuracy)
+    status = "at_prior" if at_prior else "ok"
     previous, self.status = self.status, status
     if status == "at_prior" and not self.warned:
       self.warned = True
       causes = "\n".join(f"  - {c}" for c in likely_causes(self.optimizer, self.objective))
       bar = "!" * 78
-      return (f"{bar}\nWARNING: NOT LEARNING at step {step}: the "
-              f"{'discriminator' if self.objective.kind in ('electra', 'electra_15') else 'MLM'}"
+      return (f"{bar}\nWARNING: NOT LEARNING at step {step}: the {self.witness.name}"
               f" is still at its context-free prior over the last {len(self.window)} steps "
               f"({self.describe()}).\nLikely causes:\n{causes}\n{bar}")
     if status == "ok" and previous == "at_prior":

@@ -32,17 +32,13 @@ asked for are dropped; ObjectiveConfig.max_predictions = 21 keeps them all. The 
 means over every masked position / real token of the batch, so a packed batch has the losses and
 gradients of its examples in unpacked rows (tests/pretrain/test_packed_objective.py).
 
-Kinds ("the big network" is the discriminator tower, the network that is fine-tuned later):
-  electra         generator MLM + replaced-token detection on all non-pad tokens.
-  electra_15      as electra, but the discriminator loss only at the masked positions.
-  replace_mlm     masked positions get generator samples (no [MASK] in the big network's input);
-                  the big network does MLM (predicts the original ids) at the masked positions.
-  all_tokens_mlm  as replace_mlm, but the big network predicts every non-pad token, with the
-                  paper's copy mechanism: p(x) = D [x = input] + (1 - D) softmax(x), where the
-                  copy probability D = sigmoid(-rtd_logit) comes from the replaced-token head.
-  mlm             BERT baseline: no generator; the big network does MLM on 80/10/10-masked input.
-`uniform_generator`: replacements uniform over the vocabulary, no generator tower (its loss is
-the constant ln V and its accuracy the expected 1/V, as the official code's zero logits give).
+Kinds (electra, electra_15, replace_mlm, all_tokens_mlm, mlm) and the replacement sources
+(the generator, or uniform with `uniform_generator`) are the registered objects of
+electra_jax.pretrain.kinds: this module masks, corrupts and sums the losses the same way for
+every kind and asks `ObjectiveConfig.objective_kind` / `.replacements` for the rest (which
+towers and heads exist, the replacements, the big network's pass and loss terms). The loss and
+metric pieces live in electra_jax.pretrain.losses, the sampler in electra_jax.pretrain.sampling;
+their names stay importable from here.
 
 Metrics (float32 scalars): loss, gen_loss, gen_accuracy, disc_loss, disc_prior_loss,
 disc_accuracy, disc_precision, disc_recall, disc_auc, mlm_loss, mlm_accuracy, replaced_fraction,
@@ -52,7 +48,8 @@ disc_prior_loss is the discriminator loss of the best constant prediction, the b
 discriminator at disc_loss = disc_prior_loss has learned nothing. A term that a
 kind does not have is 0 (e.g. gen_* for "mlm"; disc_* for "replace_mlm"); for all_tokens_mlm the
 disc_* accuracy/precision/recall/auc describe the copy gate and disc_loss is 0 (the gate is trained
-through mlm_loss). replaced_fraction is the fraction of non-pad tokens in the big network's input
+through mlm_loss). A registered kind may log metrics of its own (ObjectiveKind.metrics).
+replaced_fraction is the fraction of non-pad tokens in the big network's input
 that differ from the original. real_token_fraction is the share of the batch's B x L token slots
 that hold real tokens (the rest is padding, computed on but not learned from).
 """
@@ -61,7 +58,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from pathlib import Path
 from typing import Optional
 
@@ -69,20 +65,23 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from electra_jax.model import random_bits
 from electra_jax.model.config import ModelConfig
 from electra_jax.model.pretraining import EMBEDDING_SHARING, ElectraPretrainingModel
+from electra_jax.pretrain.kinds import (GENERATOR, KINDS, UNIFORM, LossInputs, ObjectiveKind,
+                                        Replacements)
+# Moved to losses.py and sampling.py (issue 22); still importable from here, under the names
+# their callers and tests use.
+from electra_jax.pretrain.losses import (binary_auc, binary_entropy, first_argmax, safe_div,
+                                         sigmoid_cross_entropy, weighted_cross_entropy)
+from electra_jax.pretrain.losses import copy_mlm_loss as _copy_mlm_loss
+from electra_jax.pretrain.sampling import SAMPLERS, sample_tokens
 from electra_jax.runtime import mesh as shd
 
 Array = jax.Array
 
-KINDS = ("electra", "electra_15", "replace_mlm", "all_tokens_mlm", "mlm")
 METRIC_NAMES = ("loss", "gen_loss", "gen_accuracy", "disc_loss", "disc_prior_loss",
                 "disc_accuracy", "disc_precision", "disc_recall", "disc_auc", "mlm_loss",
                 "mlm_accuracy", "replaced_fraction", "real_token_fraction")
-
-
-SAMPLERS = ("gumbel", "inverse_cdf")  # see sample_tokens
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +94,7 @@ class ObjectiveConfig:
   uniform random id (the rest keep their token); None -> 0.85 / 0.0 (ELECTRA), or 0.8 / 0.1 for
   kind "mlm" (BERT). disallow_correct: the generator may not sample the original token (official
   option, off by default). mlm_weight weighs the big network's MLM loss (kinds mlm, replace_mlm,
-  all_tokens_mlm).
+  all_tokens_mlm). kind: a name in electra_jax.pretrain.kinds.KINDS.
   """
 
   kind: str = "electra"
@@ -113,7 +112,7 @@ class ObjectiveConfig:
 
   def __post_init__(self):
     if self.kind not in KINDS:
-      raise ValueError(f"ObjectiveConfig.kind={self.kind!r}; expected one of {KINDS}")
+      raise ValueError(f"ObjectiveConfig.kind={self.kind!r}; expected one of {tuple(KINDS)}")
     if not 0.0 < self.mask_prob < 1.0:
       raise ValueError(f"ObjectiveConfig.mask_prob={self.mask_prob} must be in (0, 1)")
     if self.max_predictions is not None and self.max_predictions < 1:
@@ -126,37 +125,49 @@ class ObjectiveConfig:
       raise ValueError(f"ObjectiveConfig.temperature={self.temperature} must be > 0")
     if self.sampler not in SAMPLERS:
       raise ValueError(f"ObjectiveConfig.sampler={self.sampler!r}; expected one of {SAMPLERS}")
-    if self.kind == "mlm" and self.uniform_generator:
+    if self.uniform_generator and not self.objective_kind.replaces:
       raise ValueError("ObjectiveConfig.uniform_generator=True needs a kind with replacements; "
-                       "kind 'mlm' has no generator")
+                       f"kind {self.kind!r} has no generator")
     mask, rand = self.mask_fraction, self.random_fraction
     if not (0.0 <= mask <= 1.0 and 0.0 <= rand <= 1.0 and mask + rand <= 1.0):
       raise ValueError(f"ObjectiveConfig: mask_token_prob={mask} and random_token_prob={rand} "
                        "must be in [0, 1] with a sum <= 1")
 
   @property
+  def objective_kind(self) -> ObjectiveKind:
+    """The registered object of `kind` (electra_jax.pretrain.kinds)."""
+    return KINDS[self.kind]
+
+  @property
+  def replacements(self) -> Optional[Replacements]:
+    """Where the replaced tokens come from: the generator, uniform, or None for a kind without
+    replacements."""
+    if not self.objective_kind.replaces:
+      return None
+    return UNIFORM if self.uniform_generator else GENERATOR
+
+  @property
   def mask_fraction(self) -> float:
     """Share of masked positions that show [MASK] to the generator (or BERT model)."""
     if self.mask_token_prob is not None:
       return self.mask_token_prob
-    return 0.8 if self.kind == "mlm" else 0.85
+    return self.objective_kind.mask_token_prob
 
   @property
   def random_fraction(self) -> float:
     """Share of masked positions that show a uniform random id."""
     if self.random_token_prob is not None:
       return self.random_token_prob
-    return 0.1 if self.kind == "mlm" else 0.0
+    return self.objective_kind.random_token_prob
 
   @property
   def has_generator(self) -> bool:
     """Whether a generator tower is built and trained."""
-    return self.kind != "mlm" and not self.uniform_generator
+    return self.replacements is not None and self.replacements.tower
 
   @property
   def discriminator_heads(self) -> tuple:
-    return {"electra": ("rtd",), "electra_15": ("rtd",), "replace_mlm": ("mlm",),
-            "all_tokens_mlm": ("rtd", "mlm"), "mlm": ("mlm",)}[self.kind]
+    return self.objective_kind.heads
 
   def num_predictions(self, seq_len: int) -> int:
     """P, the masked slots per sequence: max_predictions or int((mask_prob + 0.005) x L)."""
@@ -315,139 +326,6 @@ def mask_tokens(rng: Array, input_ids: Array, input_mask: Array, special: Specia
   }
 
 
-def sample_tokens(rng: Array, logits: Array, temperature: float = 1.0,
-                  disallow: Optional[Array] = None, method: str = "gumbel") -> Array:
-  """A sample from softmax(logits / temperature) in float32, without gradient.
-
-  logits [..., V]; disallow [...] optional ids whose logit is lowered by 1000 (official
-  `disallow_correct`). Returns ids [...] int32.
-  method "gumbel": argmax(logits + Gumbel noise), the official sampler; it draws V float32
-  uniforms per position (`random_bits.gumbel`). "inverse_cdf": the same distribution by
-  inverting the CDF in two levels (a block of ~sqrt(V) ids, then an id in it) with 2 random
-  numbers per position. At ELECTRA-Small's [32,19,30522] on one CPU core (median of 11): Gumbel
-  202 ms (1.0 s with jax.random.gumbel and jnp.argmax), inverse_cdf 152 ms.
-  """
-  logits = jax.lax.stop_gradient(logits).astype(jnp.float32) / temperature
-  v = logits.shape[-1]
-  if disallow is not None:
-    logits = logits - 1000.0 * jax.nn.one_hot(disallow, v, dtype=jnp.float32)
-  if method == "gumbel":
-    return first_argmax(logits + random_bits.gumbel(rng, logits.shape))
-  if method != "inverse_cdf":
-    raise ValueError(f"sample_tokens method={method!r}; expected one of {SAMPLERS}")
-  lead = logits.shape[:-1]
-  rows = math.prod(lead)
-  size = max(1, math.isqrt(v - 1) + 1)  # block size; ceil(sqrt(V))
-  blocks = -(-v // size)
-  probs = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True)).reshape(rows, v)
-  probs = jnp.pad(probs, ((0, 0), (0, blocks * size - v))).reshape(rows, blocks, size)
-  u = jax.random.uniform(rng, (rows, 2), jnp.float32)
-
-  def invert(mass, u):
-    """mass [R,N] >= 0, u [R] in [0,1) -> index [R] of the first cumulative mass > u x total."""
-    n = mass.shape[-1]
-    upper = jnp.triu(jnp.ones((n, n), jnp.float32))  # cumulative sums as one small matmul
-    cum = jnp.dot(mass, upper, precision=jax.lax.Precision.HIGHEST)
-    threshold = u[:, None] * cum[:, -1:]
-    return jnp.minimum(jnp.sum(cum <= threshold, axis=-1), n - 1)
-
-  block = invert(jnp.sum(probs, axis=-1), u[:, 0])  # [R]
-  inner = jnp.take_along_axis(probs, block[:, None, None], axis=1)[:, 0]  # [R,size]
-  ids = block * size + invert(inner, u[:, 1])
-  return jnp.minimum(ids, v - 1).astype(jnp.int32).reshape(lead)
-
-
-def _safe_div(num: Array, den: Array) -> Array:
-  return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
-
-
-def first_argmax(x: Array) -> Array:
-  """jnp.argmax(x, axis=-1) (the first index of the maximum) as int32 [...] for x [..., V]
-  without NaNs, through `lax.top_k(x, 1)`. XLA cannot fuse top_k's producer into it, which is the
-  point: jnp.argmax's (value, index) reduction runs one element at a time on CPU, and with the
-  Gumbel noise fused into it took 437 ms at [32, 19, 30522] on 2 cores; the noise materialised
-  and top_k took 156 ms (a max then a min-index reduction: 212 ms)."""
-  return jax.lax.top_k(x, 1)[1][..., 0].astype(jnp.int32)
-
-
-def weighted_cross_entropy(logits: Array, labels: Array, weights: Array) -> tuple[Array, Array]:
-  """Softmax CE and accuracy, weighted means over positions (official: sum / (sum w + 1e-6)).
-
-  logits [...,V] f32, labels [...] int, weights [...] f32 -> (loss, accuracy) scalars.
-  nll = logsumexp(logits) - logits[label], the label's logit picked by a masked sum: its
-  gradient is a select that XLA fuses with the softmax, where take_along_axis's is a scatter
-  into a zero [..., V] array."""
-  logits = logits.astype(jnp.float32)
-  hit = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1) == labels[..., None]
-  nll = jax.nn.logsumexp(logits, axis=-1) - jnp.sum(jnp.where(hit, logits, 0.0), axis=-1)
-  loss = jnp.sum(nll * weights) / (jnp.sum(weights) + 1e-6)
-  correct = (first_argmax(logits) == labels).astype(jnp.float32)
-  return loss, _safe_div(jnp.sum(correct * weights), jnp.sum(weights))
-
-
-def sigmoid_cross_entropy(logits: Array, labels: Array, weights: Array) -> Array:
-  """Weighted mean sigmoid CE (official: sum / (sum w + 1e-6)); [B,L] -> scalar."""
-  x, z = logits.astype(jnp.float32), labels.astype(jnp.float32)
-  per_token = jnp.maximum(x, 0.0) - x * z + jnp.log1p(jnp.exp(-jnp.abs(x)))
-  return jnp.sum(per_token * weights) / (jnp.sum(weights) + 1e-6)
-
-
-def binary_entropy(p: Array) -> Array:
-  """-p ln p - (1-p) ln(1-p) in nats (0 at p = 0 or 1), float32."""
-  p = jnp.clip(p.astype(jnp.float32), 0.0, 1.0)
-  xlogx = lambda x: jnp.where(x > 0, x * jnp.log(jnp.where(x > 0, x, 1.0)), 0.0)
-  return -(xlogx(p) + xlogx(1.0 - p))
-
-
-def binary_auc(scores: Array, labels: Array, weights: Array) -> Array:
-  """ROC AUC of `scores` for binary `labels` over positions with weight > 0 (Mann-Whitney U,
-  ties counted half). 0.5 when a class is absent. Any shape -> scalar f32."""
-  s = scores.reshape(-1).astype(jnp.float32)
-  y = labels.reshape(-1) > 0
-  w = weights.reshape(-1) > 0
-  s = jnp.where(w, s, jnp.inf)  # excluded entries sort after every included one
-  sorted_s = jnp.sort(s)
-  below = jnp.searchsorted(sorted_s, s, side="left").astype(jnp.float32)
-  upto = jnp.searchsorted(sorted_s, s, side="right").astype(jnp.float32)
-  rank = (below + upto + 1.0) / 2.0  # 1-based average rank among included entries
-  pos = jnp.sum(w & y).astype(jnp.float32)
-  neg = jnp.sum(w & ~y).astype(jnp.float32)
-  u = jnp.sum(jnp.where(w & y, rank, 0.0)) - pos * (pos + 1.0) / 2.0
-  return jnp.where((pos > 0) & (neg > 0), u / jnp.maximum(pos * neg, 1.0), 0.5)
-
-
-def _detection_metrics(logits: Array, labels: Array, weights: Array) -> dict:
-  preds = (logits > 0).astype(jnp.float32)
-  labels = labels.astype(jnp.float32)
-  correct = (preds == labels).astype(jnp.float32)
-  return {
-      "disc_accuracy": _safe_div(jnp.sum(correct * weights), jnp.sum(weights)),
-      "disc_precision": _safe_div(jnp.sum(correct * preds * weights), jnp.sum(preds * weights)),
-      "disc_recall": _safe_div(jnp.sum(correct * labels * weights), jnp.sum(labels * weights)),
-      "disc_auc": binary_auc(logits, labels, weights),
-  }
-
-
-def _copy_mlm_loss(mlm_logits: Array, rtd_logits: Array, inputs: Array, originals: Array,
-                   weights: Array) -> tuple[Array, Array]:
-  """All-Tokens MLM with copy mechanism: p(orig) = D [orig = input] + (1 - D) softmax(orig),
-  D = sigmoid(-rtd_logit). Returns weighted mean NLL and accuracy of argmax p."""
-  logp = jax.nn.log_softmax(mlm_logits.astype(jnp.float32), axis=-1)  # [B,L,V]
-  lp_orig = jnp.take_along_axis(logp, originals[..., None], axis=-1)[..., 0]
-  r = rtd_logits.astype(jnp.float32)
-  log_copy, log_gen = jax.nn.log_sigmoid(-r), jax.nn.log_sigmoid(r)
-  same = inputs == originals
-  log_p = jnp.where(same, jnp.logaddexp(log_copy, log_gen + lp_orig), log_gen + lp_orig)
-  loss = -jnp.sum(log_p * weights) / (jnp.sum(weights) + 1e-6)
-  # argmax of the mixture: the input token if D + (1-D) p(input) beats (1-D) max_other p.
-  lp_input = jnp.take_along_axis(logp, inputs[..., None], axis=-1)[..., 0]
-  score_input = jnp.logaddexp(log_copy, log_gen + lp_input)
-  best = first_argmax(logp)
-  pred = jnp.where(score_input >= log_gen + jnp.max(logp, axis=-1), inputs, best)
-  acc = _safe_div(jnp.sum((pred == originals) * weights), jnp.sum(weights))
-  return loss, acc
-
-
 PACKING_KEYS = ("example_ids", "position_ids")  # the batch keys of packed rows
 
 
@@ -468,7 +346,7 @@ def corrupt(params, batch: dict, rng: Array, *, model: nn.Module, objective: Obj
   so a caller gets exactly the masks and samples a loss evaluation used. Returns
     masked        the `mask_tokens` dict (input_ids shown to the generator / BERT model, ...)
     gen_logits    [B,P,V] f32 generator logits at the masked positions (None without a generator)
-    sampled       [B,P] int32 replacements (None for kind "mlm")
+    sampled       [B,P] int32 replacements (None for a kind without replacements, "mlm")
     big_input     [B,L] int32 the big network's input
   """
   ids = batch["input_ids"].astype(jnp.int32)
@@ -480,18 +358,14 @@ def corrupt(params, batch: dict, rng: Array, *, model: nn.Module, objective: Obj
   positions, weights, targets = masked["positions"], masked["weights"], masked["masked_lm_ids"]
   out = {"masked": masked, "gen_logits": None, "sampled": None,
          "big_input": masked["input_ids"]}
-  if objective.kind == "mlm":
+  replacements = objective.replacements
+  if replacements is None:
     return out
-  if objective.has_generator:
-    out["gen_logits"] = model.apply({"params": params}, masked["input_ids"], input_mask, types,
-                                    positions, deterministic, method="generator_logits",
-                                    rngs={"dropout": k_gen}, **packing)
-    disallow = targets if objective.disallow_correct else None
-    out["sampled"] = sample_tokens(k_sample, out["gen_logits"], objective.temperature, disallow,
-                                   objective.sampler)
-  else:  # uniform generator: zero logits, as the official code
-    out["sampled"] = jax.random.randint(k_sample, targets.shape, 0, special.vocab_size,
-                                        jnp.int32)
+  generate = functools.partial(model.apply, {"params": params}, masked["input_ids"], input_mask,
+                               types, positions, deterministic, method="generator_logits",
+                               rngs={"dropout": k_gen}, **packing)
+  out["gen_logits"], out["sampled"] = replacements.draw(k_sample, generate, sample_tokens, targets,
+                                                        objective, special.vocab_size)
   out["big_input"] = scatter_positions(ids, positions, weights, out["sampled"])
   return out
 
@@ -516,42 +390,24 @@ def pretraining_loss(params, batch: dict, rng: Array, *, model: nn.Module,
   draws = corrupt(params, batch, rng, model=model, objective=objective, special=special,
                   deterministic=deterministic)
   masked, big_input = draws["masked"], draws["big_input"]
-  positions, weights, targets = masked["positions"], masked["weights"], masked["masked_lm_ids"]
-  variables = {"params": params}
+  targets, weights = masked["masked_lm_ids"], masked["weights"]
+  kind = objective.objective_kind
   zero = jnp.zeros((), jnp.float32)
-  m = {name: zero for name in METRIC_NAMES}
+  m = {name: zero for name in (*METRIC_NAMES, *kind.metrics)}
   m["real_token_fraction"] = jnp.mean(real)
-
-  if draws["gen_logits"] is not None:
-    m["gen_loss"], m["gen_accuracy"] = weighted_cross_entropy(draws["gen_logits"], targets,
-                                                              weights)
-  elif objective.uniform_generator:  # the official code's zero logits
-    v = special.vocab_size
-    m["gen_loss"] = jnp.asarray(math.log(v), jnp.float32)
-    m["gen_accuracy"] = jnp.asarray(1.0 / v, jnp.float32)
+  if objective.replacements is not None:
+    m.update(objective.replacements.metrics(draws["gen_logits"], targets, weights,
+                                            special.vocab_size))
 
   labels = replaced_labels(ids, big_input, input_mask)
-  m["replaced_fraction"] = _safe_div(jnp.sum(labels * real), jnp.sum(real))
-  heads = objective.discriminator_heads
-  if heads == ("rtd",):
-    rtd = model.apply(variables, big_input, input_mask, types, deterministic,
-                      method="discriminator_logits", rngs={"dropout": k_disc}, **packing)
-    out = {"rtd": rtd}
-  else:
-    mlm_positions = None if objective.kind == "all_tokens_mlm" else positions
-    out = model.apply(variables, big_input, input_mask, types, mlm_positions, deterministic,
-                      method="discriminator_outputs", rngs={"dropout": k_disc}, **packing)
-
-  if objective.kind in ("electra", "electra_15"):
-    w = real if objective.kind == "electra" else masked["is_masked"].astype(jnp.float32)
-    m["disc_loss"] = sigmoid_cross_entropy(out["rtd"], labels, w)
-    m["disc_prior_loss"] = binary_entropy(_safe_div(jnp.sum(labels * w), jnp.sum(w)))
-    m.update(_detection_metrics(out["rtd"], labels, w))
-  elif objective.kind == "all_tokens_mlm":
-    m["mlm_loss"], m["mlm_accuracy"] = _copy_mlm_loss(out["mlm"], out["rtd"], big_input, ids, real)
-    m.update(_detection_metrics(out["rtd"], labels, real))
-  else:  # mlm, replace_mlm: MLM at the masked positions
-    m["mlm_loss"], m["mlm_accuracy"] = weighted_cross_entropy(out["mlm"], targets, weights)
+  m["replaced_fraction"] = safe_div(jnp.sum(labels * real), jnp.sum(real))
+  x = LossInputs(ids=ids, big_input=big_input, input_mask=input_mask, types=types,
+                 packing=packing, labels=labels, real=real, masked=masked)
+  terms = kind.loss_terms(kind.big_network(model, {"params": params}, x, deterministic, k_disc), x)
+  if set(terms) != set(kind.metrics):
+    raise ValueError(f"objective kind {kind.name!r}: loss_terms gave {sorted(terms)}, its "
+                     f"metrics are {sorted(kind.metrics)}")
+  m.update(terms)
 
   m["loss"] = (objective.gen_weight * m["gen_loss"] + objective.disc_weight * m["disc_loss"]
                + objective.mlm_weight * m["mlm_loss"])

@@ -13,8 +13,8 @@ word features, which a linear classifier uses well on sentiment.
 `feature_cosine` is the mean cosine similarity of the mean-pooled features of different inputs:
 near 1 when the network maps every input to nearly one vector (a collapsed encoder).
 
-    probe = Probe.from_config(ProbeConfig(task="sst2", data_dir="../shared/data/glue"),
-                              tokenizer, model_config)
+    probe = Probe.from_config(ProbeConfig(train_file="glue/SST-2/train.tsv",
+                                          dev_file="glue/SST-2/dev.tsv"), tokenizer, model_config)
     probe(encoder_params)   # {"probe_cls_accuracy", "probe_mean_accuracy", "probe_feature_cosine"}
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Optional
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -31,8 +31,8 @@ import numpy as np
 import optax
 from jax.experimental import multihost_utils
 
-from data_pipelines import fs, glue
-from electra_jax.finetune.tasks import get_task
+from data_pipelines import glue
+from electra_jax.floor import fs
 from electra_jax.model.config import ModelConfig
 from electra_jax.model.heads import ElectraModel
 from electra_jax.model.pretraining import split_pretraining_params
@@ -42,20 +42,26 @@ POOLINGS = ("cls", "mean")
 
 @dataclasses.dataclass(frozen=True)
 class ProbeConfig:
-  """A linear probe on frozen features, run at every pre-training evaluation (off: task None).
+  """A linear probe on frozen features, run at every pre-training evaluation (off: no
+  train_file).
 
-  task: a single-sentence or sentence-pair classification task of electra_jax.finetune.tasks
-    (e.g. "sst2", "cola", "mrpc") read from its GLUE TSV files under `data_dir`.
-  train_examples: the first N training examples fit the classifier; eval_examples: the first N
-    dev examples score it (None: the whole dev set).
-  max_seq_length: tokens per example ([CLS] text [SEP], truncated).
+  train_file / dev_file: tab-separated files with a header row (any path data_pipelines' fs
+    reads), e.g. GLUE's SST-2/train.tsv and SST-2/dev.tsv; `text_column` (and, for sentence
+    pairs, `text_pair_column`) holds the text, `label_column` the class; the classes are those
+    of the training file (sorted), and a dev label outside them is an error naming its line.
+  train_examples: the first N training rows fit the classifier; eval_examples: the first N dev
+    rows score it (None: all).
+  max_seq_length: tokens per example ([CLS] text [SEP] (text_pair [SEP]), truncated).
   l2: the penalty on the classifier's weights, added to the mean cross-entropy as
     l2 / 2 * ||W||^2 (features are standardized, so one value suits any network).
   steps: L-BFGS iterations of the fit.
   """
 
-  task: Optional[str] = None
-  data_dir: Optional[str] = None
+  train_file: Optional[str] = None
+  dev_file: Optional[str] = None
+  text_column: str = "sentence"
+  text_pair_column: Optional[str] = None
+  label_column: str = "label"
   train_examples: int = 2000
   eval_examples: Optional[int] = None
   max_seq_length: int = 64
@@ -63,9 +69,8 @@ class ProbeConfig:
   steps: int = 100
 
   def __post_init__(self):
-    if self.task is not None and not self.data_dir:
-      raise ValueError(f"ProbeConfig.task={self.task!r} needs ProbeConfig.data_dir (the "
-                       "directory of the task's GLUE files)")
+    if (self.train_file is None) != (self.dev_file is None):
+      raise ValueError("ProbeConfig needs both train_file and dev_file (or neither: no probe)")
     if self.train_examples < 2:
       raise ValueError(f"ProbeConfig.train_examples={self.train_examples} must be >= 2")
     if self.max_seq_length < 3:
@@ -73,23 +78,49 @@ class ProbeConfig:
 
   @property
   def enabled(self) -> bool:
-    return self.task is not None
+    return self.train_file is not None
 
 
-def read_split(config: ProbeConfig, split: str, limit: Optional[int], tokenizer):
+def read_labelled_tsv(config: ProbeConfig, path: str, limit: Optional[int]) -> list:
+  """The first `limit` rows of a probe file as glue.TextExample (label: the class string)."""
+  lines = fs.read_text(path, encoding="utf-8-sig").splitlines()
+  header = lines[0].split("\t") if lines else []
+  wanted = [c for c in (config.text_column, config.text_pair_column, config.label_column) if c]
+  missing = [c for c in wanted if c not in header]
+  if missing:
+    raise ValueError(f"{path}:1: no column {missing} for the probe (header {header}); set "
+                     "ProbeConfig.text_column / text_pair_column / label_column")
+  col = {name: header.index(name) for name in wanted}
+  examples = []
+  for line_no, line in enumerate(lines[1:], start=2):
+    if limit is not None and len(examples) >= limit:
+      break
+    row = line.split("\t")
+    if len(row) != len(header):
+      raise ValueError(f"{path}:{line_no}: {len(row)} tab-separated fields, the header has "
+                       f"{len(header)}")
+    pair = row[col[config.text_pair_column]] if config.text_pair_column else None
+    examples.append(glue.TextExample(str(line_no), row[col[config.text_column]], pair,
+                                     row[col[config.label_column]]))
+  if not examples:
+    raise ValueError(f"{path}: no rows for the probe")
+  return examples
+
+
+def read_split(config: ProbeConfig, path: str, limit: Optional[int], tokenizer,
+               classes: Optional[Sequence[str]] = None):
   """(token arrays {input_ids, attention_mask, token_type_ids} [N, max_seq_length] int32,
-  label ids [N] int32, number of classes) of the first `limit` examples of `split`."""
-  task = get_task(config.task)
-  if task.kind != "classification":
-    raise ValueError(f"ProbeConfig.task={config.task!r} is a {task.kind} task; the probe needs "
-                     "a classification task (e.g. sst2, cola, mrpc)")
-  path = f"{config.data_dir.rstrip('/')}/{task.glue_dir}/{task.files[split]}"
-  if not fs.exists(path):
-    path = f"{config.data_dir.rstrip('/')}/{task.files[split]}"
-  examples = glue.read_tsv(path, task.name, task.labels, require_label=True)[:limit]
-  index = {name: i for i, name in enumerate(task.labels)}
+  label ids [N] int32, the classes in id order) of the first `limit` rows of `path`; the
+  classes are the file's own (sorted) unless given."""
+  examples = read_labelled_tsv(config, path, limit)
+  classes = tuple(classes) if classes is not None else tuple(sorted({e.label for e in examples}))
+  index = {name: i for i, name in enumerate(classes)}
+  for e in examples:
+    if e.label not in index:
+      raise ValueError(f"{path}:{e.guid}: label {e.label!r} is not among the training file's "
+                       f"classes {list(classes)}")
   labels = np.array([index[e.label] for e in examples], np.int32)
-  return glue.featurize(examples, tokenizer, config.max_seq_length), labels, len(task.labels)
+  return glue.featurize(examples, tokenizer, config.max_seq_length), labels, classes
 
 
 def encoder_params(params: dict, embedding_sharing: str) -> dict:
@@ -194,10 +225,14 @@ class Probe:
 
   @classmethod
   def from_config(cls, config: ProbeConfig, tokenizer, model_config: ModelConfig) -> "Probe":
-    train, train_labels, num_classes = read_split(config, "train", config.train_examples,
-                                                  tokenizer)
-    dev, dev_labels, _ = read_split(config, "dev", config.eval_examples, tokenizer)
-    return cls(config, model_config, train, train_labels, dev, dev_labels, num_classes)
+    train, train_labels, classes = read_split(config, config.train_file,
+                                              config.train_examples, tokenizer)
+    if len(classes) < 2:
+      raise ValueError(f"{config.train_file}: the probe needs two classes or more, found "
+                       f"{list(classes)}")
+    dev, dev_labels, _ = read_split(config, config.dev_file, config.eval_examples, tokenizer,
+                                    classes)
+    return cls(config, model_config, train, train_labels, dev, dev_labels, len(classes))
 
   def __call__(self, encoder_params: dict, prefix: str = "probe_") -> dict:
     """{prefix+"cls_accuracy", prefix+"mean_accuracy" (dev accuracy, fraction),

@@ -14,7 +14,7 @@ at a time holds a workdir (WORKDIR/train.lock); resuming with a changed model or
 refused, and --overwrite starts over.
 
 WORKDIR and DataConfig.data_dir may be local or gs:// URLs (the data dir any tf.io.gfile path,
-data_pipelines.fs; the workdir local or gs://, where orbax writes checkpoints). A gs:// workdir
+electra_jax.floor.fs; the workdir local or gs://, where orbax writes checkpoints). A gs:// workdir
 has no train.lock (flock needs a local file system) and no free-space check; each is skipped
 with a one-line note.
 
@@ -43,16 +43,17 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from data_pipelines import fs, tokenizers
+from data_pipelines import tokenizers
 from data_pipelines.default_data import ensure_default_pretraining_data
 from data_pipelines.pretraining_reader import PretrainingData
+from electra_jax.floor import fs
 from electra_jax.pretrain import health
 from electra_jax.pretrain import flops as flops_lib
 from electra_jax.pretrain.checkpoint import (CheckpointWriteError, Checkpointer, PreemptionWatcher,
                                              check_free_space, checkpoint_dir, load_init_params,
                                              saved_steps)
-from electra_jax.pretrain.probe import Probe, encoder_params
 from electra_jax.pretrain.config import config_json, list_experiments, resolve_config, to_gin
+from electra_jax.pretrain.probe import Probe, encoder_params
 from electra_jax.pretrain.objective import (SpecialIds, build_pretraining_model, init_fn, loss_fn,
                                             make_eval_step)
 from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
@@ -178,7 +179,7 @@ def _make_probe(config, tokenizer) -> Optional[Probe]:
   if not config.probe.enabled:
     return None
   if tokenizer is None:
-    raise ValueError(f"ProbeConfig.task={config.probe.task!r} needs the shards' tokenizer, and "
+    raise ValueError(f"the probe on {config.probe.train_file} needs the shards' tokenizer, and "
                      "this run has none")
   return Probe.from_config(config.probe, tokenizer, config.model)
 
@@ -335,7 +336,7 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
   deleting the earlier run's checkpoints and metrics (RUN_OUTPUTS).
 
   `workdir`: a local path or gs:// (a ValueError first for another scheme, where orbax cannot
-  write checkpoints); DataConfig.data_dir: any path data_pipelines.fs serves. config.json and
+  write checkpoints); DataConfig.data_dir: any path electra_jax.floor.fs serves. config.json and
   config.gin are replaced by a rename (fs.write_atomically): a run killed meanwhile leaves the
   old file whole (a truncated config.json would stop the next run from resuming).
   """

@@ -14,7 +14,8 @@ are tried in order and a mesh axis is used at most once per array, so "batch" (f
 from "embed"/"hidden" in activations.
 
 Parameters, optimizer slots and batches get their shardings at the `jax.jit` boundary. Activations
-are pinned by the model's logical constraints (`logical_constraint` in electra_jax.model.layers).
+are pinned by the model's logical constraints (electra_jax.floor.sharding's `logical_constraint`,
+called in electra_jax.model.layers).
 Those are no-ops unless the function is traced with a global mesh (`jax.set_mesh`) and the rules
 (`nn.logical_axis_rules`) in effect: `activation_sharding(mesh)` enters both, and `MeshJit` jits a
 function so that every trace (a call or `.lower`) happens inside it. The train and eval steps are
@@ -30,12 +31,15 @@ import contextlib
 import dataclasses
 import math
 import os
+import warnings
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from electra_jax.floor import sharding as floor_sharding
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -110,27 +114,13 @@ def make_mesh(cfg: MeshConfig, devices: Optional[Sequence[Any]] = None) -> Mesh:
                        devices=devices)
 
 
-def _fit_spec(spec: PartitionSpec, shape: Sequence[int], mesh: Mesh) -> PartitionSpec:
-  """Drops the mesh axes that do not evenly divide their dimension."""
-  out = []
-  for dim, entry in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec))):
-    names = () if entry is None else ((entry,) if isinstance(entry, str) else tuple(entry))
-    kept, size = [], 1
-    for name in names:
-      if dim % (size * mesh.shape[name]) == 0:
-        kept.append(name)
-        size *= mesh.shape[name]
-    out.append(None if not kept else (kept[0] if len(kept) == 1 else tuple(kept)))
-  return PartitionSpec(*out)
-
-
 def logical_sharding(logical_axes: Optional[Sequence[Optional[str]]], shape: Sequence[int],
                      mesh: Mesh) -> NamedSharding:
   """The NamedSharding of an array of `shape` whose axes have these logical names."""
   if logical_axes is None:
     return NamedSharding(mesh, PartitionSpec())
   spec = nn.logical_to_mesh_axes(tuple(logical_axes), LOGICAL_AXIS_RULES)
-  return NamedSharding(mesh, _fit_spec(spec, shape, mesh))
+  return NamedSharding(mesh, floor_sharding.fit_spec(spec, shape, mesh))
 
 
 def param_shardings(abstract_boxed_params, mesh: Mesh):
@@ -145,23 +135,6 @@ def param_shardings(abstract_boxed_params, mesh: Mesh):
 
   return jax.tree_util.tree_map(one, abstract_boxed_params,
                                 is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
-
-
-def logical_constraint(x: jax.Array, logical_axes: Sequence[Optional[str]]) -> jax.Array:
-  """`x` constrained to the sharding the active logical-axis rules give `logical_axes` (one name
-  or None per dimension of x), without the mesh axes that do not evenly divide their dimension
-  (e.g. 1 generator head over tensor=2 stays replicated rather than padded). Like
-  `nn.with_logical_constraint`, a no-op unless traced with rules and a global mesh in effect
-  (see `activation_sharding`)."""
-  rules = nn.get_logical_axis_rules()
-  mesh = jax.sharding.get_abstract_mesh()
-  if not rules or mesh.empty:
-    return x
-  if len(logical_axes) != x.ndim:
-    raise ValueError(f"logical axes {tuple(logical_axes)} name {len(logical_axes)} dimensions "
-                     f"but the array has shape {x.shape}")
-  spec = nn.logical_to_mesh_axes(tuple(logical_axes), rules)
-  return jax.lax.with_sharding_constraint(x, _fit_spec(spec, x.shape, mesh))
 
 
 @contextlib.contextmanager
@@ -222,3 +195,14 @@ def global_batch(local_batch: dict, mesh: Mesh) -> dict:
     out[name] = jax.make_array_from_process_local_data(sharding, value,
                                                       (global_rows,) + value.shape[1:])
   return out
+
+
+def __getattr__(name: str):
+  """`logical_constraint` moved to electra_jax.floor.sharding (issue 22): the old name still
+  works, with a DeprecationWarning, for one release."""
+  if name == "logical_constraint":
+    warnings.warn("electra_jax.runtime.mesh.logical_constraint moved to "
+                  "electra_jax.floor.sharding.logical_constraint; the old name goes in the next "
+                  "release", DeprecationWarning, stacklevel=2)
+    return floor_sharding.logical_constraint
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,7 @@ Files:
                               writes local files only: for a remote WORKDIR they go to
                               $WANDB_DIR/wandb/, else ./wandb/, and the writer says so)
 
-WORKDIR may be local or a tf.io.gfile URL (gs://bucket/run; data_pipelines.fs).
+WORKDIR may be local or a tf.io.gfile URL (gs://bucket/run; electra_jax.floor.fs).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from typing import Mapping, Optional, Sequence
 
 from tqdm.auto import tqdm
 
-from data_pipelines import fs
-from data_pipelines.tf_runtime import tensorflow  # TF with accelerators hidden
+from electra_jax.floor import fs
+from electra_jax.floor.tf_runtime import tensorflow  # TF with accelerators hidden
 
 # Shown next to the progress bar, in this order, when present.
 _POSTFIX_KEYS = ("loss", "gen_accuracy", "disc_auc", "tokens_per_sec")

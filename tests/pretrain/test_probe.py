@@ -55,14 +55,22 @@ def word_tokenizer(tmp_path):
   return tokenizers.load(f"wordpiece:{path}")
 
 
+def _model_config(tokenizer):
+  return ModelConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,
+                     num_attention_heads=1, intermediate_size=32, embedding_size=16,
+                     max_position_embeddings=32)
+
+
+def _probe_config(data, **kw):
+  return ProbeConfig(train_file=str(data / "SST-2" / "train.tsv"),
+                     dev_file=str(data / "SST-2" / "dev.tsv"), max_seq_length=16, **kw)
+
+
 def test_probe_reads_the_task_and_reports_both_poolings(tmp_path, word_tokenizer):
   data = _sst_like(tmp_path / "glue")
-  model_config = ModelConfig(vocab_size=word_tokenizer.vocab_size, hidden_size=16,
-                             num_hidden_layers=1, num_attention_heads=1, intermediate_size=32,
-                             embedding_size=16, max_position_embeddings=32)
-  probe = Probe.from_config(ProbeConfig(task="sst2", data_dir=str(data), max_seq_length=16),
-                            word_tokenizer, model_config)
+  probe = Probe.from_config(_probe_config(data), word_tokenizer, _model_config(word_tokenizer))
   assert probe.train["input_ids"].shape == (80, 16) and probe.num_classes == 2
+  assert probe.dev["input_ids"].shape == (40, 16)
   got = probe.random_baseline(seed=0)
   assert set(got) == {"probe_random_cls_accuracy", "probe_random_mean_accuracy",
                       "probe_random_feature_cosine"}
@@ -71,9 +79,14 @@ def test_probe_reads_the_task_and_reports_both_poolings(tmp_path, word_tokenizer
   assert 0 < got["probe_random_feature_cosine"] < 1
 
 
-def test_probe_config_errors(tmp_path, word_tokenizer):
-  with pytest.raises(ValueError, match="needs ProbeConfig.data_dir"):
-    ProbeConfig(task="sst2")
-  config = ProbeConfig(task="stsb", data_dir=str(tmp_path))
-  with pytest.raises(ValueError, match="regression task; the probe needs a classification"):
-    Probe.from_config(config, word_tokenizer, ModelConfig())
+def test_probe_config_and_file_errors(tmp_path, word_tokenizer):
+  with pytest.raises(ValueError, match="needs both train_file and dev_file"):
+    ProbeConfig(train_file="x.tsv")
+  data = _sst_like(tmp_path / "glue")
+  with pytest.raises(ValueError, match=r"train.tsv:1: no column \['text'\]"):
+    Probe.from_config(_probe_config(data, text_column="text"), word_tokenizer,
+                      _model_config(word_tokenizer))
+  dev = data / "SST-2" / "dev.tsv"
+  dev.write_text(dev.read_text() + "the film good\t7\n")
+  with pytest.raises(ValueError, match=r"dev.tsv:42: label '7' is not among the training"):
+    Probe.from_config(_probe_config(data), word_tokenizer, _model_config(word_tokenizer))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
+from electra_jax.floor import sharding
 from electra_jax.runtime import mesh as shd
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,7 +83,7 @@ def test_logical_constraint_drops_non_dividing_axes_and_is_inert_outside_the_rul
     eqns = jax.make_jaxpr(fn)(x).eqns
     return [e.params["sharding"].spec for e in eqns if e.primitive.name == "sharding_constraint"]
 
-  ours = lambda a: shd.logical_constraint(a, axes)
+  ours = lambda a: sharding.logical_constraint(a, axes)
   flax_own = lambda a: nn.with_logical_constraint(a, axes)
   assert constraint_specs(ours) == []  # neither mesh nor rules
   with nn.logical_axis_rules(shd.LOGICAL_AXIS_RULES):
@@ -94,7 +95,7 @@ def test_logical_constraint_drops_non_dividing_axes_and_is_inert_outside_the_rul
     specs = [e.params["sharding"].spec for e in jax.make_jaxpr(ours)(wide).eqns]
     assert specs == [P(("data", "fsdp"), None, "tensor", None)]
     with pytest.raises(ValueError, match=r"name 2 dimensions but .* shape \(2, 3, 1, 4\)"):
-      jax.make_jaxpr(lambda a: shd.logical_constraint(a, ("batch", "length")))(x)
+      jax.make_jaxpr(lambda a: sharding.logical_constraint(a, ("batch", "length")))(x)
 
 
 # Both 8-device scripts start here: the tiny joint model, its objective and optimizer.
