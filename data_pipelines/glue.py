@@ -33,12 +33,14 @@ from data_pipelines import fs, hf_source
 
 @dataclasses.dataclass(frozen=True)
 class TextExample:
-  """One GLUE example. `label`: class string, float (STS-B) or None (test split)."""
+  """One sentence(-pair) example. `label`: class string, float (regression), tuple of class
+  strings (multi-label) or None (test split); `where`: its row for messages (own data)."""
 
   guid: str
   text_a: str
   text_b: Optional[str]
   label: object
+  where: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,7 +29,7 @@ import typing
 from typing import Any, Optional, Sequence
 
 from data_pipelines import hf_source
-from electra_jax.finetune.tasks import Task
+from electra_jax.finetune.tasks import Task, get_task, with_columns
 from electra_jax.model import config as model_configs
 from electra_jax.model.config import ModelConfig
 from electra_jax.runtime import gin as gin_edge
@@ -46,7 +46,11 @@ SELECT = ("final", "best")
 class FinetuneConfig:
   """One fine-tuning run (several seeds) of one task.
 
-  task: a name from electra_jax.finetune.tasks (e.g. "sst2", "MNLI", "squad2.0", "chunk").
+  task: a name from electra_jax.finetune.tasks (e.g. "sst2", "MNLI", "squad2.0", "chunk"), or
+    for your own data "classification", "regression", "multilabel" or "tagging" (README
+    "Fine-tune on your own data").
+  text_column, text_pair_column, label_column: the columns of your data an own-data task reads
+    (None: text / no pair / label; multilabel: labels; tagging: tokens and tags).
   init: a Hugging Face ELECTRA directory or Hub model id (ORG/NAME, e.g.
     "google/electra-small-discriminator": fetched into the Hugging Face cache), an official TF
     checkpoint, an electra_jax pre-training checkpoint (its discriminator), or "random"
@@ -108,6 +112,9 @@ class FinetuneConfig:
   task: str
   init: str
   data_dir: Optional[str] = None
+  text_column: Optional[str] = None
+  text_pair_column: Optional[str] = None
+  label_column: Optional[str] = None
   tfds: bool = False
   tfds_data_dir: Optional[str] = None
   tokenizer: Optional[str] = None
@@ -181,6 +188,7 @@ class FinetuneConfig:
         raise ValueError(f"FinetuneConfig: data_dir={self.data_dir!r} and tfds=True name two "
                          "sources of the task's data; give one")
       hf_source.task_options(self.data_dir)  # unknown options fail here, before any loading
+    resolve_task(self)  # unknown tasks and misplaced column names fail here
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     bad = [k for k, _ in self.model_overrides if k not in known]
     if bad:
@@ -199,6 +207,12 @@ class FinetuneConfig:
     size = self.size or "small"
     return model_configs.PRESETS[size].model.replace(
         **{**dict(self.model_overrides), "vocab_size": vocab_size})
+
+
+def resolve_task(config: FinetuneConfig) -> Task:
+  """The task `config.task` names, reading the columns the config names (own-data tasks)."""
+  return with_columns(get_task(config.task), config.text_column, config.text_pair_column,
+                      config.label_column)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,7 +50,8 @@ from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from data_pipelines import fs, glue, tokenizers
-from electra_jax.finetune.config import FinetuneConfig, Hparams, resolve_config, resolve_hparams
+from electra_jax.finetune.config import (FinetuneConfig, Hparams, resolve_config, resolve_hparams,
+                                         resolve_task)
 from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, TaskKind, has_split
 from electra_jax.finetune.tasks import Task, get_task
 from electra_jax.io.load import load_pretrained, resolve_hub_id
@@ -370,7 +371,9 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
 
   if jax.process_index() == 0:
     if config.save_checkpoint:
-      record = {"task": task.name, "labels": list(data.labels), "select": config.select,
+      record = {"task": task.name, "labels": list(data.labels),
+                "label_names": task.label_names(data.labels), "columns": task.columns,
+                "select": config.select,
                 "step": chosen["step"], "scores": chosen["scores"],
                 "max_seq_length": int(data.train.arrays["input_ids"].shape[1])}
       save_safetensors(runner.model, chosen["params"], fs.join(seed_dir, config.select),
@@ -415,7 +418,7 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
   train/dev sizes. Raises ValueError / FileNotFoundError for unknown tasks (with close
   matches), missing files and labels outside the task's label set.
   """
-  task = get_task(config.task)
+  task = resolve_task(config)
   tokenizer = resolve_tokenizer(config)
   if jax.process_index() == 0:  # the fine-tuned models in WORKDIR/seed_S find it here
     tokenizer.save(fs.join(workdir, tokenizers.SAVED_DIR))
@@ -504,7 +507,9 @@ def closing_message(workdir: str, results: dict) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(prog="python -m electra_jax.finetune", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--task", required=True, help="e.g. sst2, cola, mnli, squad1.1, squad2.0, chunk")
+  p.add_argument("--task", required=True,
+                 help="e.g. sst2, cola, mnli, squad1.1, squad2.0, chunk; your own data: "
+                      "classification, regression, multilabel, tagging")
   p.add_argument("--init", required=True,
                  help="HF dir or Hub model id (e.g. google/electra-small-discriminator), "
                       "official TF checkpoint, electra_jax pre-training checkpoint, or 'random'")
@@ -512,6 +517,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   src.add_argument("--data_dir", help="directory with the task's native files, or an hf: spec "
                                       "(Hugging Face datasets, e.g. hf:nyu-mll/glue)")
   src.add_argument("--tfds", action="store_true", help="read the task from TFDS by name")
+  p.add_argument("--text_column", help="own data: the text column (default text; tagging tokens)")
+  p.add_argument("--text_pair_column", help="own data: the second text of a pair, if any")
+  p.add_argument("--label_column",
+                 help="own data: the label column (default label; multilabel labels; tagging tags)")
   p.add_argument("--workdir", required=True)
   p.add_argument("--seeds", help="comma-separated, e.g. 1,2,3")
   p.add_argument("--tokenizer", help="wordpiece:PATH/vocab.txt or sentencepiece:PATH/model")
@@ -527,7 +536,8 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
   seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
   return resolve_config(args.gin_file, args.gin_bindings, task=args.task, init=args.init,
                         data_dir=args.data_dir, tfds=True if args.tfds else None, seeds=seeds,
-                        tokenizer=args.tokenizer, size=args.size)
+                        tokenizer=args.tokenizer, size=args.size, text_column=args.text_column,
+                        text_pair_column=args.text_pair_column, label_column=args.label_column)
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,133 @@
+"""Fine-tuning on your own labelled data: a 3-class CSV, a regression JSONL, a multi-label
+JSONL, a tagging Parquet file and an hf: spec, with the label set read from the training split
+and one-line errors naming the row."""
+
+import csv
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from electra_jax.finetune import train as ft
+from electra_jax.finetune.config import resolve_task
+from finetune_testlib import finetune_config, vocab  # noqa: F401 (fixture)
+
+CLASSES = {"good": "pos", "bad": "neg", "fine": "meh"}
+
+
+def _sentence(rng, word):
+  filler = list(rng.choice(["the", "movie", "film", "plot", "was", "very"], 3))
+  filler.insert(int(rng.integers(0, 4)), word)
+  return " ".join(filler)
+
+
+def three_class_csv(root, n_train=48, n_dev=12):
+  """train.csv / dev.csv with columns review, stars (names pos / neg / meh), commas quoted."""
+  rng = np.random.default_rng(0)
+  root.mkdir(parents=True, exist_ok=True)
+  for name, n in (("train", n_train), ("dev", n_dev)):
+    with open(root / f"{name}.csv", "w", newline="") as f:
+      w = csv.writer(f)
+      w.writerow(["id", "review", "stars"])
+      for i in range(n):
+        word = list(CLASSES)[i % 3]
+        w.writerow([i, _sentence(rng, word) + " , a", CLASSES[word]])
+  return root
+
+
+def regression_jsonl(root, n_train=32, n_dev=8):
+  rng = np.random.default_rng(1)
+  root.mkdir(parents=True, exist_ok=True)
+  for name, n in (("train", n_train), ("validation", n_dev)):
+    with open(root / f"{name}.jsonl", "w") as f:
+      for i in range(n):
+        word = ["good", "bad"][i % 2]
+        f.write(json.dumps({"text": _sentence(rng, word), "score": 4.5 if word == "good" else 1.0})
+                + "\n")
+  return root
+
+
+def _run(tmp_path, vocab, data, task, **kw):
+  kw = {"num_epochs": 2.0, "write_predictions": False, **kw}
+  cfg = finetune_config(vocab, data, task=task, **kw)
+  return ft.finetune_and_evaluate(cfg, str(tmp_path / "work")), cfg
+
+
+def test_three_class_csv_labels_from_training_split(tmp_path, vocab):
+  data = three_class_csv(tmp_path / "data")
+  results, _ = _run(tmp_path, vocab, data, "classification", text_column="review",
+                    label_column="stars")
+  assert results["labels"] == ["meh", "neg", "pos"]  # sorted names, recorded
+  assert results["metric_names"] == ["accuracy", "macro_f1", "mcc"]
+  model_dir = tmp_path / "work" / "seed_1" / "final"
+  record = json.loads((model_dir / "electra_jax.json").read_text())["finetune"]
+  assert record["labels"] == record["label_names"] == ["meh", "neg", "pos"]
+  assert record["columns"] == ["review", None, "stars"]
+
+
+def test_regression_jsonl_and_multilabel(tmp_path, vocab):
+  data = regression_jsonl(tmp_path / "reg")
+  results, _ = _run(tmp_path, vocab, data, "regression", label_column="score")
+  assert results["metric_names"] == ["spearman", "pearson"] and results["labels"] == []
+  multi = tmp_path / "multi"
+  multi.mkdir()
+  for name in ("train", "dev"):
+    rows = [{"text": "good film", "labels": ["pos", "film"]}, {"text": "bad plot", "labels": []},
+            {"text": "good plot", "labels": ["pos"]}, {"text": "bad film", "labels": ["film"]}]
+    (multi / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 4))
+  results, _ = _run(tmp_path / "m", vocab, multi, "multilabel", learning_rate=1e-2,
+                    batch_size=4, num_epochs=4.0)
+  assert results["labels"] == ["film", "pos"]
+  assert results["metric_names"] == ["micro_f1", "macro_f1", "exact_match"]
+  assert results["median"]["micro_f1"] > 50.0  # above "film" everywhere: the words tell
+
+
+@pytest.mark.slow
+def test_tagging_parquet_any_tag_set(tmp_path, vocab):
+  data = tmp_path / "tags"
+  data.mkdir()
+  rows = [{"tokens": ["the", "dog", "ran"], "tags": ["DET", "NOUN", "VERB"]},
+          {"tokens": ["a", "city"], "tags": ["DET", "NOUN"]}] * 8
+  for name in ("train", "dev"):
+    pq.write_table(pa.Table.from_pylist(rows), data / f"{name}.parquet")
+  results, _ = _run(tmp_path, vocab, data, "tagging", learning_rate=1e-2, batch_size=4,
+                    num_epochs=4.0)
+  assert results["labels"] == ["DET", "NOUN", "VERB"]
+  assert results["median"]["accuracy"] == 100.0
+
+
+@pytest.mark.slow
+def test_hf_spec_with_classlabel_names(tmp_path, vocab):
+  datasets = pytest.importorskip("datasets")
+  features = datasets.Features({"sentence": datasets.Value("string"),
+                                "topic": datasets.ClassLabel(names=["sport", "art", "food",
+                                                                    "war", "sea"])})
+  rows = {"sentence": ["the dog ran", "big red city", "paris france", "the plot", "a film"] * 4,
+          "topic": [0, 1, 2, 3, 4] * 4}
+  ds = datasets.Dataset.from_dict(rows, features=features)
+  datasets.DatasetDict({"train": ds, "validation": ds}).save_to_disk(str(tmp_path / "hf"))
+  results, _ = _run(tmp_path, vocab, f"hf:{tmp_path / 'hf'}", "classification",
+                    text_column="sentence", label_column="topic")
+  assert results["labels"] == ["art", "food", "sea", "sport", "war"]
+
+
+@pytest.mark.parametrize("dev,message", [
+    ("id,review,stars\n1,good movie,pos\n2,the plot,great\n",
+     r"dev.csv:3: label 'great' of the dev split never occurs in the training split"),
+    ("id,review,stars\n1,good movie,pos\n2, ,neg\n", r"dev.csv:3: empty text in column 'review'"),
+    ("id,text,stars\n1,good movie,pos\n", r"dev.csv: no column 'review': the columns are"),
+])
+def test_errors_name_the_row(tmp_path, vocab, dev, message):
+  data = three_class_csv(tmp_path / "data", n_train=6)
+  (data / "dev.csv").write_text(dev)
+  with pytest.raises(ValueError, match=message):
+    _run(tmp_path, vocab, data, "classification", text_column="review", label_column="stars")
+
+
+def test_columns_apply_to_own_data_tasks_only(tmp_path, vocab):
+  with pytest.raises(ValueError, match="task sst2 reads its benchmark's own columns"):
+    finetune_config(vocab, tmp_path, text_column="review")
+  cfg = finetune_config(vocab, tmp_path, task="classification", text_pair_column="b")
+  assert resolve_task(cfg).columns == ("text", "b", "label")
