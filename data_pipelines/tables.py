@@ -66,11 +66,14 @@ def _delimited(path: str, text: str, fmt: str) -> tuple[list[str], list[tuple[st
       header = fields
       continue
     if len(fields) != len(header):
-      raise ValueError(f"{name}:{line}: expected {len(header)} {fmt.upper()} fields (the "
+      sep = "tab" if fmt == "tsv" else "comma"
+      raise ValueError(f"{name}:{line}: expected {len(header)} {sep}-separated fields (the "
                        f"header's {header}), found {len(fields)}")
     rows.append((f"{name}:{line}", dict(zip(header, fields))))
   if header is None:
     raise ValueError(f"{name}: empty file")
+  if not rows:
+    raise ValueError(f"{name}: no rows below the header {header}")
   return header, rows
 
 

@@ -86,19 +86,23 @@ class Tokenizer(abc.ABC):
   def __repr__(self):
     return f"{type(self).__name__}({self.spec!r}, vocab_size={self.vocab_size})"
 
-  def save(self, directory):
+  def save(self, directory, model_max_length=None):
     """Write this tokenizer into `directory` (created): its vocabulary file, SAVED_DESCRIPTION
-    and the Hugging Face tokenizer files. Returns the names of the files written."""
+    and the Hugging Face tokenizer files; `model_max_length` (the model's longest input, in
+    tokens) goes into tokenizer_config.json, so that transformers truncates to it. Returns the
+    names of the files written."""
     fs.makedirs(directory)
+    hf_options = {} if model_max_length is None else {"model_max_length": int(model_max_length)}
     description = {"format": SAVED_FORMAT, "fingerprint": self.fingerprint(),
-                   "vocab_size": self.vocab_size, **self._save_files(directory)}
+                   "vocab_size": self.vocab_size, **self._save_files(directory, hf_options)}
     _write_json(fs.join(directory, SAVED_DESCRIPTION), description)
     _write_json(fs.join(directory, "special_tokens_map.json"), _HF_SPECIAL)
     return sorted(fs.listdir(directory))
 
   @abc.abstractmethod
-  def _save_files(self, directory):
-    """Write the vocabulary and the HF files; return the description's kind, file, options."""
+  def _save_files(self, directory, hf_options):
+    """Write the vocabulary and the HF files (hf_options: more tokenizer_config.json entries);
+    return the description's kind, file, options."""
 
 
 def _special_ids_or_raise(token_to_id, source):
@@ -159,11 +163,12 @@ class WordPieceTokenizer(Tokenizer):
   def decode(self, ids):
     return self._rust.decode([int(i) for i in ids], skip_special_tokens=True)
 
-  def _save_files(self, directory):
+  def _save_files(self, directory, hf_options):
     fs.write_text(fs.join(directory, "vocab.txt"), "".join(token + "\n" for token in self._tokens))
     _write_json(fs.join(directory, "tokenizer_config.json"),
                 {"tokenizer_class": "ElectraTokenizer", "do_lower_case": self.lowercase,
-                 "strip_accents": self.strip_accents, "tokenize_chinese_chars": True, **_HF_SPECIAL})
+                 "strip_accents": self.strip_accents, "tokenize_chinese_chars": True, **_HF_SPECIAL,
+                 **hf_options})
     return {"kind": "wordpiece", "file": "vocab.txt", "lowercase": self.lowercase,
             "strip_accents": self.strip_accents}
 
@@ -207,13 +212,14 @@ class SentencePieceTokenizer(Tokenizer):
   def decode(self, ids):
     return self._sp.decode([int(i) for i in ids if int(i) not in self._special])
 
-  def _save_files(self, directory):
+  def _save_files(self, directory, hf_options):
     fs.copy(self.model_path, fs.join(directory, "spm.model"))
     fast = self._hf_fast_tokenizer()
     if fast is not None:
       fs.write_text(fs.join(directory, "tokenizer.json"), fast.to_str(pretty=True))
       _write_json(fs.join(directory, "tokenizer_config.json"),
-                  {"tokenizer_class": "PreTrainedTokenizerFast", **_HF_SPECIAL, **_HF_INPUTS})
+                  {"tokenizer_class": "PreTrainedTokenizerFast", **_HF_SPECIAL, **_HF_INPUTS,
+                   **hf_options})
     return {"kind": "sentencepiece", "file": "spm.model"}
 
   def _hf_fast_tokenizer(self):

@@ -75,6 +75,10 @@ class FinetuneConfig:
     (`tokenizers.find_saved`: a pre-training workdir, an export, an HF directory's vocab.txt).
   model_overrides: ((field, value), ...) ModelConfig changes for random init; dropout
     overrides apply to loaded models too.
+  head: the classification head: "hf" (default; dense -> GELU -> dense on [CLS], transformers'
+    ElectraForSequenceClassification, so `electra-convert` exports it and pipeline() runs it)
+    or "official" (the paper's and the official code's dropout + linear on [CLS], for
+    reproducing the paper; no transformers class holds it: convert exports its encoder only).
   seeds: one fine-tuning run per seed (head init, dropout, data order).
   select: which dev evaluation a seed reports (and whose parameters and predictions it writes):
     "final" (default; the paper's protocol and the official code's: the model at the last step)
@@ -120,7 +124,7 @@ class FinetuneConfig:
   tokenizer: Optional[str] = None
   size: Optional[str] = None
   model_overrides: tuple = ()
-  head: str = "official"
+  head: str = "hf"
   seeds: tuple = (1,)
   select: str = "final"
   learning_rate: Optional[float] = None

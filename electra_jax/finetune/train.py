@@ -65,6 +65,10 @@ from electra_jax.runtime.metrics import CURVES_FILE, MetricsWriter, WandbRun, it
 from electra_jax.runtime.optim import OptimizerConfig, make_optimizer
 from electra_jax.runtime.step import make_train_step
 
+SEQUENCE_KINDS = ("classification", "regression", "multilabel")
+PIPELINES = {"classification": "text-classification", "regression": "text-classification",
+             "multilabel": "text-classification", "tagging": "token-classification",
+             "span": "question-answering"}
 SELECTION = {"final": "dev score of the final checkpoint",
              "best": "best dev score over the evaluations"}
 _SHAPE_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
@@ -371,7 +375,7 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
 
   if jax.process_index() == 0:
     if config.save_checkpoint:
-      record = {"task": task.name, "labels": list(data.labels),
+      record = {"task": task.name, "kind": task.kind, "labels": list(data.labels),
                 "label_names": task.label_names(data.labels), "columns": task.columns,
                 "select": config.select,
                 "step": chosen["step"], "scores": chosen["scores"],
@@ -493,8 +497,14 @@ def closing_message(workdir: str, results: dict) -> str:
   if fs.glob(fs.join(workdir, "seed_*", "wandb", "offline-run-*")):
     lines.append(f"  upload offline W&B runs: wandb sync {q(workdir)}/seed_*/wandb/offline-run-*")
   if models:
-    lines += ["next:", f"  export to Hugging Face: electra-convert {q(models[0])} OUT_DIR"]
-    if get_task(results["task"]).kind in ("classification", "regression"):
+    kind = get_task(results["task"]).kind
+    if kind in SEQUENCE_KINDS and results["config"]["head"] == "official":
+      lines += ["next:", f"  export the encoder (the paper's head has no transformers class): "
+                f"electra-convert {q(models[0])} OUT_DIR --architecture ElectraModel"]
+    else:
+      lines += ["next:", f"  export to Hugging Face: electra-convert {q(models[0])} OUT_DIR",
+                f"  then in Python: transformers.pipeline({PIPELINES[kind]!r}, model='OUT_DIR')"]
+    if kind in SEQUENCE_KINDS:
       lines.append(f"  score new text: electra-predict --model={q(workdir)} --input=FILE.tsv "
                    "--output=predictions.tsv")
   return "\n".join(lines)

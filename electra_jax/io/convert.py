@@ -70,6 +70,10 @@ class _ProgressLine:
     self.stream.flush()
 
 
+PROBLEM_TYPES = {"classification": "single_label_classification", "regression": "regression",
+                 "multilabel": "multi_label_classification"}  # transformers' config.problem_type
+
+
 def _write(model, params, src: str, dst: str, to: str, tokenizer, finetune) -> dict:
   if to == "hf":
     if isinstance(model, heads.ElectraForSequenceClassification) and model.head != "hf":
@@ -79,10 +83,12 @@ def _write(model, params, src: str, dst: str, to: str, tokenizer, finetune) -> d
           "-> GELU -> dense): fine-tune with --set \"FinetuneConfig.head = 'hf'\" to export "
           "the classifier, or pass --architecture ElectraModel to export the encoder alone "
           "(or --to electra_jax-safetensors to keep the whole model)")
-    labels = (finetune or {}).get("labels") or []
-    id2label = {i: str(label) for i, label in enumerate(labels)} if len(labels) > 1 else None
+    finetune = finetune or {}
+    labels = finetune.get("label_names") or finetune.get("labels") or []
+    id2label = {i: str(label) for i, label in enumerate(labels)} if labels else None
     return hf_io.export_hf(model, params, dst, id2label=id2label, tokenizer=tokenizer,
-                           progress=_ProgressLine(f"writing {dst}"))
+                           progress=_ProgressLine(f"writing {dst}"),
+                           problem_type=PROBLEM_TYPES.get(finetune.get("kind")))
   return native.save_safetensors(model, params, dst, tokenizer=tokenizer, finetune=finetune)
 
 

@@ -4,6 +4,7 @@ and one-line errors naming the row."""
 
 import csv
 import json
+import shlex
 
 import numpy as np
 import pyarrow as pa
@@ -11,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from electra_jax.finetune import train as ft
+from electra_jax.io import convert
 from electra_jax.finetune.config import resolve_task
 from finetune_testlib import finetune_config, vocab  # noqa: F401 (fixture)
 
@@ -55,16 +57,44 @@ def _run(tmp_path, vocab, data, task, **kw):
   return ft.finetune_and_evaluate(cfg, str(tmp_path / "work")), cfg
 
 
-def test_three_class_csv_labels_from_training_split(tmp_path, vocab):
-  data = three_class_csv(tmp_path / "data")
-  results, _ = _run(tmp_path, vocab, data, "classification", text_column="review",
+@pytest.fixture(scope="module")
+def three_class_run(tmp_path_factory, vocab):
+  """(workdir, results, closing message) of the 3-class CSV fine-tuned with the defaults."""
+  root = tmp_path_factory.mktemp("three")
+  data = three_class_csv(root / "data")
+  results, _ = _run(root, vocab, data, "classification", text_column="review",
                     label_column="stars")
+  return root / "work", results, ft.closing_message(str(root / "work"), results)
+
+
+def test_three_class_csv_labels_from_training_split(three_class_run):
+  workdir, results, _ = three_class_run
   assert results["labels"] == ["meh", "neg", "pos"]  # sorted names, recorded
   assert results["metric_names"] == ["accuracy", "macro_f1", "mcc"]
-  model_dir = tmp_path / "work" / "seed_1" / "final"
-  record = json.loads((model_dir / "electra_jax.json").read_text())["finetune"]
+  record = json.loads((workdir / "seed_1" / "final" / "electra_jax.json").read_text())["finetune"]
   assert record["labels"] == record["label_names"] == ["meh", "neg", "pos"]
   assert record["columns"] == ["review", None, "stars"]
+
+
+def test_closing_message_export_runs_in_a_pipeline(three_class_run, tmp_path):
+  """The command the closing message proposes works, and its output runs in
+  pipeline("text-classification") with the class names, on a text longer than the model's 64
+  positions (tokenizer_config.json carries model_max_length)."""
+  transformers = pytest.importorskip("transformers")
+  workdir, _, closing = three_class_run
+  command = next(line for line in closing.splitlines() if "electra-convert" in line)
+  args = shlex.split(command.split(": ", 1)[1])[1:]
+  assert args[1] == "OUT_DIR"
+  assert convert.main([args[0], str(tmp_path / "hf")] + args[2:]) == 0
+  assert "pipeline('text-classification', model='OUT_DIR')" in closing
+  config = json.loads((tmp_path / "hf" / "config.json").read_text())
+  assert config["id2label"] == {"0": "meh", "1": "neg", "2": "pos"}
+  assert config["problem_type"] == "single_label_classification"
+  classify = transformers.pipeline("text-classification", model=str(tmp_path / "hf"),
+                                   device="cpu")
+  assert classify.tokenizer.model_max_length == 64
+  out = classify(["good film " * 100, "bad plot"], truncation=True)
+  assert {o["label"] for o in out} <= {"meh", "neg", "pos"}
 
 
 def test_regression_jsonl_and_multilabel(tmp_path, vocab):

@@ -128,10 +128,13 @@ def test_hf_export_pipeline_gives_the_same_labels_and_probabilities(sst2_run, tm
   ours = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
   theirs = classify(NEW_SENTENCES)
   assert len({o["prediction"] for o in ours}) == 2  # both classes occur: a real comparison
+  # The export names SST-2's classes as the GLUE datasets do; predict writes GLUE's file labels.
+  name = {"0": "negative", "1": "positive"}
   for o, t in zip(ours, theirs):
-    assert o["prediction"] == t[0]["label"]
+    assert name[o["prediction"]] == t[0]["label"]
     for entry in t:
-      assert o[f"probability_{entry['label']}"] == pytest.approx(entry["score"], abs=1e-5)
+      label = {v: k for k, v in name.items()}[entry["label"]]
+      assert o[f"probability_{label}"] == pytest.approx(entry["score"], abs=1e-5)
 
 
 @pytest.fixture(scope="module")
