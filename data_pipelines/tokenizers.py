@@ -33,6 +33,8 @@ import io
 import json
 import urllib.parse
 
+import numpy as np
+
 from data_pipelines import fs
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -70,6 +72,49 @@ class Tokenizer(abc.ABC):
   @abc.abstractmethod
   def decode(self, ids):
     """Text for a sequence of ids; special tokens are skipped."""
+
+  def __call__(self, texts, text_pairs=None, max_length=512, padding="longest"):
+    """Model inputs for a batch: [CLS] a [SEP] (b [SEP]) per row, token types 0 for a and 1 for
+    b, truncated to `max_length` tokens (a pair longest-first, as BERT does) and padded with
+    the pad id to the longest row (padding="longest") or to max_length ("max_length").
+
+    texts: list of N strings; text_pairs: None or N second texts (an entry None: no pair).
+    Returns {"input_ids", "attention_mask", "token_type_ids"}: int32 arrays [N, L].
+    """
+    if isinstance(texts, str):
+      raise TypeError("tokenizer(texts) takes a list of strings; wrap one text as [text]")
+    if padding not in ("longest", "max_length"):
+      raise ValueError(f"padding={padding!r}; expected 'longest' or 'max_length'")
+    if max_length < 4:
+      raise ValueError(f"max_length={max_length} is too short for [CLS] a [SEP] b [SEP]")
+    texts = list(texts)
+    pairs = [None] * len(texts) if text_pairs is None else list(text_pairs)
+    if len(pairs) != len(texts):
+      raise ValueError(f"{len(texts)} texts but {len(pairs)} text pairs")
+    enc_a = self.encode(texts)
+    paired = [i for i, b in enumerate(pairs) if b is not None]
+    enc_b = dict(zip(paired, self.encode([pairs[i] for i in paired])))
+    rows = []
+    for i, a in enumerate(enc_a):
+      a = list(a)
+      if i in enc_b:
+        b = list(enc_b[i])
+        while len(a) + len(b) > max_length - 3:
+          (a if len(a) >= len(b) else b).pop()
+        rows.append(([self.cls_id] + a + [self.sep_id] + b + [self.sep_id],
+                     [0] * (len(a) + 2) + [1] * (len(b) + 1)))
+      else:
+        seq = [self.cls_id] + a[:max_length - 2] + [self.sep_id]
+        rows.append((seq, [0] * len(seq)))
+    width = max_length if padding == "max_length" else max((len(s) for s, _ in rows), default=0)
+    out = {"input_ids": np.full((len(rows), width), self.pad_id, np.int32),
+           "attention_mask": np.zeros((len(rows), width), np.int32),
+           "token_type_ids": np.zeros((len(rows), width), np.int32)}
+    for i, (seq, types) in enumerate(rows):
+      out["input_ids"][i, :len(seq)] = seq
+      out["attention_mask"][i, :len(seq)] = 1
+      out["token_type_ids"][i, :len(seq)] = types
+    return out
 
   def fingerprint(self):
     """sha256 hex of the id-ordered token list: equal iff ids mean the same tokens."""

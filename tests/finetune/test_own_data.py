@@ -3,6 +3,7 @@ JSONL, a tagging Parquet file and an hf: spec, with the label set read from the 
 and one-line errors naming the row."""
 
 import csv
+import io
 import json
 import shlex
 
@@ -11,6 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import electra_jax
+from electra_jax.finetune import predict
 from electra_jax.finetune import train as ft
 from electra_jax.io import convert
 from electra_jax.finetune.config import resolve_task
@@ -161,3 +164,47 @@ def test_columns_apply_to_own_data_tasks_only(tmp_path, vocab):
     finetune_config(vocab, tmp_path, text_column="review")
   cfg = finetune_config(vocab, tmp_path, task="classification", text_pair_column="b")
   assert resolve_task(cfg).columns == ("text", "b", "label")
+
+
+def test_python_api_scores_texts_and_pairs(three_class_run):
+  """load_classifier + one call: batched (batch 2 over 5 texts), padded, truncated (a text far
+  longer than the 16 tokens fine-tuning used), pairs too; the result equals electra-predict's."""
+  workdir, _, _ = three_class_run
+  clf = electra_jax.load_classifier(str(workdir), batch_size=2)
+  texts = ["good movie", "bad plot , a", "fine film", "the plot was very " * 40, "good"]
+  out = clf(texts)
+  assert [set(o) for o in out] == [{"label", "score", "scores"}] * 5
+  assert all(o["label"] in ("meh", "neg", "pos") for o in out)
+  logits = clf.logits(texts)
+  assert logits.shape == (5, 3)
+  assert [o["label"] for o in out] == [("meh", "neg", "pos")[i] for i in logits.argmax(-1)]
+  paired = clf.logits(texts[:2], text_pairs=["the film", "a plot"])
+  assert paired.shape == (2, 3) and not np.allclose(paired, logits[:2])
+  with pytest.raises(TypeError, match="pass a list of texts"):
+    clf("good movie")
+
+
+def test_tokenizer_batch_call_pads_and_truncates(vocab):
+  from data_pipelines import tokenizers
+  tok = tokenizers.load(f"wordpiece:{vocab}")
+  batch = tok(["good movie", "the plot was very bad"], text_pairs=[None, "a film"], max_length=8)
+  assert batch["input_ids"].shape == (2, 8) and batch["input_ids"].dtype == np.int32
+  assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 0, 0, 0, 0], [1] * 8]
+  assert batch["token_type_ids"][1].tolist() == [0, 0, 0, 0, 0, 1, 1, 1]  # longest-first cut
+  assert tok.decode(batch["input_ids"][1]) == "the plot was a film"
+  assert tok(["good"], max_length=8, padding="max_length")["input_ids"].shape == (1, 8)
+  assert tok(["good", "a"])["input_ids"].shape == (2, 3)  # padded to the longest row
+
+
+def test_predict_stdin_stdout_and_csv(three_class_run, tmp_path, monkeypatch, capsys):
+  workdir, _, _ = three_class_run
+  monkeypatch.setattr("sys.stdin", io.StringIO("review\tid\ngood movie\t7\nbad , plot\t8\n"))
+  assert predict.main([f"--model={workdir}", "--input=-", "--output=-"]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0] == "review\tid\tprediction\tprobability_meh\tprobability_neg\tprobability_pos"
+  assert [line.split("\t")[:2] for line in lines[1:]] == [["good movie", "7"], ["bad , plot", "8"]]
+  (tmp_path / "in.csv").write_text('review,id\n"good, fine movie",1\n')
+  assert predict.main([f"--model={workdir}", f"--input={tmp_path / 'in.csv'}",
+                       f"--output={tmp_path / 'out.csv'}"]) == 0
+  rows = list(csv.DictReader(open(tmp_path / "out.csv", newline="")))
+  assert rows[0]["review"] == "good, fine movie" and rows[0]["prediction"] in ("meh", "neg", "pos")
