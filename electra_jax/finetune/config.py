@@ -106,8 +106,9 @@ class FinetuneConfig:
     metric against the step).
   wandb_project: also log each seed to this Weights & Biases project (one run per seed, grouped
     by the workdir's name: the jsonl numbers by step and the resolved config; needs
-    `pip install "electra_jax[wandb]"`); None: off. wandb_mode: "online" or "offline" (runs stay
-    in WORKDIR/seed_S/wandb/ until `wandb sync`).
+    `pip install "electra_jax[wandb]"`); None: $WANDB_PROJECT when set, else off. wandb_mode:
+    "online" or "offline" (runs stay in WORKDIR/seed_S/wandb/ until `wandb sync`); None:
+    $WANDB_MODE, else online. $WANDB_DIR moves the runs' files (metrics.WandbRun).
   squad_null_threshold: SQuAD 2.0 predicts no answer when null score - best span score exceeds it.
   mesh: the device mesh (electra_jax.runtime.mesh.MeshConfig), bound as `MeshConfig.fsdp = 2`
     etc.; by default every device does data parallelism.
@@ -159,7 +160,7 @@ class FinetuneConfig:
   tensorboard: bool = True
   curves: bool = True
   wandb_project: Optional[str] = None
-  wandb_mode: str = "online"
+  wandb_mode: Optional[str] = None
 
   def __post_init__(self):
     if not self.seeds:
@@ -170,7 +171,7 @@ class FinetuneConfig:
       raise ValueError(f"FinetuneConfig.head={self.head!r}; expected 'official' or 'hf'")
     if self.select not in SELECT:
       raise ValueError(f"FinetuneConfig.select={self.select!r}; expected one of {SELECT}")
-    if self.wandb_mode not in WANDB_MODES:
+    if self.wandb_mode is not None and self.wandb_mode not in WANDB_MODES:
       raise ValueError(f"FinetuneConfig.wandb_mode={self.wandb_mode!r}; expected one of "
                        f"{WANDB_MODES}")
     if self.layerwise_lr_mode not in ("correct", "official"):

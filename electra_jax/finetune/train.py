@@ -61,7 +61,8 @@ from electra_jax.runtime import mesh as shd
 from electra_jax.runtime import state as ts
 from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
 from electra_jax.runtime.layerwise_lr import layerwise_lr_multipliers
-from electra_jax.runtime.metrics import CURVES_FILE, MetricsWriter, WandbRun, itstime
+from electra_jax.runtime.metrics import (CURVES_FILE, MetricsWriter, WandbRun, itstime,
+                                         wandb_enabled)
 from electra_jax.runtime.optim import OptimizerConfig, make_optimizer
 from electra_jax.runtime.step import make_train_step
 
@@ -342,7 +343,7 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
                         name=f"{run_name}/seed_{seed}", group=run_name,
                         config={**dataclasses.asdict(config), "seed": seed,
                                 "hparams": dataclasses.asdict(hp), "total_steps": total_steps})
-               if config.wandb_project else None)
+               if wandb_enabled(config.wandb_project) else None)
   writer = MetricsWriter(seed_dir, start_step=0, total_steps=total_steps,
                          is_main=jax.process_index() == 0, tensorboard=config.tensorboard,
                          progress_bar=config.progress,

@@ -56,7 +56,8 @@ from electra_jax.pretrain.objective import (SpecialIds, build_pretraining_model,
                                             make_eval_step)
 from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
 from electra_jax.runtime.mesh import check_batch, global_batch, make_mesh, set_cpu_xla_flags
-from electra_jax.runtime.metrics import CURVES_FILE, MetricsWriter, WandbRun, itstime
+from electra_jax.runtime.metrics import (CURVES_FILE, MetricsWriter, WandbRun, itstime,
+                                         wandb_enabled)
 from electra_jax.runtime.optim import make_optimizer
 from electra_jax.runtime.state import abstract_train_state, init_train_state
 from electra_jax.runtime.step import make_train_step
@@ -410,7 +411,7 @@ def _train(config, workdir: str) -> dict:
   step_flops, peak = _flops_and_peak(config)
   wandb_run = (WandbRun(config.log.wandb_project, config.log.wandb_mode,
                         name=fs.basename(fs.abspath(workdir)), config=config.to_dict())
-               if config.log.wandb_project else None)
+               if wandb_enabled(config.log.wandb_project) else None)
   writer = MetricsWriter(workdir, start_step=start_step, total_steps=last_step, is_main=is_main,
                          tensorboard=config.log.tensorboard,
                          progress_bar=config.log.progress_bar,

@@ -14,9 +14,11 @@ Files:
   WORKDIR/curves.png          written by `close` when `curves` names metrics: one panel per
                               metric, its training and evaluation values against the step
   WORKDIR/wandb/              with `wandb` (a WandbRun): the W&B run's local files; the run logs
-                              the jsonl records' numbers under the jsonl keys, by step (wandb
-                              writes local files only: for a remote WORKDIR they go to
-                              $WANDB_DIR/wandb/, else ./wandb/, and the writer says so)
+                              the jsonl records' numbers under the jsonl keys, by step. With
+                              $WANDB_DIR set they go to $WANDB_DIR/wandb/ instead, as wandb's
+                              own convention says (wandb writes local files only: for a remote
+                              WORKDIR without $WANDB_DIR they go to ./wandb/, and the writer
+                              says so)
 
 WORKDIR may be local or a tf.io.gfile URL (gs://bucket/run; data_pipelines.fs).
 """
@@ -47,12 +49,13 @@ class WandbRun:
   """A Weights & Biases run that mirrors a MetricsWriter's records (wandb.init's arguments).
 
   project: the W&B project; mode: "online" (uploads as it goes) or "offline" (local files in
-  WORKDIR/wandb/, uploaded later by `wandb sync`); name, group: shown in the W&B interface;
-  config: the resolved run configuration, logged once at the start (JSON-able dict).
+  WORKDIR/wandb/, uploaded later by `wandb sync`); None: wandb's environment decides
+  (WANDB_PROJECT, WANDB_MODE; unset: wandb's defaults, online); name, group: shown in the W&B
+  interface; config: the resolved run configuration, logged once at the start (JSON-able dict).
   """
 
-  project: str
-  mode: str = "online"
+  project: Optional[str] = None
+  mode: Optional[str] = None
   name: Optional[str] = None
   group: Optional[str] = None
   config: Optional[dict] = None
@@ -92,9 +95,14 @@ def _numbers(metrics: Mapping[str, float]) -> dict:
   return {k: float(v) for k, v in metrics.items() if not isinstance(v, str)}
 
 
+def wandb_enabled(project: Optional[str]) -> bool:
+  """Whether a run logs to W&B: a project is configured, or $WANDB_PROJECT names one."""
+  return project is not None or bool(os.environ.get("WANDB_PROJECT"))
+
+
 def _start_wandb(run: WandbRun, directory: str):
-  """wandb.init for `run`, its files under directory/wandb (for a remote directory under
-  $WANDB_DIR/wandb, else ./wandb: wandb writes local files only); ValueError when wandb is
+  """wandb.init for `run`, its files under $WANDB_DIR/wandb when set, else directory/wandb (a
+  remote directory: ./wandb, wandb writes local files only); ValueError when wandb is
   missing."""
   try:
     import wandb
@@ -102,8 +110,10 @@ def _start_wandb(run: WandbRun, directory: str):
     raise ValueError(f"Weights & Biases logging (project {run.project!r}) needs the wandb "
                      'package: pip install "electra_jax[wandb]", or unset the wandb_project '
                      "option") from None
-  if fs.is_remote(directory):
-    local = os.environ.get("WANDB_DIR") or os.getcwd()
+  if os.environ.get("WANDB_DIR"):
+    directory = os.environ["WANDB_DIR"]
+  elif fs.is_remote(directory):
+    local = os.getcwd()
     print(f"note: {directory} is not local and wandb writes local files only: the W&B run's "
           f"files go to {os.path.join(local, 'wandb')}", file=sys.stderr, flush=True)
     directory = local
