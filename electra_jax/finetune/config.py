@@ -11,8 +11,8 @@ configure_finetuning.py where the paper is silent):
   max sequence length 128 (SQuAD 512, chunking 256), SQuAD doc stride 128, max query length 64,
   n-best 20, max answer length 30.
 
-The size comes from `size`, or else from the initial model's hidden size (<= 256 small,
-<= 768 base, larger large). `size="tiny"` (random init only) is the 2-layer, hidden-32 model of
+The size comes from `size`, or else from the initial model's hidden size (< 128 tiny, <= 256
+small, <= 768 base, larger large). `size="tiny"` (random init only) is the 2-layer, hidden-32 model of
 config.PRESETS for CPU demos and tests; it fine-tunes with the small defaults.
 
 Library code takes a `FinetuneConfig`; gin is read only by `resolve_config` at the command line:
@@ -232,7 +232,10 @@ class Hparams:
 
 
 def size_of(model: ModelConfig) -> str:
-  """small / base / large from the hidden size (<= 256, <= 768, larger)."""
+  """tiny / small / base / large from the hidden size (< 128, <= 256, <= 768, larger); tiny is
+  no paper size (config.PRESETS' CPU model; it fine-tunes with small's defaults)."""
+  if model.hidden_size < 128:
+    return "tiny"
   if model.hidden_size <= 256:
     return "small"
   return "base" if model.hidden_size <= 768 else "large"
