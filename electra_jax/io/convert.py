@@ -129,9 +129,8 @@ def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=Fals
         lines.append(f"skipped the generator: {e}")  # e.g. an MLM-baseline run
         continue
       raise
-    if architecture == "ElectraModel" and type(model).__name__ != "ElectraModel":
-      model, params = heads.ElectraModel(model.config), {"electra": params["electra"]}
-      finetune = None  # the task head is gone
+    if architecture == "ElectraModel":
+      finetune = None  # load_pretrained read the encoder alone: no task head, no labels
     info = _write(model, params, src, out, to, tokenizer, finetune)
     what = f" ({net})" if net else ""
     line = (f"converted {fmt} {report.source}{what} -> {to} {info['architecture']} at {out}: "

@@ -422,3 +422,25 @@ def test_cli_official_head_classifier_to_hf_is_one_error_line(disc_dir, tmp_path
   ids, mask, types_ = F.batch(vocab=encoder.config.vocab_size)
   assert F.max_abs_diff(F.torch_outputs(hf_model, ids, mask, types_),
                         F.jax_outputs(encoder, enc_params, ids, mask, types_)) <= 1e-5
+
+
+def test_architecture_electra_model_reads_the_encoder_of_any_checkpoint(tmp_path):
+  """load_pretrained(..., architecture="ElectraModel") on an ELECTRA workdir and on an MLM run
+  returns the encoder whose hidden states equal the discriminator's (it used to return the
+  pre-training head's logits)."""
+  import jax.numpy as jnp
+  model, params = _pretraining()
+  _write_electra_jax_checkpoint(tmp_path / "w", model, params)
+  ids, mask, types_ = (jnp.asarray(a) for a in F.batch())
+  disc, disc_params = load_pretrained(str(tmp_path / "w"))
+  encoder, enc_params = load_pretrained(str(tmp_path / "w"), architecture="ElectraModel")
+  assert type(encoder).__name__ == "ElectraModel" and set(enc_params) == {"electra"}
+  hidden = encoder.apply({"params": enc_params}, ids, mask, types_)
+  hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+  assert hidden.shape == ids.shape + (model.disc_config.hidden_size,)
+  mlm, mlm_params = _pretraining("untied", use_generator=False, discriminator_heads=("mlm",))
+  native.save_safetensors(mlm, mlm_params, str(tmp_path / "mlm"))
+  assert type(load_pretrained(str(tmp_path / "mlm"), architecture="ElectraModel")[0]).__name__ \
+      == "ElectraModel"
+  with pytest.raises(CheckpointError, match="applies to Hugging Face sources"):
+    load_pretrained(str(tmp_path / "w"), architecture="ElectraForMaskedLM")
