@@ -131,6 +131,17 @@ def load_task_data(task: Task, config: FinetuneConfig, hp: Hparams, tokenizer) -
 # Model
 
 
+def existing_init(config: FinetuneConfig) -> str:
+  """The local path of `config.init` (a Hub id's cached snapshot); FileNotFoundError when there
+  is no such path."""
+  init = resolve_hub_id(config.init)
+  if not fs.exists(init):
+    raise FileNotFoundError(f"--init {config.init}: no such path (expected a Hugging Face "
+                            "directory or Hub model id ORG/NAME, an official TF checkpoint, an "
+                            "electra_jax pre-training checkpoint, or 'random')")
+  return init
+
+
 def load_initial(config: FinetuneConfig, vocab_size: int) -> tuple[ModelConfig, Optional[dict]]:
   """(architecture, params of the initial model as host arrays; None for random init)."""
   overrides = dict(config.model_overrides)
@@ -138,11 +149,7 @@ def load_initial(config: FinetuneConfig, vocab_size: int) -> tuple[ModelConfig, 
     overrides["dtype"] = config.dtype
   if config.init == "random":
     return config.random_init_config(vocab_size).replace(**overrides), None
-  init = resolve_hub_id(config.init)
-  if not fs.exists(init):
-    raise FileNotFoundError(f"--init {config.init} does not exist (a Hugging Face directory or "
-                            "Hub model id ORG/NAME, an official TF checkpoint, an electra_jax "
-                            "pre-training checkpoint, or 'random')")
+  init = existing_init(config)
   model, params = load_pretrained(init, as_numpy=True)  # the discriminator, if two
   if "electra" not in params:
     raise ValueError(f"{config.init}: the loaded {type(model).__name__} has no 'electra' "
@@ -405,8 +412,7 @@ def resolve_tokenizer(config: FinetuneConfig):
   """`config.tokenizer`'s tokenizer, else the one saved with `config.init` (ValueError if none)."""
   if config.tokenizer is not None:
     return tokenizers.load(config.tokenizer)
-  tokenizer = (None if config.init == "random"
-               else tokenizers.find_saved(resolve_hub_id(config.init)))
+  tokenizer = None if config.init == "random" else tokenizers.find_saved(existing_init(config))
   if tokenizer is None:
     raise ValueError(f"no tokenizer saved with --init={config.init} (pre-training workdirs, "
                      "their exports and Hugging Face directories with vocab.txt have one): "

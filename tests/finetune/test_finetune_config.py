@@ -57,3 +57,15 @@ def test_size_of_a_loaded_model_names_tiny():
   assert hp.size == "tiny" and hp.learning_rate == LEARNING_RATE["small"]
   assert [size_of(config_module.PRESETS[s].model) for s in ("small", "base", "large")] == [
       "small", "base", "large"]
+
+
+def test_misspelled_init_says_no_such_path_first(tmp_path, capsys):
+  """--init naming no path fails on that (it used to ask for --tokenizer first)."""
+  from electra_jax.finetune import train as ft
+  missing = tmp_path / "runs" / "pretrian"
+  assert ft.main(["--task=sst2", f"--init={missing}", f"--data_dir={tmp_path}",
+                  f"--workdir={tmp_path / 'w'}"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == [f"error: --init {missing}: no such path (expected a Hugging Face directory or "
+                 "Hub model id ORG/NAME, an official TF checkpoint, an electra_jax pre-training "
+                 "checkpoint, or 'random')"]
