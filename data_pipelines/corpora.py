@@ -99,6 +99,40 @@ def resolve_paths(patterns):
   return paths
 
 
+def _file_format(path):
+  """JSON Lines (by suffix), Parquet or Arrow (by leading bytes), else text: a file's format."""
+  if path.removesuffix(".gz").endswith(JSONL_SUFFIXES):
+    return "JSON Lines"
+  try:
+    with text_io.open_binary(path) as f:
+      head = f.read(8)
+  except (OSError, EOFError):
+    return "text"  # refuse_binary names a broken gzip file
+  if head.startswith(b"PAR1"):
+    return "Parquet"
+  if head.startswith((b"ARROW1", b"\xff\xff\xff\xff")):
+    return "Arrow"
+  return "text"
+
+
+def check_one_format(paths, patterns):
+  """ValueError when the files of one corpus spec mix formats that need different specs (JSON
+  Lines with Parquet, Arrow or text; Parquet with Arrow): no single spec reads them, so none is
+  suggested that would then fail. Text beside one binary file is left to text_io.refuse_binary,
+  which names that file."""
+  formats = {}
+  for path in paths:
+    formats.setdefault(_file_format(path), []).append(path)
+  structured = set(formats) - {"text"}
+  if len(structured) > 1 or ("JSON Lines" in formats and "text" in formats):
+    found = "; ".join(f"{name}: {len(files)} file(s), e.g. {files[0]}"
+                      for name, files in formats.items())
+    raise ValueError(f"corpus {patterns} mixes file formats ({found}); a corpus spec reads one "
+                     "format: convert the files to one format, or give a pattern that picks one "
+                     "(e.g. jsonl:DIR/*.jsonl, hf:parquet?data_files=DIR/*.parquet) and build "
+                     "each format's shards separately")
+
+
 class _FileCorpus(Corpus):
   """Shared part logic for file corpora: byte ranges for plain files, whole gzip files."""
 
@@ -143,6 +177,7 @@ class TextFiles(_FileCorpus):
     if docs not in ("blank", "line"):
       raise ValueError(f"corpus option docs={docs!r}: expected 'blank' or 'line'")
     paths = resolve_paths(patterns)
+    check_one_format(paths, patterns)
     for path in paths:
       if path.removesuffix(".gz").endswith(JSONL_SUFFIXES):
         raise ValueError(
@@ -168,7 +203,9 @@ class TextFiles(_FileCorpus):
 
 class JsonlFiles(_FileCorpus):
   def __init__(self, patterns, field="text"):
-    super().__init__(resolve_paths(patterns))
+    paths = resolve_paths(patterns)
+    check_one_format(paths, patterns)
+    super().__init__(paths)
     self.field = field
     self.spec = f"jsonl:{patterns}?field={field}"
 

@@ -259,3 +259,15 @@ def test_tfds_corpus_under_mock_data_reads_the_requested_even_splits():
   assert pair == parts[1] + parts[3]
   assert (stats.lines, stats.replaced_bytes) == (10, 1)
   assert corpus.spec == "tfds:lm1b?split=train&field=text&download=false"
+
+
+def test_a_folder_mixing_jsonl_and_parquet_is_one_error_naming_both(tmp_path):
+  """It used to suggest jsonl:DIR, a spec that then failed on the Parquet file."""
+  pa = pytest.importorskip("pyarrow")
+  import pyarrow.parquet as pq
+  (tmp_path / "a.jsonl").write_text('{"text": "hello world"}\n')
+  pq.write_table(pa.Table.from_pylist([{"text": "x y"}]), tmp_path / "b.parquet")
+  for spec in (str(tmp_path), f"jsonl:{tmp_path}"):
+    with pytest.raises(ValueError, match=r"mixes file formats \(JSON Lines: 1 file\(s\), e\.g\. "
+                                         r".*a\.jsonl; Parquet: 1 file\(s\), e\.g\. .*b\.parquet\)"):
+      corpora.load(spec)
