@@ -2,7 +2,9 @@
 
 TensorFlow is used here only for TFRecord I/O and tf.data. It must never claim a GPU or TPU
 that JAX is about to use, so every module in `data_pipelines` gets TensorFlow through
-`tensorflow()`, which hides accelerators from it before the first TF op runs.
+`tensorflow()`, which hides accelerators from it before the first TF op runs (and turns its
+oneDNN math kernels off unless TF_ENABLE_ONEDNN_OPTS is set: unused here, they only printed a
+notice twice).
 """
 
 import os
@@ -20,6 +22,9 @@ def tensorflow():
   if _TF is not None:
     return _TF
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  # TF does no math here, so its oneDNN kernels buy nothing; with them off TF's two libraries
+  # no longer each print the "oneDNN custom operations are on" notice at import.
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
   import tensorflow as tf
 
   for device_type in ("GPU", "TPU"):

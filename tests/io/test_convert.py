@@ -2,6 +2,7 @@
 formats, and the `python -m electra_jax.io.convert` CLI."""
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -444,3 +445,24 @@ def test_architecture_electra_model_reads_the_encoder_of_any_checkpoint(tmp_path
       == "ElectraModel"
   with pytest.raises(CheckpointError, match="applies to Hugging Face sources"):
     load_pretrained(str(tmp_path / "w"), architecture="ElectraForMaskedLM")
+
+
+def test_loading_a_pretraining_checkpoint_logs_no_orbax_metadata_warning(tmp_path, caplog):
+  """Reading the state item of a step no longer goes through a Checkpointer, which warned
+  "Metadata file does not exist: .../state/_CHECKPOINT_METADATA" on every load."""
+  model, params = _pretraining()
+  _write_electra_jax_checkpoint(tmp_path / "w", model, params)
+  caplog.clear()
+  with caplog.at_level("WARNING"):
+    load_pretrained(str(tmp_path / "w"))
+  assert not [r for r in caplog.records if "_CHECKPOINT_METADATA" in r.getMessage()]
+
+
+def test_tensorflow_import_prints_no_onednn_notice():
+  """TF is a data library here: its oneDNN kernels are off, and with them the notice its two
+  libraries each printed at import."""
+  env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+  r = subprocess.run([sys.executable, "-c", "from data_pipelines.tf_runtime import tensorflow; "
+                      "tensorflow()"], capture_output=True, text=True, env=env, timeout=120,
+                     cwd=Path(__file__).resolve().parents[2])
+  assert r.returncode == 0 and "oneDNN" not in r.stderr, r.stderr
