@@ -195,6 +195,11 @@ class TaskKind:
     """What the predict step returns per row (inside the jitted step)."""
     return outputs
 
+  def references(self, task: Task, labels: tuple, train: Split, dev: Split) -> dict:
+    """{metric: [(label, value)]}: the dev scores of a model that learned nothing, drawn on the
+    curves (none for this kind)."""
+    return {}
+
   def predictions(self, outputs):
     """Host predictions of test rows from `eval_outputs` (class ids or values)."""
     return np.argmax(outputs, axis=-1)
@@ -252,6 +257,13 @@ class Classification(TaskKind):
     return heads.build("ElectraForSequenceClassification", model_config, num_labels, head,
                        classifier_dropout)
 
+  def references(self, task, labels, train, dev):
+    """The primary dev metric of always predicting the training split's most frequent class."""
+    majority = np.bincount(train.arrays["labels"], minlength=len(labels)).argmax()
+    preds = np.full(dev.size, majority)
+    return {task.primary: [("majority class", task.score(dev.arrays["labels"], preds)
+                            [task.primary])]}
+
   def loss(self, outputs, batch):
     return optax.softmax_cross_entropy_with_integer_labels(outputs, batch["labels"]).mean()
 
@@ -281,6 +293,9 @@ class Regression(Classification):
   def _native_labels(self, task):
     return None
 
+  def references(self, task, labels, train, dev):
+    return {}
+
   def label_set(self, task, train_examples):
     return ()
 
@@ -307,6 +322,12 @@ class Regression(Classification):
 
 
 class MultiLabel(Classification):
+
+  def references(self, task, labels, train, dev):
+    """The primary dev metric of predicting each class that most training rows carry."""
+    preds = np.broadcast_to(train.arrays["labels"].mean(axis=0) > 0.5, dev.arrays["labels"].shape)
+    return {task.primary: [("majority per class", task.score(dev.arrays["labels"], preds)
+                            [task.primary])]}
 
   def label_set(self, task, train_examples):
     return class_names(label for e in train_examples for label in e.label)

@@ -354,7 +354,8 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
   writer = MetricsWriter(seed_dir, start_step=0, total_steps=total_steps,
                          is_main=jax.process_index() == 0, tensorboard=config.tensorboard,
                          progress_bar=config.progress,
-                         curves=("loss", task.primary) if config.curves else (), wandb=wandb_run)
+                         curves=("loss", task.primary) if config.curves else (), wandb=wandb_run,
+                         references=kind.references(task, data.labels, data.train, data.dev[0]))
   writer.print(f"{task.name} seed {seed}: {total_steps} steps")
   try:
     for step in range(total_steps):

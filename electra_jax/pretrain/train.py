@@ -66,7 +66,11 @@ DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "electra_jax
 LOCK_FILE = "train.lock"
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "eval_metrics.jsonl", "tensorboard", "profile",
                "tokenizer", CURVES_FILE)
-CURVES = ("loss", "disc_auc", "gen_accuracy")  # the panels of WORKDIR/curves.png
+CURVES = ("loss", "disc_loss", "disc_auc", "gen_accuracy")  # the panels of WORKDIR/curves.png
+# Where a model that learned nothing sits: the best constant discriminator's loss, the
+# generator that always predicts the most frequent token (electra_jax.pretrain.health).
+REFERENCES = {"disc_loss": [("prior", "disc_prior_loss")],
+              "gen_accuracy": [("unigram", "unigram_accuracy")]}
 
 _ARCHITECTURE = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
                  "num_attention_heads", "intermediate_size", "hidden_act",
@@ -415,7 +419,8 @@ def _train(config, workdir: str) -> dict:
   writer = MetricsWriter(workdir, start_step=start_step, total_steps=last_step, is_main=is_main,
                          tensorboard=config.log.tensorboard,
                          progress_bar=config.log.progress_bar,
-                         curves=CURVES if config.log.curves else (), wandb=wandb_run)
+                         curves=CURVES if config.log.curves else (), wandb=wandb_run,
+                         references=REFERENCES)
   timer = _StepTimer(start_step, batch_size * seq_len)
   profile = config.log.profile_steps
   result = {"step": start_step, "preempted": False, "train": {}, "eval": {}}

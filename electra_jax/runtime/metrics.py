@@ -121,13 +121,38 @@ def _start_wandb(run: WandbRun, directory: str):
                     config=run.config, dir=directory)
 
 
+def reference_values(train: Sequence[dict], evals: Sequence[dict],
+                     references: Mapping[str, Sequence[tuple]]) -> dict[str, list]:
+  """{panel: [(label, value)]} of the reference lines a run's curves get.
+
+  references: {panel: [(label, value or metric name)]}; a metric name takes its mean over the
+  `train` records that hold it, else over the "eval_"-prefixed values in `evals` (e.g. the
+  discriminator's prior loss, the unigram accuracy); a name in neither is left out.
+  """
+  out = {}
+  for panel, lines in references.items():
+    for label, ref in lines:
+      if not isinstance(ref, str):
+        out.setdefault(panel, []).append((label, float(ref)))
+        continue
+      for records, key in ((train, ref), (evals, f"eval_{ref}")):
+        values = [r[key] for r in records if r.get(key) is not None]
+        if values:
+          out.setdefault(panel, []).append((label, sum(values) / len(values)))
+          break
+  return out
+
+
 def write_curves(path: str, train: Sequence[dict], evals: Sequence[dict],
-                 names: Sequence[str]) -> bool:
+                 names: Sequence[str],
+                 references: Optional[Mapping[str, Sequence[tuple]]] = None) -> bool:
   """Plots each of `names` against the step into the PNG `path`: one panel per name with its
-  values in the `train` records ("train") and the "eval_"-prefixed ones in `evals` ("eval").
-  Records are jsonl records ({"step": s, ...}; null values are gaps). Names found in neither
-  are left out; with none found, no file is written. Returns whether a file was written;
-  without matplotlib, says so in one line on stderr and returns False."""
+  values in the `train` records ("train") and the "eval_"-prefixed ones in `evals` ("eval"),
+  and dashed horizontal lines at its `references` (`reference_values`: what a model that
+  learned nothing scores). Records are jsonl records ({"step": s, ...}; null values are gaps).
+  Names found in neither are left out; with none found, no file is written. Returns whether a
+  file was written; without matplotlib, says so in one line on stderr and returns False."""
+  refs = reference_values(train, evals, references or {})
   panels = []
   for name in names:
     lines = [(label, [(r["step"], r[key]) for r in records if key in r])
@@ -152,6 +177,8 @@ def write_curves(path: str, train: Sequence[dict], evals: Sequence[dict],
       values = [math.nan if v is None else v for v in values]
       ax.plot(steps, values, marker="o" if len(points) <= 20 else None, markersize=3,
               label=label)
+    for label, value in refs.get(name, []):
+      ax.axhline(value, linestyle="--", color="gray", linewidth=1, label=f"{label} {value:.4g}")
     ax.set_title(name)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
@@ -169,17 +196,20 @@ class MetricsWriter:
   appears once, in order, even when the previous run logged past its last checkpoint (or was
   killed while writing a record). TensorBoard events of those steps are not removed.
 
-  `curves`: the metrics `close` plots into WORKDIR/curves.png (`write_curves`; none: no plot).
+  `curves`: the metrics `close` plots into WORKDIR/curves.png (`write_curves`; none: no plot),
+  with the reference lines `references` ({panel: [(label, value or metric name)]}).
   `wandb`: also log every record to this Weights & Biases run (ValueError here when the wandb
   package is missing).
   """
 
   def __init__(self, workdir: str, *, start_step: int, total_steps: int, is_main: bool,
                tensorboard: bool = True, progress_bar: bool = True,
-               curves: Sequence[str] = (), wandb: Optional[WandbRun] = None):
+               curves: Sequence[str] = (), wandb: Optional[WandbRun] = None,
+               references: Optional[Mapping[str, Sequence[tuple]]] = None):
     self.is_main = is_main
     self.workdir = os.fspath(workdir)
     self.curves = tuple(curves)
+    self.references = dict(references or {})
     self._tb = {}
     self._bar = None
     self._wandb = None
@@ -271,4 +301,4 @@ class MetricsWriter:
       read = lambda path: ([json.loads(l) for l in fs.read_text(path).splitlines() if l.strip()]
                            if fs.exists(path) else [])
       write_curves(fs.join(self.workdir, CURVES_FILE), read(self.train_path),
-                   read(self.eval_path), self.curves)
+                   read(self.eval_path), self.curves, self.references)

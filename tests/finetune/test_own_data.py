@@ -208,3 +208,22 @@ def test_predict_stdin_stdout_and_csv(three_class_run, tmp_path, monkeypatch, ca
                        f"--output={tmp_path / 'out.csv'}"]) == 0
   rows = list(csv.DictReader(open(tmp_path / "out.csv", newline="")))
   assert rows[0]["review"] == "good, fine movie" and rows[0]["prediction"] in ("meh", "neg", "pos")
+
+
+def test_curves_reference_is_the_majority_class(tmp_path, vocab):
+  """The dev accuracy of always predicting the most frequent training class: a flat curve at
+  it has learned nothing."""
+  from data_pipelines import tokenizers
+  from electra_jax.finetune.config import resolve_hparams
+  from electra_jax.finetune.kinds import KINDS
+  from electra_jax.model.config import PRESETS
+  data = tmp_path / "d"
+  data.mkdir()
+  (data / "train.csv").write_text("text,label\n" + "good,a\n" * 3 + "bad,b\n")
+  (data / "dev.csv").write_text("text,label\ngood,a\nbad,b\nbad,b\nfine,a\nfine,b\n")
+  cfg = finetune_config(vocab, data, task="classification")
+  task = resolve_task(cfg)
+  hp = resolve_hparams(cfg, task, PRESETS["tiny"].model)
+  d = ft.load_task_data(task, cfg, hp, tokenizers.load(f"wordpiece:{vocab}"))
+  assert KINDS["classification"].references(task, d.labels, d.train, d.dev[0]) == {
+      "accuracy": [("majority class", 40.0)]}

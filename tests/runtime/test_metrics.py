@@ -11,7 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util.tensor_util import make_ndarray
 
 from data_pipelines import fs
-from electra_jax.runtime.metrics import MetricsWriter, WandbRun, wandb_enabled
+from electra_jax.runtime.metrics import (MetricsWriter, WandbRun, reference_values, wandb_enabled,
+                                        write_curves)
 from train_testlib import read_jsonl, read_wandb_run, wandb_offline
 
 TRAIN = [(1, {"loss": 9.0, "disc_auc": 0.5, "gen_accuracy": 0.0, "health": "warmup"}),
@@ -161,3 +162,26 @@ def test_wandb_honours_its_environment(tmp_path, monkeypatch):
   monkeypatch.setenv("WANDB_MODE", "disabled")
   _write_run(tmp_path / "c", tensorboard=False, wandb=WandbRun(mode="offline", name="c"))
   assert len(list((tmp_path / "elsewhere" / "wandb").glob("offline-run-*"))) == 2
+
+
+def test_curves_draw_reference_lines(tmp_path, monkeypatch):
+  """A run that learned nothing is seen as such: the disc loss panel gets the prior loss (mean
+  of the logged disc_prior_loss), the generator accuracy panel the unigram accuracy (from the
+  eval records), a fine-tuning panel a constant (the majority class)."""
+  from matplotlib.axes import Axes
+  train = [{"step": 1, "disc_loss": 0.5, "disc_prior_loss": 0.4},
+           {"step": 2, "disc_loss": 0.45, "disc_prior_loss": 0.42}]
+  evals = [{"step": 2, "eval_gen_accuracy": 0.1, "eval_unigram_accuracy": 0.06}]
+  refs = {"disc_loss": [("prior", "disc_prior_loss")],
+          "gen_accuracy": [("unigram", "unigram_accuracy")], "accuracy": [("majority", 51.7)],
+          "absent": [("never logged", "nothing")]}
+  assert reference_values(train, evals, refs) == {
+      "disc_loss": [("prior", pytest.approx(0.41))], "gen_accuracy": [("unigram", 0.06)],
+      "accuracy": [("majority", 51.7)]}
+  drawn = []
+  original = Axes.axhline
+  monkeypatch.setattr(Axes, "axhline", lambda ax, y, **kw: drawn.append((y, kw["label"]))
+                      or original(ax, y, **kw))
+  assert write_curves(str(tmp_path / "c.png"), train, evals, ("disc_loss", "gen_accuracy"), refs)
+  assert drawn == [(pytest.approx(0.41), "prior 0.41"), (0.06, "unigram 0.06")]
+  assert (tmp_path / "c.png").stat().st_size > 0
