@@ -100,19 +100,51 @@ def test_closing_message_export_runs_in_a_pipeline(three_class_run, tmp_path):
   assert {o["label"] for o in out} <= {"meh", "neg", "pos"}
 
 
-def test_regression_jsonl_and_multilabel(tmp_path, vocab):
+def test_regression_jsonl(tmp_path, vocab):
   data = regression_jsonl(tmp_path / "reg")
   results, _ = _run(tmp_path, vocab, data, "regression", label_column="score")
   assert results["metric_names"] == ["spearman", "pearson"] and results["labels"] == []
-  multi = tmp_path / "multi"
-  multi.mkdir()
+
+
+def _multilabel_dir(root):
+  root.mkdir()
+  rows = [{"text": "good film", "labels": ["pos", "film"]}, {"text": "bad plot", "labels": []},
+          {"text": "good plot", "labels": ["pos"]}, {"text": "bad film", "labels": ["film"]}]
   for name in ("train", "dev"):
-    rows = [{"text": "good film", "labels": ["pos", "film"]}, {"text": "bad plot", "labels": []},
-            {"text": "good plot", "labels": ["pos"]}, {"text": "bad film", "labels": ["film"]}]
-    (multi / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 4))
-  results, _ = _run(tmp_path / "m", vocab, multi, "multilabel", learning_rate=1e-2,
-                    batch_size=4, num_epochs=4.0)
-  assert results["labels"] == ["film", "pos"]
+    (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 4))
+  return root
+
+
+def test_multilabel_labels_targets_and_scores(tmp_path, vocab):
+  """The class set is the union of the training lists; targets are 0/1 rows; a class is
+  predicted where its logit > 0; a CSV cell lists classes separated by commas."""
+  from data_pipelines import tokenizers
+  from electra_jax.finetune.config import resolve_hparams
+  from electra_jax.finetune.kinds import KINDS
+  from electra_jax.model.config import PRESETS
+  cfg = finetune_config(vocab, _multilabel_dir(tmp_path / "multi"), task="multilabel")
+  task = resolve_task(cfg)
+  data = ft.load_task_data(task, cfg, resolve_hparams(cfg, task, PRESETS["tiny"].model),
+                           tokenizers.load(f"wordpiece:{vocab}"))
+  assert data.labels == ("film", "pos")
+  assert data.dev[0].arrays["labels"][:4].tolist() == [[1, 1], [0, 0], [0, 1], [1, 0]]
+  kind = KINDS["multilabel"]
+  logits = np.array([[2.0, 1.0], [-1.0, -3.0], [-0.5, 0.5], [0.5, 0.5]] * 4)
+  scores, preds = kind.score(task, cfg, data.labels, data.dev[0], logits)
+  assert scores == {"micro_f1": pytest.approx(100 * 8 / 9),  # tp 4, fp 1 per 4 rows
+                    "macro_f1": pytest.approx(100 * (4 / 5 + 1) / 2), "exact_match": 75.0}
+  assert kind._format(data.labels, preds[0]) == "film,pos"
+  (tmp_path / "csv").mkdir()
+  (tmp_path / "csv" / "train.csv").write_text('text,labels\ngood,"pos, film"\nbad,\n')
+  (tmp_path / "csv" / "dev.csv").write_text("text,labels\ngood,pos\n")
+  cfg = finetune_config(vocab, tmp_path / "csv", task="multilabel")
+  assert KINDS["multilabel"].read(task, cfg, "train", None)[0].label == ("film", "pos")
+
+
+@pytest.mark.slow
+def test_multilabel_learns(tmp_path, vocab):
+  results, _ = _run(tmp_path, vocab, _multilabel_dir(tmp_path / "multi"), "multilabel",
+                    learning_rate=1e-2, batch_size=4, num_epochs=4.0)
   assert results["metric_names"] == ["micro_f1", "macro_f1", "exact_match"]
   assert results["median"]["micro_f1"] > 50.0  # above "film" everywhere: the words tell
 
