@@ -70,7 +70,7 @@ CURVES = ("loss", "disc_loss", "disc_auc", "gen_accuracy")  # the panels of WORK
 # Where a model that learned nothing sits: the best constant discriminator's loss, the
 # generator that always predicts the most frequent token (electra_jax.pretrain.health).
 REFERENCES = {"disc_loss": [("prior", "disc_prior_loss")],
-              "gen_accuracy": [("unigram", "unigram_accuracy")]}
+              "disc_auc": [("chance", 0.5)], "gen_accuracy": [("unigram", "unigram_accuracy")]}
 
 _ARCHITECTURE = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
                  "num_attention_heads", "intermediate_size", "hidden_act",
