@@ -259,3 +259,21 @@ def test_curves_reference_is_the_majority_class(tmp_path, vocab):
   d = ft.load_task_data(task, cfg, hp, tokenizers.load(f"wordpiece:{vocab}"))
   assert KINDS["classification"].references(task, d.labels, d.train, d.dev[0]) == {
       "accuracy": [("majority class", 40.0)]}
+
+
+@pytest.mark.slow
+def test_quality_and_sweep_take_own_data_tasks(three_class_run, tmp_path, vocab):
+  """electra_jax.quality and the sweep fine-tune an own-data task through the same config
+  (columns as FinetuneConfig fields)."""
+  from electra_jax import quality
+  from electra_jax.finetune import sweep
+  workdir, _, _ = three_class_run
+  data = three_class_csv(tmp_path / "data", n_train=12, n_dev=6)
+  cfg = finetune_config(vocab, data, task="classification", text_column="review",
+                        label_column="stars", num_epochs=1.0, write_predictions=False)
+  rows = quality.run_quality(cfg, ["classification"], str(tmp_path / "q"))
+  assert [(r["task"], r["metric"]) for r in rows] == [("classification", "accuracy")]
+  rows = sweep.sweep(cfg.replace(tokenizer=None, size=None, model_overrides=()),
+                     str(workdir / "seed_1" / "final"),
+                     str(tmp_path / "s"))
+  assert len(rows) == 1 and rows[0]["metric"] == "accuracy"
