@@ -513,7 +513,8 @@ def load(spec):
     body, _, query = rest.partition("?")
     options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
   allowed = {
-      "text": {"docs"}, "jsonl": {"field"}, "wikiextractor": set(), "tfds": {"split", "field", "data_dir", "download"}, "hf": set(HF_OPTIONS),
+      "text": {"docs"}, "jsonl": {"field"}, "wikiextractor": set(),
+      "tfds": {"split", "field", "data_dir", "download"}, "hf": set(HF_OPTIONS),
   }[kind]
   unknown = set(options) - allowed
   if unknown:

@@ -21,7 +21,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from data_pipelines.glue import TextExample
-from electra_jax.finetune.predict import Predictor, finetune_record, load_predictor, resolve_model_dir
+from electra_jax.finetune.predict import (Predictor, finetune_record, load_predictor,
+                                          resolve_model_dir)
 
 
 class Classifier:

@@ -12,8 +12,8 @@ configure_finetuning.py where the paper is silent):
   n-best 20, max answer length 30.
 
 The size comes from `size`, or else from the initial model's hidden size (< 128 tiny, <= 256
-small, <= 768 base, larger large). `size="tiny"` (random init only) is the 2-layer, hidden-32 model of
-config.PRESETS for CPU demos and tests; it fine-tunes with the small defaults.
+small, <= 768 base, larger large). `size="tiny"` is the 2-layer, hidden-32 model of
+config.PRESETS for CPU demos and tests (for random init); it fine-tunes with the small defaults.
 
 Library code takes a `FinetuneConfig`; gin is read only by `resolve_config` at the command line:
 bindings look like `FinetuneConfig.learning_rate = 1e-4` or `MeshConfig.fsdp = 2`; one gin would

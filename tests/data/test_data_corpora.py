@@ -269,7 +269,7 @@ def test_a_folder_mixing_jsonl_and_parquet_is_one_error_naming_both(tmp_path):
   pq.write_table(pa.Table.from_pylist([{"text": "x y"}]), tmp_path / "b.parquet")
   for spec in (str(tmp_path), f"jsonl:{tmp_path}"):
     with pytest.raises(ValueError, match=r"mixes file formats \(JSON Lines: 1 file\(s\), e\.g\. "
-                                         r".*a\.jsonl; Parquet: 1 file\(s\), e\.g\. .*b\.parquet\)"):
+                       r".*a\.jsonl; Parquet: 1 file\(s\), e\.g\. .*b\.parquet\)"):
       corpora.load(spec)
 
 
