@@ -100,7 +100,22 @@ def test_closing_message_export_runs_in_a_pipeline(three_class_run, tmp_path):
   assert {o["label"] for o in out} <= {"meh", "neg", "pos"}
 
 
-def test_regression_jsonl(tmp_path, vocab):
+def test_regression_jsonl_reads_numbers_and_names_a_bad_row(tmp_path, vocab):
+  from electra_jax.finetune.kinds import KINDS
+  data = regression_jsonl(tmp_path / "reg")
+  cfg = finetune_config(vocab, data, task="regression", label_column="score")
+  task = resolve_task(cfg)
+  examples = KINDS["regression"].read(task, cfg, "dev", None)
+  assert [e.label for e in examples[:2]] == [4.5, 1.0] and task.metrics == ("spearman", "pearson")
+  with open(data / "validation.jsonl", "a") as f:
+    f.write(json.dumps({"text": "a film", "score": "high"}) + "\n")
+  with pytest.raises(ValueError, match=r"validation.jsonl:9: column 'score': label 'high' is not "
+                                       "a number"):
+    KINDS["regression"].read(task, cfg, "dev", None)
+
+
+@pytest.mark.slow
+def test_regression_jsonl_fine_tunes(tmp_path, vocab):
   data = regression_jsonl(tmp_path / "reg")
   results, _ = _run(tmp_path, vocab, data, "regression", label_column="score")
   assert results["metric_names"] == ["spearman", "pearson"] and results["labels"] == []
