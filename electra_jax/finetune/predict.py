@@ -122,7 +122,7 @@ def finetune_record(model_dir: str) -> tuple[Task, dict]:
   if task.kind not in SUPPORTED_KINDS:
     pipeline = {"span": "question-answering", "tagging": "token-classification"}[task.kind]
     raise ValueError(f"{model_dir} is fine-tuned on {task.name}, a {task.kind} task: predict "
-                     f"scores {' and '.join(SUPPORTED_KINDS)} models (GLUE tasks). Export it with "
+                     f"scores {', '.join(SUPPORTED_KINDS)} models. Export it with "
                      f"`electra-convert {model_dir} HF_DIR` and run transformers.pipeline"
                      f"(\"{pipeline}\", model=\"HF_DIR\")")
   return task, record

@@ -237,6 +237,6 @@ def test_span_model_is_refused_with_what_to_do(tmp_path, capsys):
   (tmp_path / "in.jsonl").write_text('{"question": "what", "context": "paris"}\n')
   line = _error([f"--model={tmp_path / 'qa'}", f"--input={tmp_path / 'in.jsonl'}",
                  f"--output={tmp_path / 'out.jsonl'}"], capsys)
-  assert "fine-tuned on squad1.1, a span task: predict scores classification and regression" \
-      in line
+  assert ("fine-tuned on squad1.1, a span task: predict scores classification, regression, "
+          "multilabel") in line
   assert f"electra-convert {tmp_path / 'qa'} HF_DIR" in line and '"question-answering"' in line
