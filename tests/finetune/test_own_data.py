@@ -176,6 +176,10 @@ def test_tagging_parquet_any_tag_set(tmp_path, vocab):
                     num_epochs=4.0)
   assert results["labels"] == ["DET", "NOUN", "VERB"]
   assert results["median"]["accuracy"] == 100.0
+  transformers = pytest.importorskip("transformers")
+  assert convert.main([str(tmp_path / "work" / "seed_1" / "final"), str(tmp_path / "hf")]) == 0
+  tag = transformers.pipeline("token-classification", model=str(tmp_path / "hf"), device="cpu")
+  assert [t["entity"] for t in tag("the dog ran")] == ["DET", "NOUN", "VERB"]
 
 
 @pytest.mark.slow
