@@ -9,6 +9,11 @@ Corpus specs (`load(spec)`):
   jsonl:PATTERN[,PATTERN...][?field=text]
       JSON Lines, one document per line, its text in `field` (default "text"); the text's own
       lines are its units.
+  wikiextractor:PATTERN[,PATTERN...]
+      WikiExtractor's output of a Wikipedia dump (`<doc id=.. url=.. title=..>`, the title
+      line, one paragraph a line, `</doc>`; files plain or .gz, e.g. DIR/AA/wiki_00): one
+      document per article, its paragraphs the units; the markers and the title line are
+      dropped. A plain-text spec given such files is refused with this spec's name.
   tfds:NAME[?split=train&field=text&data_dir=DIR&download=false]
       A TensorFlow Datasets dataset through `tfds.load` (e.g. tfds:c4/en, tfds:wikipedia/20230601.en,
       tfds:lm1b); each example is a document whose text lines are its units.
@@ -99,6 +104,40 @@ def resolve_paths(patterns):
   return paths
 
 
+def _file_format(path):
+  """JSON Lines (by suffix), Parquet or Arrow (by leading bytes), else text: a file's format."""
+  if path.removesuffix(".gz").endswith(JSONL_SUFFIXES):
+    return "JSON Lines"
+  try:
+    with text_io.open_binary(path) as f:
+      head = f.read(8)
+  except (OSError, EOFError):
+    return "text"  # refuse_binary names a broken gzip file
+  if head.startswith(b"PAR1"):
+    return "Parquet"
+  if head.startswith((b"ARROW1", b"\xff\xff\xff\xff")):
+    return "Arrow"
+  return "text"
+
+
+def check_one_format(paths, patterns):
+  """ValueError when the files of one corpus spec mix formats that need different specs (JSON
+  Lines with Parquet, Arrow or text; Parquet with Arrow): no single spec reads them, so none is
+  suggested that would then fail. Text beside one binary file is left to text_io.refuse_binary,
+  which names that file."""
+  formats = {}
+  for path in paths:
+    formats.setdefault(_file_format(path), []).append(path)
+  structured = set(formats) - {"text"}
+  if len(structured) > 1 or ("JSON Lines" in formats and "text" in formats):
+    found = "; ".join(f"{name}: {len(files)} file(s), e.g. {files[0]}"
+                      for name, files in formats.items())
+    raise ValueError(f"corpus {patterns} mixes file formats ({found}); a corpus spec reads one "
+                     "format: convert the files to one format, or give a pattern that picks one "
+                     "(e.g. jsonl:DIR/*.jsonl, hf:parquet?data_files=DIR/*.parquet) and build "
+                     "each format's shards separately")
+
+
 class _FileCorpus(Corpus):
   """Shared part logic for file corpora: byte ranges for plain files, whole gzip files."""
 
@@ -143,6 +182,11 @@ class TextFiles(_FileCorpus):
     if docs not in ("blank", "line"):
       raise ValueError(f"corpus option docs={docs!r}: expected 'blank' or 'line'")
     paths = resolve_paths(patterns)
+    check_one_format(paths, patterns)
+    if any(_is_wikiextractor(path) for path in paths[:1]):
+      raise ValueError(f"{paths[0]}: looks like WikiExtractor output (<doc id=...> lines); read "
+                       f"it with the spec wikiextractor:{patterns} (one document per article, "
+                       "markers and titles dropped)")
     for path in paths:
       if path.removesuffix(".gz").endswith(JSONL_SUFFIXES):
         raise ValueError(
@@ -166,9 +210,66 @@ class TextFiles(_FileCorpus):
         yield ""
 
 
+def _is_wikiextractor(path):
+  """Whether a file starts with a WikiExtractor document tag."""
+  try:
+    with text_io.open_binary(path) as f:
+      return f.read(len(_DOC_OPEN)) == _DOC_OPEN
+  except (OSError, EOFError):
+    return False
+
+
+_DOC_OPEN = b"<doc id="
+_DOC_CLOSE = "</doc>"
+
+
+class WikiExtractorFiles(_FileCorpus):
+  """WikiExtractor files: a document per `<doc ...>` ... `</doc>`, its paragraph lines the
+  units; the tag lines and the title line (the first non-blank line after `<doc`) are
+  dropped. Parts are byte ranges as for text files; a range that starts just after a `<doc`
+  line looks back to drop that article's title too."""
+
+  def __init__(self, patterns):
+    paths = resolve_paths(patterns)
+    check_one_format(paths, patterns)
+    super().__init__(paths)
+    self.spec = f"wikiextractor:{patterns}"
+
+  @staticmethod
+  def _after_open_tag(path, start):
+    """Whether the line holding byte start - 1 (the last line of the previous part: the range
+    reads from the first line that starts at or after `start`) is a `<doc` tag."""
+    lo = max(0, start - 4096)  # a tag line is far shorter
+    with open(path, "rb") as f:
+      f.seek(lo)
+      before = f.read(start - lo)
+    head = before[:-1] if before.endswith(b"\n") else before
+    return head.rsplit(b"\n", 1)[-1].startswith(_DOC_OPEN)
+
+  def _units_of_range(self, path, start, end, stats):
+    title_next = start > 0 and self._after_open_tag(path, start)
+    for text, ends_line in text_io.iter_line_pieces(path, stats, start, end):
+      unit = text.strip()
+      if not unit:
+        if ends_line:
+          stats.empty_lines += 1
+        continue
+      if unit.startswith("<doc ") or unit.startswith("<doc>"):
+        title_next = True
+      elif unit == _DOC_CLOSE:
+        title_next = False
+        yield ""
+      elif title_next:
+        title_next = not ends_line  # a title longer than a piece: drop all its pieces
+      else:
+        yield unit
+
+
 class JsonlFiles(_FileCorpus):
   def __init__(self, patterns, field="text"):
-    super().__init__(resolve_paths(patterns))
+    paths = resolve_paths(patterns)
+    check_one_format(paths, patterns)
+    super().__init__(paths)
     self.field = field
     self.spec = f"jsonl:{patterns}?field={field}"
 
@@ -403,7 +504,8 @@ def load(spec):
   if spec == "builtin":
     return BuiltinCorpus()
   kind, sep, rest = spec.partition(":")
-  if not sep or kind not in ("text", "jsonl", "tfds", "hf") or os.path.exists(spec):
+  if not sep or kind not in ("text", "jsonl", "wikiextractor", "tfds", "hf") \
+      or os.path.exists(spec):
     kind, rest = "text", spec
   if kind == "hf":
     body, options = hf_source.parse(rest)
@@ -411,7 +513,8 @@ def load(spec):
     body, _, query = rest.partition("?")
     options = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
   allowed = {
-      "text": {"docs"}, "jsonl": {"field"}, "tfds": {"split", "field", "data_dir", "download"}, "hf": set(HF_OPTIONS),
+      "text": {"docs"}, "jsonl": {"field"}, "wikiextractor": set(),
+      "tfds": {"split", "field", "data_dir", "download"}, "hf": set(HF_OPTIONS),
   }[kind]
   unknown = set(options) - allowed
   if unknown:
@@ -420,6 +523,8 @@ def load(spec):
     return TextFiles(body, **options)
   if kind == "jsonl":
     return JsonlFiles(body, **options)
+  if kind == "wikiextractor":
+    return WikiExtractorFiles(body)
   if kind == "hf":
     streaming = options.pop("streaming", "false").lower()
     if streaming not in ("true", "false", "1", "0", "yes", "no"):

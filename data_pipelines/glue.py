@@ -26,7 +26,6 @@ import io
 import sys
 from typing import Optional, Sequence
 
-import numpy as np
 
 from data_pipelines import hf_source
 from electra_jax.floor import fs
@@ -34,12 +33,14 @@ from electra_jax.floor import fs
 
 @dataclasses.dataclass(frozen=True)
 class TextExample:
-  """One GLUE example. `label`: class string, float (STS-B) or None (test split)."""
+  """One sentence(-pair) example. `label`: class string, float (regression), tuple of class
+  strings (multi-label) or None (test split); `where`: its row for messages (own data)."""
 
   guid: str
   text_a: str
   text_b: Optional[str]
   label: object
+  where: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,35 +278,8 @@ def double_unordered(examples: Sequence[TextExample]) -> list[TextExample]:
   return list(examples) + swapped
 
 
-def _truncate_pair(a: list, b: list, budget: int) -> None:
-  while len(a) + len(b) > budget:
-    (a if len(a) >= len(b) else b).pop()
-
-
 def featurize(examples: Sequence[TextExample], tokenizer, max_seq_length: int) -> dict:
-  """Token features for a list of examples: input_ids, attention_mask, token_type_ids,
-  each [N, max_seq_length] int32."""
-  if max_seq_length < 4:
-    raise ValueError(f"max_seq_length={max_seq_length} is too short for [CLS] a [SEP] b [SEP]")
-  n = len(examples)
-  ids = np.full((n, max_seq_length), tokenizer.pad_id, np.int32)
-  mask = np.zeros((n, max_seq_length), np.int32)
-  types = np.zeros((n, max_seq_length), np.int32)
-  enc_a = tokenizer.encode([e.text_a for e in examples])
-  pair_idx = [i for i, e in enumerate(examples) if e.text_b is not None]
-  enc_b = dict(zip(pair_idx, tokenizer.encode([examples[i].text_b for i in pair_idx])))
-  for i in range(n):
-    a = list(enc_a[i])
-    if i in enc_b:
-      b = list(enc_b[i])
-      _truncate_pair(a, b, max_seq_length - 3)
-      seq = [tokenizer.cls_id] + a + [tokenizer.sep_id] + b + [tokenizer.sep_id]
-      seg = [0] * (len(a) + 2) + [1] * (len(b) + 1)
-    else:
-      a = a[:max_seq_length - 2]
-      seq = [tokenizer.cls_id] + a + [tokenizer.sep_id]
-      seg = [0] * len(seq)
-    ids[i, :len(seq)] = seq
-    mask[i, :len(seq)] = 1
-    types[i, :len(seq)] = seg
-  return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+  """Token features for a list of examples (the tokenizer's batch call, padded to
+  max_seq_length): input_ids, attention_mask, token_type_ids, each [N, max_seq_length] int32."""
+  return tokenizer([e.text_a for e in examples], [e.text_b for e in examples],
+                   max_length=max_seq_length, padding="max_length")

@@ -25,8 +25,11 @@ from electra_jax.floor import fs
 
 @dataclasses.dataclass(frozen=True)
 class TaggedSentence:
+  """Words and their tags; `where`: the row it came from, for messages (own data)."""
+
   words: tuple[str, ...]
   tags: tuple[str, ...]
+  where: str = ""
 
 
 def read_conll(path: str, tag_column: int = -1, on_malformed: str = "error"
@@ -77,9 +80,12 @@ def featurize(sentences: Sequence[TaggedSentence], tokenizer, max_seq_length: in
   budget = max_seq_length - 2
   if budget < 1:
     raise ValueError(f"max_seq_length={max_seq_length} is too short")
-  unseen = sorted({t for s in sentences for t in s.tags} - set(tag_to_id))
-  if unseen:
-    raise ValueError(f"tags {unseen} are not in the task's tag set {sorted(tag_to_id)}")
+  for sent in sentences:
+    unseen = sorted(set(sent.tags) - set(tag_to_id))
+    if unseen:
+      where = f"{sent.where}: " if sent.where else ""
+      raise ValueError(f"{where}tags {unseen} are not in the task's tag set {sorted(tag_to_id)} "
+                       "(the tags of the training split)")
   flat = [w for s in sentences for w in s.words]
   pieces = tokenizer.encode(flat)
   rows, owners, k = [], [], 0

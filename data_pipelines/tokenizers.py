@@ -33,6 +33,8 @@ import io
 import json
 import urllib.parse
 
+import numpy as np
+
 from electra_jax.floor import fs
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -71,6 +73,49 @@ class Tokenizer(abc.ABC):
   def decode(self, ids):
     """Text for a sequence of ids; special tokens are skipped."""
 
+  def __call__(self, texts, text_pairs=None, max_length=512, padding="longest"):
+    """Model inputs for a batch: [CLS] a [SEP] (b [SEP]) per row, token types 0 for a and 1 for
+    b, truncated to `max_length` tokens (a pair longest-first, as BERT does) and padded with
+    the pad id to the longest row (padding="longest") or to max_length ("max_length").
+
+    texts: list of N strings; text_pairs: None or N second texts (an entry None: no pair).
+    Returns {"input_ids", "attention_mask", "token_type_ids"}: int32 arrays [N, L].
+    """
+    if isinstance(texts, str):
+      raise TypeError("tokenizer(texts) takes a list of strings; wrap one text as [text]")
+    if padding not in ("longest", "max_length"):
+      raise ValueError(f"padding={padding!r}; expected 'longest' or 'max_length'")
+    if max_length < 4:
+      raise ValueError(f"max_length={max_length} is too short for [CLS] a [SEP] b [SEP]")
+    texts = list(texts)
+    pairs = [None] * len(texts) if text_pairs is None else list(text_pairs)
+    if len(pairs) != len(texts):
+      raise ValueError(f"{len(texts)} texts but {len(pairs)} text pairs")
+    enc_a = self.encode(texts)
+    paired = [i for i, b in enumerate(pairs) if b is not None]
+    enc_b = dict(zip(paired, self.encode([pairs[i] for i in paired])))
+    rows = []
+    for i, a in enumerate(enc_a):
+      a = list(a)
+      if i in enc_b:
+        b = list(enc_b[i])
+        while len(a) + len(b) > max_length - 3:
+          (a if len(a) >= len(b) else b).pop()
+        rows.append(([self.cls_id] + a + [self.sep_id] + b + [self.sep_id],
+                     [0] * (len(a) + 2) + [1] * (len(b) + 1)))
+      else:
+        seq = [self.cls_id] + a[:max_length - 2] + [self.sep_id]
+        rows.append((seq, [0] * len(seq)))
+    width = max_length if padding == "max_length" else max((len(s) for s, _ in rows), default=0)
+    out = {"input_ids": np.full((len(rows), width), self.pad_id, np.int32),
+           "attention_mask": np.zeros((len(rows), width), np.int32),
+           "token_type_ids": np.zeros((len(rows), width), np.int32)}
+    for i, (seq, types) in enumerate(rows):
+      out["input_ids"][i, :len(seq)] = seq
+      out["attention_mask"][i, :len(seq)] = 1
+      out["token_type_ids"][i, :len(seq)] = types
+    return out
+
   def fingerprint(self):
     """sha256 hex of the id-ordered token list: equal iff ids mean the same tokens."""
     digest = hashlib.sha256()
@@ -86,19 +131,23 @@ class Tokenizer(abc.ABC):
   def __repr__(self):
     return f"{type(self).__name__}({self.spec!r}, vocab_size={self.vocab_size})"
 
-  def save(self, directory):
+  def save(self, directory, model_max_length=None):
     """Write this tokenizer into `directory` (created): its vocabulary file, SAVED_DESCRIPTION
-    and the Hugging Face tokenizer files. Returns the names of the files written."""
+    and the Hugging Face tokenizer files; `model_max_length` (the model's longest input, in
+    tokens) goes into tokenizer_config.json, so that transformers truncates to it. Returns the
+    names of the files written."""
     fs.makedirs(directory)
+    hf_options = {} if model_max_length is None else {"model_max_length": int(model_max_length)}
     description = {"format": SAVED_FORMAT, "fingerprint": self.fingerprint(),
-                   "vocab_size": self.vocab_size, **self._save_files(directory)}
+                   "vocab_size": self.vocab_size, **self._save_files(directory, hf_options)}
     _write_json(fs.join(directory, SAVED_DESCRIPTION), description)
     _write_json(fs.join(directory, "special_tokens_map.json"), _HF_SPECIAL)
     return sorted(fs.listdir(directory))
 
   @abc.abstractmethod
-  def _save_files(self, directory):
-    """Write the vocabulary and the HF files; return the description's kind, file, options."""
+  def _save_files(self, directory, hf_options):
+    """Write the vocabulary and the HF files (hf_options: more tokenizer_config.json entries);
+    return the description's kind, file, options."""
 
 
 def _special_ids_or_raise(token_to_id, source):
@@ -159,11 +208,12 @@ class WordPieceTokenizer(Tokenizer):
   def decode(self, ids):
     return self._rust.decode([int(i) for i in ids], skip_special_tokens=True)
 
-  def _save_files(self, directory):
+  def _save_files(self, directory, hf_options):
     fs.write_text(fs.join(directory, "vocab.txt"), "".join(token + "\n" for token in self._tokens))
     _write_json(fs.join(directory, "tokenizer_config.json"),
                 {"tokenizer_class": "ElectraTokenizer", "do_lower_case": self.lowercase,
-                 "strip_accents": self.strip_accents, "tokenize_chinese_chars": True, **_HF_SPECIAL})
+                 "strip_accents": self.strip_accents, "tokenize_chinese_chars": True, **_HF_SPECIAL,
+                 **hf_options})
     return {"kind": "wordpiece", "file": "vocab.txt", "lowercase": self.lowercase,
             "strip_accents": self.strip_accents}
 
@@ -207,13 +257,14 @@ class SentencePieceTokenizer(Tokenizer):
   def decode(self, ids):
     return self._sp.decode([int(i) for i in ids if int(i) not in self._special])
 
-  def _save_files(self, directory):
+  def _save_files(self, directory, hf_options):
     fs.copy(self.model_path, fs.join(directory, "spm.model"))
     fast = self._hf_fast_tokenizer()
     if fast is not None:
       fs.write_text(fs.join(directory, "tokenizer.json"), fast.to_str(pretty=True))
       _write_json(fs.join(directory, "tokenizer_config.json"),
-                  {"tokenizer_class": "PreTrainedTokenizerFast", **_HF_SPECIAL, **_HF_INPUTS})
+                  {"tokenizer_class": "PreTrainedTokenizerFast", **_HF_SPECIAL, **_HF_INPUTS,
+                   **hf_options})
     return {"kind": "sentencepiece", "file": "spm.model"}
 
   def _hf_fast_tokenizer(self):

@@ -8,6 +8,8 @@
   save_safetensors      write a model in electra_jax's native format (electra_jax.io.native)
   export_hf             write a model as a Hugging Face directory (electra_jax.io.hf)
   CheckpointError       the error raised for unreadable or mismatching checkpoints
+  load_classifier       a fine-tuned model that scores a list of texts (or pairs) in one call
+                        (electra_jax.finetune.classifier)
 
 The names load on first use (`from electra_jax import ModelConfig` works as before), so that
 importing a subpackage, e.g. the ground floor electra_jax.floor that data_pipelines imports,
@@ -18,6 +20,7 @@ import importlib
 
 _EXPORTS = {
     "CheckpointError": "electra_jax.io.common",
+    "load_classifier": "electra_jax.finetune.classifier",
     "export_hf": "electra_jax.io.hf",
     "load_pretrained": "electra_jax.io.load",
     "load_tokenizer": "electra_jax.io.load",

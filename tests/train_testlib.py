@@ -80,9 +80,10 @@ def free_port() -> int:
 
 
 def wandb_offline(monkeypatch, root: Path) -> None:
-  """Points every directory Weights & Biases uses under `root` and forces offline mode (no
-  network, no login)."""
-  for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+  """Points the directories Weights & Biases uses besides the run's own under `root` and
+  forces offline mode (no network, no login); WANDB_DIR stays unset (runs write in WORKDIR)."""
+  monkeypatch.delenv("WANDB_DIR", raising=False)
+  for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
     monkeypatch.setenv(var, str(root / var.lower()))
   monkeypatch.setenv("WANDB_MODE", "offline")
   monkeypatch.setenv("WANDB_SILENT", "true")

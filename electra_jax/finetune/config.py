@@ -11,9 +11,9 @@ configure_finetuning.py where the paper is silent):
   max sequence length 128 (SQuAD 512, chunking 256), SQuAD doc stride 128, max query length 64,
   n-best 20, max answer length 30.
 
-The size comes from `size`, or else from the initial model's hidden size (<= 256 small,
-<= 768 base, larger large). `size="tiny"` (random init only) is the 2-layer, hidden-32 model of
-config.PRESETS for CPU demos and tests; it fine-tunes with the small defaults.
+The size comes from `size`, or else from the initial model's hidden size (< 128 tiny, <= 256
+small, <= 768 base, larger large). `size="tiny"` is the 2-layer, hidden-32 model of
+config.PRESETS for CPU demos and tests (for random init); it fine-tunes with the small defaults.
 
 Library code takes a `FinetuneConfig`; gin is read only by `resolve_config` at the command line:
 bindings look like `FinetuneConfig.learning_rate = 1e-4` or `MeshConfig.fsdp = 2`; one gin would
@@ -29,7 +29,7 @@ import typing
 from typing import Any, Optional, Sequence
 
 from data_pipelines import hf_source
-from electra_jax.finetune.tasks import Task
+from electra_jax.finetune.tasks import Task, get_task, with_columns
 from electra_jax.model import config as model_configs
 from electra_jax.model.config import ModelConfig
 from electra_jax.runtime import gin as gin_edge
@@ -46,7 +46,11 @@ SELECT = ("final", "best")
 class FinetuneConfig:
   """One fine-tuning run (several seeds) of one task.
 
-  task: a name from electra_jax.finetune.tasks (e.g. "sst2", "MNLI", "squad2.0", "chunk").
+  task: a name from electra_jax.finetune.tasks (e.g. "sst2", "MNLI", "squad2.0", "chunk"), or
+    for your own data "classification", "regression", "multilabel" or "tagging" (README
+    "Fine-tune on your own data").
+  text_column, text_pair_column, label_column: the columns of your data an own-data task reads
+    (None: text / no pair / label; multilabel: labels; tagging: tokens and tags).
   init: a Hugging Face ELECTRA directory or Hub model id (ORG/NAME, e.g.
     "google/electra-small-discriminator": fetched into the Hugging Face cache), an official TF
     checkpoint, an electra_jax pre-training checkpoint (its discriminator), or "random"
@@ -71,6 +75,10 @@ class FinetuneConfig:
     (`tokenizers.find_saved`: a pre-training workdir, an export, an HF directory's vocab.txt).
   model_overrides: ((field, value), ...) ModelConfig changes for random init; dropout
     overrides apply to loaded models too.
+  head: the classification head: "hf" (default; dense -> GELU -> dense on [CLS], transformers'
+    ElectraForSequenceClassification, so `electra-convert` exports it and pipeline() runs it)
+    or "official" (the paper's and the official code's dropout + linear on [CLS], for
+    reproducing the paper; no transformers class holds it: convert exports its encoder only).
   seeds: one fine-tuning run per seed (head init, dropout, data order).
   select: which dev evaluation a seed reports (and whose parameters and predictions it writes):
     "final" (default; the paper's protocol and the official code's: the model at the last step)
@@ -98,8 +106,9 @@ class FinetuneConfig:
     metric against the step).
   wandb_project: also log each seed to this Weights & Biases project (one run per seed, grouped
     by the workdir's name: the jsonl numbers by step and the resolved config; needs
-    `pip install "electra_jax[wandb]"`); None: off. wandb_mode: "online" or "offline" (runs stay
-    in WORKDIR/seed_S/wandb/ until `wandb sync`).
+    `pip install "electra_jax[wandb]"`); None: $WANDB_PROJECT when set, else off. wandb_mode:
+    "online" or "offline" (runs stay in WORKDIR/seed_S/wandb/ until `wandb sync`); None:
+    $WANDB_MODE, else online. $WANDB_DIR moves the runs' files (metrics.WandbRun).
   squad_null_threshold: SQuAD 2.0 predicts no answer when null score - best span score exceeds it.
   mesh: the device mesh (electra_jax.runtime.mesh.MeshConfig), bound as `MeshConfig.fsdp = 2`
     etc.; by default every device does data parallelism.
@@ -108,12 +117,15 @@ class FinetuneConfig:
   task: str
   init: str
   data_dir: Optional[str] = None
+  text_column: Optional[str] = None
+  text_pair_column: Optional[str] = None
+  label_column: Optional[str] = None
   tfds: bool = False
   tfds_data_dir: Optional[str] = None
   tokenizer: Optional[str] = None
   size: Optional[str] = None
   model_overrides: tuple = ()
-  head: str = "official"
+  head: str = "hf"
   seeds: tuple = (1,)
   select: str = "final"
   learning_rate: Optional[float] = None
@@ -148,7 +160,7 @@ class FinetuneConfig:
   tensorboard: bool = True
   curves: bool = True
   wandb_project: Optional[str] = None
-  wandb_mode: str = "online"
+  wandb_mode: Optional[str] = None
 
   def __post_init__(self):
     if not self.seeds:
@@ -159,7 +171,7 @@ class FinetuneConfig:
       raise ValueError(f"FinetuneConfig.head={self.head!r}; expected 'official' or 'hf'")
     if self.select not in SELECT:
       raise ValueError(f"FinetuneConfig.select={self.select!r}; expected one of {SELECT}")
-    if self.wandb_mode not in WANDB_MODES:
+    if self.wandb_mode is not None and self.wandb_mode not in WANDB_MODES:
       raise ValueError(f"FinetuneConfig.wandb_mode={self.wandb_mode!r}; expected one of "
                        f"{WANDB_MODES}")
     if self.layerwise_lr_mode not in ("correct", "official"):
@@ -181,6 +193,7 @@ class FinetuneConfig:
         raise ValueError(f"FinetuneConfig: data_dir={self.data_dir!r} and tfds=True name two "
                          "sources of the task's data; give one")
       hf_source.task_options(self.data_dir)  # unknown options fail here, before any loading
+    resolve_task(self)  # unknown tasks and misplaced column names fail here
     known = {f.name for f in dataclasses.fields(ModelConfig)}
     bad = [k for k, _ in self.model_overrides if k not in known]
     if bad:
@@ -201,6 +214,12 @@ class FinetuneConfig:
         **{**dict(self.model_overrides), "vocab_size": vocab_size})
 
 
+def resolve_task(config: FinetuneConfig) -> Task:
+  """The task `config.task` names, reading the columns the config names (own-data tasks)."""
+  return with_columns(get_task(config.task), config.text_column, config.text_pair_column,
+                      config.label_column)
+
+
 @dataclasses.dataclass(frozen=True)
 class Hparams:
   """The concrete values a run uses (None fields of FinetuneConfig resolved)."""
@@ -213,7 +232,10 @@ class Hparams:
 
 
 def size_of(model: ModelConfig) -> str:
-  """small / base / large from the hidden size (<= 256, <= 768, larger)."""
+  """tiny / small / base / large from the hidden size (< 128, <= 256, <= 768, larger); tiny is
+  no paper size (config.PRESETS' CPU model; it fine-tunes with small's defaults)."""
+  if model.hidden_size < 128:
+    return "tiny"
   if model.hidden_size <= 256:
     return "small"
   return "base" if model.hidden_size <= 768 else "large"

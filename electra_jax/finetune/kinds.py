@@ -5,10 +5,18 @@ data_dir), featurises them, builds the task model, gives the training loss and t
 outputs, scores a split and writes its prediction file. electra_jax.finetune.train runs the same
 loop for every kind through these methods:
 
-  classification  GLUE single sentence / pair classification (ElectraForSequenceClassification)
-  regression      STS-B (the same model with one output, mean squared error)
+  classification  single sentence / pair classification, GLUE or own data
+                  (ElectraForSequenceClassification, softmax cross-entropy)
+  regression      STS-B or own data (the same model with one output, mean squared error)
+  multilabel      own data, any number of classes per row (one output per class, sigmoid
+                  cross-entropy; a class is predicted where its logit > 0)
   span            SQuAD 1.1 / 2.0 (ElectraForQuestionAnswering, start/end logits)
-  tagging         CoNLL chunking / NER (ElectraForTokenClassification, first word piece)
+  tagging         CoNLL chunking / NER or own data (ElectraForTokenClassification, first word
+                  piece)
+
+Own-data tasks (Task.own_data) read data_pipelines.labelled splits and take their class / tag
+set from the training split (sorted; recorded with the fine-tuned model); a dev or test label
+training never saw is an error naming its row.
 
 `KINDS[task.kind]` is the object of a `electra_jax.finetune.tasks.Task`.
 """
@@ -25,10 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from data_pipelines import glue, hf_source, squad, tagging
+from data_pipelines import glue, hf_source, labelled, squad, tables, tagging
 from electra_jax.finetune import squad_eval
 from electra_jax.finetune.config import FinetuneConfig, Hparams
-from electra_jax.finetune.tasks import Task, label_ids, tag_set
+from electra_jax.finetune.tasks import Task, class_names, label_ids, tag_set
 from electra_jax.floor import fs
 from electra_jax.model import heads
 from electra_jax.model.config import ModelConfig
@@ -76,6 +84,8 @@ def has_split(task: Task, config: FinetuneConfig, split: str) -> bool:
   task names)."""
   if config.tfds:
     return split in task.tfds_splits
+  if task.own_data and not config.hf_data:
+    return labelled.split_file(config.data_dir, split) is not None
   if config.hf_data:
     source = hf_source.task_source(config.data_dir, task.hf_config)
     return split in task.tfds_splits and task.tfds_splits[split] in (source.splits or ())
@@ -100,6 +110,48 @@ def _hf_split(task: Task, config: FinetuneConfig, split: str):
     raise ValueError(f"{spec}: no split {name!r} (task {task.name}'s {split} split); the dataset "
                      f"has the splits {source.splits}: {reads}{hint}")
   return source.loaded[name], f"{spec} split {name!r}"
+
+
+def _own_rows(task: Task, config: FinetuneConfig, split: str):
+  """(rows [(where, {column: value})], the label column's ClassLabel names or None) of an
+  own-data split: a table file in config.data_dir or a split of an hf: spec."""
+  if config.tfds:
+    raise ValueError(f"task {task.name} reads your own data: pass --data_dir=DIR or an hf: spec, "
+                     "not --tfds")
+  if config.hf_data:
+    dataset, where = _hf_split(task, config, split)
+    label = dataset.features.get(task.columns[2])
+    names = getattr(getattr(label, "feature", label), "names", None)
+    return ((f"{where} row {i}", row) for i, row in enumerate(dataset)), names
+  path = labelled.split_file(config.data_dir, split)
+  if path is None:
+    raise FileNotFoundError(f"task {task.name}: no {split} file: looked for "
+                            f"{labelled.expected_files(config.data_dir, split)}")
+  columns, rows = tables.read_table(path)
+  text, pair, label = task.columns
+  labelled.check_columns(columns, [c for c in (text, pair) if c], path)
+  if split != "test":
+    labelled.check_columns(columns, [label], path)
+  return rows, None
+
+
+def _own_labels(task: Task, examples: list, labels: tuple, name: str) -> np.ndarray:
+  """Class ids [N] int32 (multilabel: 0/1 [N, C] float32) of own-data examples over the
+  training split's `labels`; ValueError naming the first row whose label training never saw."""
+  index = {label: i for i, label in enumerate(labels)}
+  multi = task.kind == "multilabel"
+  out = np.zeros((len(examples), len(labels)) if multi else len(examples),
+                 np.float32 if multi else np.int32)
+  for row, e in enumerate(examples):
+    for label in (e.label if multi else (e.label,)):
+      if label not in index:
+        raise ValueError(f"{e.where}: label {label!r} of the {name} split never occurs in the "
+                         f"training split (its labels: {list(labels)})")
+      if multi:
+        out[row, index[label]] = 1.0
+      else:
+        out[row] = index[label]
+  return out
 
 
 def _limit(items: list, n: Optional[int]) -> list:
@@ -144,6 +196,11 @@ class TaskKind:
     """What the predict step returns per row (inside the jitted step)."""
     return outputs
 
+  def references(self, task: Task, labels: tuple, train: Split, dev: Split) -> dict:
+    """{metric: [(label, value)]}: the dev scores of a model that learned nothing, drawn on the
+    curves (none for this kind)."""
+    return {}
+
   def predictions(self, outputs):
     """Host predictions of test rows from `eval_outputs` (class ids or values)."""
     return np.argmax(outputs, axis=-1)
@@ -163,6 +220,11 @@ class TaskKind:
 class Classification(TaskKind):
 
   def read(self, task, config, split, n):
+    if task.own_data:
+      rows, names = _own_rows(task, config, split)
+      return _limit(labelled.read_texts(rows, task.kind, task.columns,
+                                        labelled=split not in task.test_splits,
+                                        class_names=names, on_malformed=config.on_malformed), n)
     if config.tfds:
       return glue.read_tfds(task.tfds_name, _tfds_split(task, split, n), task.name,
                             task.tfds_labels, config.tfds_data_dir)
@@ -178,23 +240,37 @@ class Classification(TaskKind):
   def _native_labels(self, task: Task):
     return task.labels
 
+  def label_set(self, task, train_examples):
+    return class_names(e.label for e in train_examples) if task.own_data else task.labels
+
+  def _label_ids(self, task: Task, labels: tuple, examples: list, name: str) -> np.ndarray:
+    if task.own_data:
+      return _own_labels(task, examples, labels, name)
+    return label_ids(task, [e.label for e in examples], f"{task.name} {name}")
+
   def featurize(self, task, config, hp, tokenizer, name, examples, labels, training):
     arrays = glue.featurize(examples, tokenizer, hp.max_seq_length)
     if examples and examples[0].label is not None:
-      arrays["labels"] = label_ids(task, [e.label for e in examples], f"{task.name} {name}")
+      arrays["labels"] = self._label_ids(task, labels, examples, name)
     return Split(name, arrays, examples)
 
   def model(self, model_config, num_labels, head, classifier_dropout):
     return heads.build("ElectraForSequenceClassification", model_config, num_labels, head,
                        classifier_dropout)
 
+  def references(self, task, labels, train, dev):
+    """The primary dev metric of always predicting the training split's most frequent class."""
+    majority = np.bincount(train.arrays["labels"], minlength=len(labels)).argmax()
+    preds = np.full(dev.size, majority)
+    return {task.primary: [("majority class", task.score(dev.arrays["labels"], preds)
+                            [task.primary])]}
+
   def loss(self, outputs, batch):
     return optax.softmax_cross_entropy_with_integer_labels(outputs, batch["labels"]).mean()
 
   def score(self, task, config, labels, split, outputs):
-    preds = np.argmax(outputs, axis=-1)
-    gold = label_ids(task, [e.label for e in split.examples], f"{task.name} {split.name}")
-    return task.score(gold, preds), preds
+    preds = self.predictions(outputs)
+    return task.score(split.arrays["labels"], preds), preds
 
   def _format(self, labels: tuple, pred) -> str:
     return labels[int(pred)]
@@ -218,6 +294,15 @@ class Regression(Classification):
   def _native_labels(self, task):
     return None
 
+  def references(self, task, labels, train, dev):
+    return {}
+
+  def label_set(self, task, train_examples):
+    return ()
+
+  def _label_ids(self, task, labels, examples, name):
+    return np.asarray([e.label for e in examples], np.float32)
+
   def num_outputs(self, labels):
     return 1
 
@@ -231,11 +316,31 @@ class Regression(Classification):
     return outputs
 
   def score(self, task, config, labels, split, outputs):
-    gold = np.asarray([e.label for e in split.examples], np.float32)
-    return task.score(gold, outputs), outputs
+    return task.score(split.arrays["labels"], outputs), outputs
 
   def _format(self, labels, pred):
     return f"{float(pred):.3f}"
+
+
+class MultiLabel(Classification):
+
+  def references(self, task, labels, train, dev):
+    """The primary dev metric of predicting each class that most training rows carry."""
+    preds = np.broadcast_to(train.arrays["labels"].mean(axis=0) > 0.5, dev.arrays["labels"].shape)
+    return {task.primary: [("majority per class", task.score(dev.arrays["labels"], preds)
+                            [task.primary])]}
+
+  def label_set(self, task, train_examples):
+    return class_names(label for e in train_examples for label in e.label)
+
+  def loss(self, outputs, batch):
+    return optax.sigmoid_binary_cross_entropy(outputs, batch["labels"]).mean()
+
+  def predictions(self, outputs):
+    return np.asarray(outputs) > 0
+
+  def _format(self, labels, pred):
+    return ",".join(label for label, on in zip(labels, pred) if on)
 
 
 class Span(TaskKind):
@@ -294,6 +399,9 @@ class Span(TaskKind):
 class Tagging(TaskKind):
 
   def read(self, task, config, split, n):
+    if task.own_data:
+      rows, names = _own_rows(task, config, split)
+      return _limit(labelled.read_tagged(rows, task.columns, names, config.on_malformed), n)
     if config.tfds or config.hf_data:
       raise ValueError(f"task {task.name}: tagging reads native CoNLL files only; pass "
                        "--data_dir=DIR (not --tfds or an hf: spec)")
@@ -339,5 +447,5 @@ class Tagging(TaskKind):
     return path
 
 
-KINDS = {"classification": Classification(), "regression": Regression(), "span": Span(),
-         "tagging": Tagging()}
+KINDS = {"classification": Classification(), "regression": Regression(),
+         "multilabel": MultiLabel(), "span": Span(), "tagging": Tagging()}

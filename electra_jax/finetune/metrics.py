@@ -29,6 +29,37 @@ def binary_f1(labels: Sequence[int], preds: Sequence[int], positive: int = 1) ->
   return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
+def macro_f1(labels: Sequence[int], preds: Sequence[int]) -> float:
+  """Unweighted mean over the classes present in `labels` or `preds` of each class's F1."""
+  labels, preds = _pair(labels, preds)
+  classes = np.unique(np.concatenate([labels, preds]))
+  return float(np.mean([binary_f1(labels, preds, positive=c) for c in classes]))
+
+
+def multilabel(labels: np.ndarray, preds: np.ndarray) -> dict[str, float]:
+  """Multi-label scores of 0/1 matrices [N, C]: micro_f1 (over every (row, class) decision),
+  macro_f1 (mean over the classes of each class's F1) and exact_match (rows entirely right)."""
+  labels, preds = np.asarray(labels, bool), np.asarray(preds, bool)
+  if labels.shape != preds.shape:
+    raise ValueError(f"labels {labels.shape} and predictions {preds.shape} differ in shape")
+
+  def f1(gold, pred):
+    tp = float(np.sum(gold & pred))
+    wrong = float(np.sum(gold != pred))
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + wrong)
+
+  return {"micro_f1": f1(labels, preds),
+          "macro_f1": float(np.mean([f1(labels[:, c], preds[:, c])
+                                     for c in range(labels.shape[1])])),
+          "exact_match": float(np.mean(np.all(labels == preds, axis=1)))}
+
+
+def token_accuracy(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> float:
+  """Fraction of words whose predicted tag equals the gold tag (any tag set, BIO or not)."""
+  pairs = [(g, p) for gs, ps in zip(gold, pred) for g, p in zip(gs, ps)]
+  return float(np.mean([g == p for g, p in pairs])) if pairs else 0.0
+
+
 def matthews_corrcoef(labels: Sequence[int], preds: Sequence[int]) -> float:
   """Matthews correlation coefficient (multi-class form); 0.0 when undefined."""
   labels, preds = _pair(labels, preds)

@@ -9,18 +9,22 @@ best): electra_jax.json with a "finetune" record + params.safetensors, the token
 WORKDIR/tokenizer. Or a fine-tuning WORKDIR: the seed with the best primary dev metric in its
 results.json is used, and named on stderr.
 
-Input: TSV with a header row, or JSON Lines (FILE ending in .jsonl or .json: one object per
-line), with the task's text columns, under the names of the GLUE files (sst2 and cola `sentence`;
-mnli, rte, wnli and stsb `sentence1` + `sentence2`; qqp `question1` + `question2`; qnli
-`question` + `sentence`; mrpc `#1 String` + `#2 String`) or of TFDS (mnli `premise` +
-`hypothesis`, mrpc `sentence1` + `sentence2`). Other columns (an id, a gold label) are copied.
+Input (data_pipelines.tables, by suffix): TSV with a header row (no quoting, as GLUE's files),
+CSV (quoted as spreadsheets and pandas write it), JSON Lines (.jsonl/.json) or Parquet; `-` reads
+stdin (as TSV, or the format `--input_format` names). The text columns: for a model fine-tuned
+on your own data the columns it was trained on (its record); for a GLUE task the names of the
+GLUE files (sst2 and cola `sentence`; mnli, rte, wnli and stsb `sentence1` + `sentence2`; qqp
+`question1` + `question2`; qnli `question` + `sentence`; mrpc `#1 String` + `#2 String`) or of
+TFDS (mnli `premise` + `hypothesis`, mrpc `sentence1` + `sentence2`). Other columns (an id, a
+gold label) are copied.
 
-Output: TSV, or JSON Lines when FILE ends in .jsonl or .json. Each input row's columns, then
-`prediction` (the label name for classification, the value for regression) and, for
-classification, `probability_<label>` per class (the softmax of the logits). In TSV output tabs
-and line breaks inside a field become spaces.
+Output: the input's format by default (the suffix of FILE; `-` writes stdout as the input's
+format, or `--output_format`). Each input row's columns, then `prediction` (the label name for
+classification, the value for regression, the comma-joined names for multi-label) and, for
+classification and multi-label, `probability_<label>` per class (softmax, multi-label sigmoid,
+of the logits). In TSV output tabs and line breaks inside a field become spaces.
 
-Classification and regression models (the GLUE tasks) are scored here. Span (SQuAD) and tagging
+Classification, regression and multi-label models are scored here. Span (SQuAD) and tagging
 (CoNLL) models are refused with the way to run them: `electra-convert` to Hugging Face, then
 transformers' question-answering / token-classification pipelines.
 
@@ -36,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import os
 import sys
@@ -47,17 +50,17 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from data_pipelines import glue
+from data_pipelines import glue, tables
 from electra_jax.finetune.kinds import KINDS
-from electra_jax.finetune.tasks import Task, get_task
+from electra_jax.finetune.tasks import Task, get_task, with_columns
 from electra_jax.finetune.train import Runner, load_finetuned
 from electra_jax.floor import fs
 from electra_jax.io.load import load_tokenizer
 from electra_jax.io.native import NATIVE_CONFIG
 from electra_jax.runtime import mesh as shd
 
-SUPPORTED_KINDS = ("classification", "regression")
-JSONL_SUFFIXES = (".jsonl", ".json")
+SUPPORTED_KINDS = ("classification", "regression", "multilabel")
+FORMATS = sorted(set(tables.SUFFIXES.values()))
 BATCHES_PER_CHUNK = 16  # featurised and scored together; the progress bar advances per chunk
 
 
@@ -115,10 +118,12 @@ def finetune_record(model_dir: str) -> tuple[Task, dict]:
     raise ValueError(f"{spec_path} has no 'finetune' record with the task: {model_dir} is not a "
                      "model written by electra_jax.finetune (a pre-trained export?)")
   task = get_task(record["task"])
+  if task.own_data:
+    task = with_columns(task, *record["columns"])
   if task.kind not in SUPPORTED_KINDS:
     pipeline = {"span": "question-answering", "tagging": "token-classification"}[task.kind]
     raise ValueError(f"{model_dir} is fine-tuned on {task.name}, a {task.kind} task: predict "
-                     f"scores {' and '.join(SUPPORTED_KINDS)} models (GLUE tasks). Export it with "
+                     f"scores {', '.join(SUPPORTED_KINDS)} models. Export it with "
                      f"`electra-convert {model_dir} HF_DIR` and run transformers.pipeline"
                      f"(\"{pipeline}\", model=\"HF_DIR\")")
   return task, record
@@ -129,69 +134,23 @@ def finetune_record(model_dir: str) -> tuple[Task, dict]:
 
 
 def text_columns(task: Task) -> list[tuple[str, ...]]:
-  """The accepted names of a GLUE task's text columns: the native files', then TFDS's."""
+  """The accepted names of a task's text columns: own data, the columns it was trained on; a
+  GLUE task, the native files', then TFDS's."""
+  if task.own_data:
+    return [tuple(c for c in task.columns[:2] if c)]
   fmt = glue.FORMATS[task.name]
   options = [tuple(c for c in (fmt.text_a, fmt.text_b) if c),
              tuple(c for c in glue.TFDS_TEXT_KEYS[task.name] if c)]
   return list(dict.fromkeys(options))
 
 
-def _is_jsonl(path: str) -> bool:
-  return path.lower().endswith(JSONL_SUFFIXES)
-
-
-def _read_lines(path: str) -> list[tuple[int, str]]:
-  """(line number, line) of the non-blank lines; ValueError for an empty file."""
-  if not fs.isfile(path):
-    raise FileNotFoundError(f"--input {path}: no such file")
-  try:
-    text = io.StringIO(fs.read_text(path, encoding="utf-8-sig"), newline="")
-    lines = [(i, line.rstrip("\r\n")) for i, line in enumerate(text, start=1)]
-  except UnicodeDecodeError as e:
-    raise ValueError(f"{path}: not UTF-8 text ({e})") from None
-  lines = [(i, line) for i, line in lines if line.strip()]
-  if not lines:
-    raise ValueError(f"{path}: empty file")
-  return lines
-
-
-def read_rows(path: str) -> tuple[list[str], list[tuple[int, dict]]]:
-  """(column names in order, [(line number, {column: value})]) of a TSV (header row, tab
-  separated, no quoting, as GLUE's files) or JSON Lines file."""
-  lines = _read_lines(path)
-  rows = []
-  if _is_jsonl(path):
-    columns = {}
-    for line_no, line in lines:
-      try:
-        row = json.loads(line)
-      except ValueError as e:
-        raise ValueError(f"{path}:{line_no}: not valid JSON ({e})") from None
-      if not isinstance(row, dict):
-        raise ValueError(f"{path}:{line_no}: expected a JSON object, found "
-                         f"{type(row).__name__}")
-      columns.update(dict.fromkeys(row))
-      rows.append((line_no, row))
-    return list(columns), rows
-  (_, header_line), body = lines[0], lines[1:]
-  header = header_line.split("\t")
-  if not body:
-    raise ValueError(f"{path}: no rows below the header {header}")
-  for line_no, line in body:
-    fields = line.split("\t")
-    if len(fields) != len(header):
-      raise ValueError(f"{path}:{line_no}: expected {len(header)} tab-separated fields (the "
-                       f"header's {header}), found {len(fields)}")
-    rows.append((line_no, dict(zip(header, fields))))
-  return header, rows
-
-
-def read_examples(path: str, task: Task, labels: tuple
+def read_examples(path: str, task: Task, labels: tuple, fmt: Optional[str] = None
                   ) -> tuple[list[str], list[dict], list[glue.TextExample]]:
-  """(input columns, input rows, one TextExample per row) for `task`: the text columns are the
-  first of `text_columns(task)` the file has; ValueError naming the columns found and needed,
-  an empty text, or an input column that the output would overwrite."""
-  columns, rows = read_rows(path)
+  """(input columns, input rows, one TextExample per row) for `task` from a table file (`-`:
+  stdin, as `fmt` or TSV): the text columns are the first of `text_columns(task)` the file has;
+  ValueError naming the columns found and needed, an empty text, or an input column that the
+  output would overwrite."""
+  columns, rows = tables.read_table(path, fmt)
   options = text_columns(task)
   chosen = next((o for o in options if all(c in columns for c in o)), None)
   if chosen is None:
@@ -203,14 +162,14 @@ def read_examples(path: str, task: Task, labels: tuple
     raise ValueError(f"{path}: input columns {taken} would be overwritten by the predictions; "
                      "rename them")
   examples = []
-  for i, (line_no, row) in enumerate(rows):
+  for i, (where, row) in enumerate(rows):
     texts = []
     for c in chosen:
       value = row.get(c)
       if not isinstance(value, str):
-        raise ValueError(f"{path}:{line_no}: column {c!r} holds {value!r}, expected text")
+        raise ValueError(f"{where}: column {c!r} holds {value!r}, expected text")
       if not value.strip():
-        raise ValueError(f"{path}:{line_no}: empty text in column {c!r}")
+        raise ValueError(f"{where}: empty text in column {c!r}")
       texts.append(value)
     examples.append(glue.TextExample(str(i), texts[0], texts[1] if len(texts) > 1 else None,
                                      None))
@@ -220,7 +179,7 @@ def read_examples(path: str, task: Task, labels: tuple
 def output_columns(task: Task, labels: tuple) -> list[str]:
   """The columns predict adds: prediction, then probability_<label> for classification."""
   probabilities = [f"probability_{label}" for label in labels]
-  return ["prediction"] + (probabilities if task.kind == "classification" else [])
+  return ["prediction"] + (probabilities if task.kind != "regression" else [])
 
 
 def prediction_fields(task: Task, labels: tuple, outputs: np.ndarray) -> list[dict]:
@@ -229,27 +188,16 @@ def prediction_fields(task: Task, labels: tuple, outputs: np.ndarray) -> list[di
   if task.kind == "regression":
     return [{"prediction": float(v)} for v in np.asarray(outputs, np.float64)]
   logits = np.asarray(outputs, np.float64)
+  if task.kind == "multilabel":
+    probs = 1 / (1 + np.exp(-logits))
+    return [{"prediction": ",".join(l for l, p in zip(labels, row) if p > 0.5),
+             **{f"probability_{label}": float(p) for label, p in zip(labels, row)}}
+            for row in probs]
   probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
   probs /= probs.sum(axis=-1, keepdims=True)
   return [{"prediction": labels[int(np.argmax(row))],
            **{f"probability_{label}": float(p) for label, p in zip(labels, row)}}
           for row in probs]
-
-
-def _tsv_field(value) -> str:
-  text = f"{value:.7g}" if isinstance(value, float) else "" if value is None else str(value)
-  return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
-
-
-def write_rows(path: str, columns: list[str], rows: list[dict]) -> None:
-  """TSV (header + one line per row) or, for .jsonl/.json, one JSON object per line."""
-  if _is_jsonl(path):
-    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
-  else:
-    lines = ["\t".join(columns)] + ["\t".join(_tsv_field(row.get(c)) for c in columns)
-                                    for row in rows]
-  fs.makedirs(fs.dirname(fs.abspath(path)))
-  fs.write_text(path, "".join(line + "\n" for line in lines))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,22 +255,39 @@ def load_predictor(model_dir: str, batch_size: int = 32,
                    jax.device_put(params, runner.param_shardings), batch_size)
 
 
+def _format(path: str, given: Optional[str], default: str) -> str:
+  """`given`, else the table format of path's suffix, else `default` (stdin/stdout, .txt)."""
+  if given is not None or path == tables.STDIO:
+    return given or default
+  try:
+    return tables.format_of(path)
+  except ValueError:
+    return default
+
+
 def predict_file(model: str, input_path: str, output_path: str, batch_size: int = 32,
-                 max_seq_length: Optional[int] = None, log=print) -> int:
+                 max_seq_length: Optional[int] = None, log=print,
+                 input_format: Optional[str] = None, output_format: Optional[str] = None) -> int:
   """Scores every row of `input_path` with the model at `model` (a model directory or a
-  fine-tuning WORKDIR) and writes `output_path`; returns the number of rows. The input is read
-  and checked before the model loads. `log` gets the notes (which seed of a WORKDIR, timing)."""
+  fine-tuning WORKDIR) and writes `output_path` (`-`: stdin / stdout; formats by suffix, or
+  `input_format` / `output_format`; the output's default is the input's); returns the number of
+  rows. The input is read and checked before the model loads. `log` gets the notes (which seed
+  of a WORKDIR, timing)."""
+  input_format = _format(input_path, input_format, "tsv")
+  output_format = _format(output_path, output_format, input_format)
   model_dir, note = resolve_model_dir(model)
   if note:
     log(note)
   task, record = finetune_record(model_dir)
   labels = tuple(record.get("labels") or ())
-  columns, rows, examples = read_examples(input_path, task, labels)
+  columns, rows, examples = read_examples(input_path, task, labels, input_format)
   t0 = time.time()
   predictor = load_predictor(model_dir, batch_size, max_seq_length)
   fields = prediction_fields(task, labels, predictor.outputs(examples))
-  write_rows(output_path, columns + output_columns(task, labels),
-             [{**row, **f} for row, f in zip(rows, fields)])
+  if output_path != tables.STDIO:
+    fs.makedirs(fs.dirname(fs.abspath(output_path)))
+  tables.write_table(output_path, columns + output_columns(task, labels),
+                     [{**row, **f} for row, f in zip(rows, fields)], output_format)
   log(f"predicted {len(rows)} rows of {input_path} with {model_dir} ({task.name}) in "
       f"{time.time() - t0:.1f}s -> {output_path}")
   return len(rows)
@@ -337,8 +302,11 @@ def main(argv=None) -> int:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--model", required=True,
                  help="WORKDIR/seed_S/final of electra_jax.finetune, or the WORKDIR (best seed)")
-  p.add_argument("--input", required=True, help="TSV with a header, or .jsonl")
-  p.add_argument("--output", required=True, help="TSV, or .jsonl")
+  p.add_argument("--input", required=True,
+                 help=".tsv (with a header), .csv, .jsonl or .parquet; - reads stdin")
+  p.add_argument("--output", required=True, help="a table file as --input; - writes stdout")
+  p.add_argument("--input_format", choices=FORMATS, help="default: the suffix (stdin: tsv)")
+  p.add_argument("--output_format", choices=FORMATS, help="default: the suffix, else the input's")
   p.add_argument("--batch_size", type=int, default=32)
   p.add_argument("--max_seq_length", type=int,
                  help="default: the length the model was fine-tuned with")
@@ -348,7 +316,8 @@ def main(argv=None) -> int:
     p.error(f"--batch_size {args.batch_size} must be positive")
   try:
     predict_file(args.model, args.input, args.output, args.batch_size, args.max_seq_length,
-                 log=lambda message: print(message, file=sys.stderr))
+                 log=lambda message: print(message, file=sys.stderr),
+                 input_format=args.input_format, output_format=args.output_format)
   except (ValueError, OSError) as err:
     print(f"error: {err}", file=sys.stderr)
     return 2

@@ -1,4 +1,9 @@
-"""Fine-tuning task registry: GLUE, SQuAD 1.1/2.0, CoNLL chunking and NER.
+"""Fine-tuning task registry: your own labelled data, GLUE, SQuAD 1.1/2.0, CoNLL chunking and NER.
+
+Own-data tasks ("classification", "regression", "multilabel", "tagging") read any table
+(data_pipelines.labelled: DATA_DIR/{train,dev,test}.{tsv,csv,jsonl,parquet} or an hf: spec) whose
+text and label columns `Task.columns` names (FinetuneConfig.text_column, text_pair_column,
+label_column); the label set comes from the training split (electra_jax.finetune.kinds).
 
 A `Task` names what the fine-tuning loop needs to know about a task: the kind of head, the label
 set, the metrics (in percent) and which one selects the best dev checkpoint, where its data
@@ -19,7 +24,7 @@ import numpy as np
 
 from electra_jax.finetune import metrics as gm
 
-KINDS = ("classification", "regression", "span", "tagging")
+KINDS = ("classification", "regression", "multilabel", "span", "tagging")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +52,9 @@ class Task:
     official code doubles (google-research/electra finetune/classification/
     classification_tasks.py, MRPC._create_examples and STS._create_examples, lines 358 and 436
     at commit 8a46635); QQP is not among them there.
+  columns: (text, text pair or None, label) column names of an own-data task (tagging: the
+    words column, None, the tags column, each a list per row); None for the built-in tasks,
+    whose readers know their files' layouts.
   """
 
   name: str
@@ -68,6 +76,7 @@ class Task:
   max_seq_length: int = 128
   squad_version: Optional[str] = None
   unordered_pair: bool = False
+  columns: Optional[tuple] = None
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -76,9 +85,21 @@ class Task:
       raise ValueError(f"task {self.name}: unordered_pair needs a sentence-pair GLUE task")
 
   @property
+  def own_data(self) -> bool:
+    """A task on the user's own table (columns named), not a built-in benchmark."""
+    return self.columns is not None
+
+  @property
   def num_labels(self) -> int:
     """Output width of the head for classification/regression (span: 2 logits per token)."""
     return 1 if self.kind == "regression" else len(self.labels)
+
+  def label_names(self, labels: Sequence[str]) -> list[str]:
+    """Display names of `labels` (the classes in output order), for id2label: the Hugging Face
+    dataset's class names where the task has them (SST-2 "0" -> "negative"), else the labels."""
+    if self.class_names and set(labels) <= set(self.tfds_labels):
+      return [self.class_names[self.tfds_labels.index(label)] for label in labels]
+    return [str(label) for label in labels]
 
   def metric_names(self) -> list[str]:
     """All reported metric names, with split suffixes for extra dev splits (MNLI)."""
@@ -94,8 +115,12 @@ class Task:
       raise ValueError(f"task {self.name} is scored with electra_jax.finetune.squad_eval")
     out = {}
     for metric in self.metrics:
-      if metric == "accuracy":
+      if self.kind == "multilabel":
+        out[metric] = gm.multilabel(labels, predictions)[metric]
+      elif metric == "accuracy" and self.kind == "classification":
         out[metric] = gm.accuracy(labels, predictions)
+      elif metric == "macro_f1":
+        out[metric] = gm.macro_f1(labels, predictions)
       elif metric == "f1" and self.kind == "classification":
         out[metric] = gm.binary_f1(labels, predictions)
       elif metric == "mcc":
@@ -104,6 +129,8 @@ class Task:
         out[metric] = gm.pearson(labels, predictions)
       elif metric == "spearman":
         out[metric] = gm.spearman(labels, predictions)
+      elif metric == "accuracy" and self.kind == "tagging":
+        out[metric] = gm.token_accuracy(labels, predictions)
       elif metric in ("f1", "precision", "recall") and self.kind == "tagging":
         out[metric] = gm.span_f1(labels, predictions)[metric]
       else:
@@ -125,6 +152,7 @@ def _glue(name, glue_dir, labels, metrics, primary, tfds, tfds_labels=None, clas
 
 
 _BINARY = ("0", "1")
+_OWN_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 _ENTAIL2 = ("entailment", "not_entailment")
 
 TASKS: dict[str, Task] = {t.name: t for t in [
@@ -161,6 +189,14 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          {"train": "train-v2.0.json", "dev": "dev-v2.0.json"}, tfds_name="squad/v2.0",
          tfds_splits={"train": "train", "dev": "validation"}, test_splits=(), epochs=2.0,
          max_seq_length=512, squad_version="v2.0"),
+    Task("classification", "classification", (), ("accuracy", "macro_f1", "mcc"), "accuracy",
+         "", {}, tfds_splits=_OWN_SPLITS, columns=("text", None, "label")),
+    Task("regression", "regression", (), ("spearman", "pearson"), "spearman", "", {},
+         tfds_splits=_OWN_SPLITS, columns=("text", None, "label")),
+    Task("multilabel", "multilabel", (), ("micro_f1", "macro_f1", "exact_match"), "micro_f1",
+         "", {}, tfds_splits=_OWN_SPLITS, columns=("text", None, "labels")),
+    Task("tagging", "tagging", (), ("f1", "precision", "recall", "accuracy"), "f1", "", {},
+         tfds_splits=_OWN_SPLITS, test_splits=(), columns=("tokens", None, "tags")),
     Task("chunk", "tagging", (), ("f1", "precision", "recall"), "f1", "conll2000",
          {"train": "train.txt", "dev": "test.txt"}, test_splits=(), max_seq_length=256),
     Task("ner", "tagging", (), ("f1", "precision", "recall"), "f1", "conll2003",
@@ -194,6 +230,31 @@ def get_task(name: str) -> Task:
   close = list(dict.fromkeys(_ALIASES.get(c, c) for c in close))[:3]
   hint = f" Did you mean {', '.join(close)}?" if close else ""
   raise ValueError(f"unknown task {name!r}.{hint} Known tasks: {', '.join(TASKS)}")
+
+
+def with_columns(task: Task, text: Optional[str], text_pair: Optional[str],
+                 label: Optional[str]) -> Task:
+  """`task` reading the named columns (None: the task's default); ValueError for a built-in
+  task, whose columns are fixed."""
+  if (text, text_pair, label) == (None, None, None):
+    return task
+  if not task.own_data:
+    own = [t.name for t in TASKS.values() if t.own_data]
+    raise ValueError(f"task {task.name} reads its benchmark's own columns; text_column, "
+                     f"text_pair_column and label_column name the columns of your data for the "
+                     f"tasks {own}")
+  if text_pair is not None and task.kind == "tagging":
+    raise ValueError("task tagging reads one words column; text_pair_column does not apply")
+  default = task.columns
+  return dataclasses.replace(task, columns=(text or default[0], text_pair,
+                                            label or default[2]))
+
+
+def class_names(labels: Sequence) -> tuple[str, ...]:
+  """The sorted label set of a training split (numbers in numeric order: "2" before "10")."""
+  names = {str(label) for label in labels}
+  numeric = all(n.lstrip("-").isdigit() for n in names)
+  return tuple(sorted(names, key=int if numeric else None))
 
 
 def tag_set(train_tags: Sequence[Sequence[str]]) -> tuple[str, ...]:

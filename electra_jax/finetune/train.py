@@ -50,7 +50,8 @@ from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from data_pipelines import glue, tokenizers
-from electra_jax.finetune.config import FinetuneConfig, Hparams, resolve_config, resolve_hparams
+from electra_jax.finetune.config import (FinetuneConfig, Hparams, resolve_config, resolve_hparams,
+                                         resolve_task)
 from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, TaskKind, has_split
 from electra_jax.finetune.tasks import Task, get_task
 from electra_jax.floor import fs
@@ -61,10 +62,15 @@ from electra_jax.runtime import mesh as shd
 from electra_jax.runtime import state as ts
 from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
 from electra_jax.runtime.layerwise_lr import layerwise_lr_multipliers
-from electra_jax.runtime.metrics import CURVES_FILE, MetricsWriter, WandbRun, itstime
+from electra_jax.runtime.metrics import (CURVES_FILE, MetricsWriter, WandbRun, itstime,
+                                         wandb_enabled)
 from electra_jax.runtime.optim import OptimizerConfig, make_optimizer
 from electra_jax.runtime.step import make_train_step
 
+SEQUENCE_KINDS = ("classification", "regression", "multilabel")
+PIPELINES = {"classification": "text-classification", "regression": "text-classification",
+             "multilabel": "text-classification", "tagging": "token-classification",
+             "span": "question-answering"}
 SELECTION = {"final": "dev score of the final checkpoint",
              "best": "best dev score over the evaluations"}
 _SHAPE_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
@@ -126,6 +132,17 @@ def load_task_data(task: Task, config: FinetuneConfig, hp: Hparams, tokenizer) -
 # Model
 
 
+def existing_init(config: FinetuneConfig) -> str:
+  """The local path of `config.init` (a Hub id's cached snapshot); FileNotFoundError when there
+  is no such path."""
+  init = resolve_hub_id(config.init)
+  if not fs.exists(init):
+    raise FileNotFoundError(f"--init {config.init}: no such path (expected a Hugging Face "
+                            "directory or Hub model id ORG/NAME, an official TF checkpoint, an "
+                            "electra_jax pre-training checkpoint, or 'random')")
+  return init
+
+
 def load_initial(config: FinetuneConfig, vocab_size: int) -> tuple[ModelConfig, Optional[dict]]:
   """(architecture, params of the initial model as host arrays; None for random init)."""
   overrides = dict(config.model_overrides)
@@ -133,11 +150,7 @@ def load_initial(config: FinetuneConfig, vocab_size: int) -> tuple[ModelConfig, 
     overrides["dtype"] = config.dtype
   if config.init == "random":
     return config.random_init_config(vocab_size).replace(**overrides), None
-  init = resolve_hub_id(config.init)
-  if not fs.exists(init):
-    raise FileNotFoundError(f"--init {config.init} does not exist (a Hugging Face directory or "
-                            "Hub model id ORG/NAME, an official TF checkpoint, an electra_jax "
-                            "pre-training checkpoint, or 'random')")
+  init = existing_init(config)
   model, params = load_pretrained(init, as_numpy=True)  # the discriminator, if two
   if "electra" not in params:
     raise ValueError(f"{config.init}: the loaded {type(model).__name__} has no 'electra' "
@@ -338,11 +351,12 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
                         name=f"{run_name}/seed_{seed}", group=run_name,
                         config={**dataclasses.asdict(config), "seed": seed,
                                 "hparams": dataclasses.asdict(hp), "total_steps": total_steps})
-               if config.wandb_project else None)
+               if wandb_enabled(config.wandb_project) else None)
   writer = MetricsWriter(seed_dir, start_step=0, total_steps=total_steps,
                          is_main=jax.process_index() == 0, tensorboard=config.tensorboard,
                          progress_bar=config.progress,
-                         curves=("loss", task.primary) if config.curves else (), wandb=wandb_run)
+                         curves=("loss", task.primary) if config.curves else (), wandb=wandb_run,
+                         references=kind.references(task, data.labels, data.train, data.dev[0]))
   writer.print(f"{task.name} seed {seed}: {total_steps} steps")
   try:
     for step in range(total_steps):
@@ -371,7 +385,9 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
 
   if jax.process_index() == 0:
     if config.save_checkpoint:
-      record = {"task": task.name, "labels": list(data.labels), "select": config.select,
+      record = {"task": task.name, "kind": task.kind, "labels": list(data.labels),
+                "label_names": task.label_names(data.labels), "columns": task.columns,
+                "select": config.select,
                 "step": chosen["step"], "scores": chosen["scores"],
                 "max_seq_length": int(data.train.arrays["input_ids"].shape[1])}
       save_safetensors(runner.model, chosen["params"], fs.join(seed_dir, config.select),
@@ -398,8 +414,7 @@ def resolve_tokenizer(config: FinetuneConfig):
   """`config.tokenizer`'s tokenizer, else the one saved with `config.init` (ValueError if none)."""
   if config.tokenizer is not None:
     return tokenizers.load(config.tokenizer)
-  tokenizer = (None if config.init == "random"
-               else tokenizers.find_saved(resolve_hub_id(config.init)))
+  tokenizer = None if config.init == "random" else tokenizers.find_saved(existing_init(config))
   if tokenizer is None:
     raise ValueError(f"no tokenizer saved with --init={config.init} (pre-training workdirs, "
                      "their exports and Hugging Face directories with vocab.txt have one): "
@@ -416,7 +431,7 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
   train/dev sizes. Raises ValueError / FileNotFoundError for unknown tasks (with close
   matches), missing files and labels outside the task's label set.
   """
-  task = get_task(config.task)
+  task = resolve_task(config)
   tokenizer = resolve_tokenizer(config)
   if jax.process_index() == 0:  # the fine-tuned models in WORKDIR/seed_S find it here
     tokenizer.save(fs.join(workdir, tokenizers.SAVED_DIR))
@@ -491,8 +506,14 @@ def closing_message(workdir: str, results: dict) -> str:
   if fs.glob(fs.join(workdir, "seed_*", "wandb", "offline-run-*")):
     lines.append(f"  upload offline W&B runs: wandb sync {q(workdir)}/seed_*/wandb/offline-run-*")
   if models:
-    lines += ["next:", f"  export to Hugging Face: electra-convert {q(models[0])} OUT_DIR"]
-    if get_task(results["task"]).kind in ("classification", "regression"):
+    kind = get_task(results["task"]).kind
+    if kind in SEQUENCE_KINDS and results["config"]["head"] == "official":
+      lines += ["next:", f"  export the encoder (the paper's head has no transformers class): "
+                f"electra-convert {q(models[0])} OUT_DIR --architecture ElectraModel"]
+    else:
+      lines += ["next:", f"  export to Hugging Face: electra-convert {q(models[0])} OUT_DIR",
+                f"  then in Python: transformers.pipeline({PIPELINES[kind]!r}, model='OUT_DIR')"]
+    if kind in SEQUENCE_KINDS:
       lines.append(f"  score new text: electra-predict --model={q(workdir)} --input=FILE.tsv "
                    "--output=predictions.tsv")
   return "\n".join(lines)
@@ -505,7 +526,9 @@ def closing_message(workdir: str, results: dict) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(prog="python -m electra_jax.finetune", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--task", required=True, help="e.g. sst2, cola, mnli, squad1.1, squad2.0, chunk")
+  p.add_argument("--task", required=True,
+                 help="e.g. sst2, cola, mnli, squad1.1, squad2.0, chunk; your own data: "
+                      "classification, regression, multilabel, tagging")
   p.add_argument("--init", required=True,
                  help="HF dir or Hub model id (e.g. google/electra-small-discriminator), "
                       "official TF checkpoint, electra_jax pre-training checkpoint, or 'random'")
@@ -513,6 +536,10 @@ def parse_args(argv=None) -> argparse.Namespace:
   src.add_argument("--data_dir", help="directory with the task's native files, or an hf: spec "
                                       "(Hugging Face datasets, e.g. hf:nyu-mll/glue)")
   src.add_argument("--tfds", action="store_true", help="read the task from TFDS by name")
+  p.add_argument("--text_column", help="own data: the text column (default text; tagging tokens)")
+  p.add_argument("--text_pair_column", help="own data: the second text of a pair, if any")
+  p.add_argument("--label_column",
+                 help="own data: the label column (default label; multilabel labels; tagging tags)")
   p.add_argument("--workdir", required=True)
   p.add_argument("--seeds", help="comma-separated, e.g. 1,2,3")
   p.add_argument("--tokenizer", help="wordpiece:PATH/vocab.txt or sentencepiece:PATH/model")
@@ -528,7 +555,8 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
   seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
   return resolve_config(args.gin_file, args.gin_bindings, task=args.task, init=args.init,
                         data_dir=args.data_dir, tfds=True if args.tfds else None, seeds=seeds,
-                        tokenizer=args.tokenizer, size=args.size)
+                        tokenizer=args.tokenizer, size=args.size, text_column=args.text_column,
+                        text_pair_column=args.text_pair_column, label_column=args.label_column)
 
 
 def main(argv=None) -> int:

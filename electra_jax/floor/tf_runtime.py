@@ -21,6 +21,9 @@ def tensorflow():
   if _TF is not None:
     return _TF
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  # TF does no math here, so its oneDNN kernels buy nothing; with them off TF's two libraries
+  # no longer each print the "oneDNN custom operations are on" notice at import.
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
   import tensorflow as tf
 
   for device_type in ("GPU", "TPU"):

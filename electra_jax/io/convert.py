@@ -71,6 +71,10 @@ class _ProgressLine:
     self.stream.flush()
 
 
+PROBLEM_TYPES = {"classification": "single_label_classification", "regression": "regression",
+                 "multilabel": "multi_label_classification"}  # transformers' config.problem_type
+
+
 def _write(model, params, src: str, dst: str, to: str, tokenizer, finetune) -> dict:
   if to == "hf":
     if isinstance(model, heads.ElectraForSequenceClassification) and model.head != "hf":
@@ -80,10 +84,12 @@ def _write(model, params, src: str, dst: str, to: str, tokenizer, finetune) -> d
           "-> GELU -> dense): fine-tune with --set \"FinetuneConfig.head = 'hf'\" to export "
           "the classifier, or pass --architecture ElectraModel to export the encoder alone "
           "(or --to electra_jax-safetensors to keep the whole model)")
-    labels = (finetune or {}).get("labels") or []
-    id2label = {i: str(label) for i, label in enumerate(labels)} if len(labels) > 1 else None
+    finetune = finetune or {}
+    labels = finetune.get("label_names") or finetune.get("labels") or []
+    id2label = {i: str(label) for i, label in enumerate(labels)} if labels else None
     return hf_io.export_hf(model, params, dst, id2label=id2label, tokenizer=tokenizer,
-                           progress=_ProgressLine(f"writing {dst}"))
+                           progress=_ProgressLine(f"writing {dst}"),
+                           problem_type=PROBLEM_TYPES.get(finetune.get("kind")))
   return native.save_safetensors(model, params, dst, tokenizer=tokenizer, finetune=finetune)
 
 
@@ -124,9 +130,8 @@ def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=Fals
         lines.append(f"skipped the generator: {e}")  # e.g. an MLM-baseline run
         continue
       raise
-    if architecture == "ElectraModel" and type(model).__name__ != "ElectraModel":
-      model, params = heads.ElectraModel(model.config), {"electra": params["electra"]}
-      finetune = None  # the task head is gone
+    if architecture == "ElectraModel":
+      finetune = None  # load_pretrained read the encoder alone: no task head, no labels
     info = _write(model, params, src, out, to, tokenizer, finetune)
     what = f" ({net})" if net else ""
     line = (f"converted {fmt} {report.source}{what} -> {to} {info['architecture']} at {out}: "

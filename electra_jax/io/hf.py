@@ -380,7 +380,8 @@ def params_to_state(model, params: dict, progress: Progress = None) -> dict[str,
   return out
 
 
-def hf_config_dict(model, architecture: str, id2label: Optional[dict] = None) -> dict:
+def hf_config_dict(model, architecture: str, id2label: Optional[dict] = None,
+                   problem_type: Optional[str] = None) -> dict:
   cfg: ModelConfig = model.config
   d = cfg.to_hf_dict()
   d.pop("position_embedding_type", None)
@@ -409,6 +410,8 @@ def hf_config_dict(model, architecture: str, id2label: Optional[dict] = None) ->
   if id2label is not None:
     d["id2label"] = id2label
     d["label2id"] = {v: int(k) for k, v in id2label.items()}
+  if problem_type is not None:
+    d["problem_type"] = problem_type
   return dict(sorted(d.items()))
 
 
@@ -442,9 +445,13 @@ def resolve_pretraining(model, params, which: Optional[str], notes: Optional[lis
 
 def export_hf(model, params: dict, out_dir: str, which: Optional[str] = None,
               id2label: Optional[dict] = None, progress: Progress = None,
-              tokenizer=None) -> dict:
+              tokenizer=None, problem_type: Optional[str] = None) -> dict:
   """Writes `config.json` + `model.safetensors` that transformers loads with from_pretrained,
-  and with `tokenizer` (a data_pipelines.tokenizers.Tokenizer) the files AutoTokenizer reads.
+  and with `tokenizer` (a data_pipelines.tokenizers.Tokenizer) the files AutoTokenizer reads,
+  with model_max_length = the model's max_position_embeddings (pipelines truncate to it).
+  problem_type: transformers' config.problem_type ("regression",
+  "multi_label_classification", "single_label_classification"; what a text-classification
+  pipeline applies to the logits), None to leave it unset.
 
   `model` is an electra_jax standalone model (ElectraModel, ElectraForPreTraining,
   ElectraForMaskedLM, ElectraForSequenceClassification(head="hf"), ElectraForTokenClassification,
@@ -458,9 +465,9 @@ def export_hf(model, params: dict, out_dir: str, which: Optional[str] = None,
   state = params_to_state(model, params, progress)
   fs.makedirs(out_dir)
   fs.write_text(fs.join(out_dir, CONFIG_NAME),
-                json.dumps(hf_config_dict(model, arch, id2label), indent=2) + "\n")
+                json.dumps(hf_config_dict(model, arch, id2label, problem_type), indent=2) + "\n")
   write_safetensors(state, fs.join(out_dir, WEIGHTS_NAME))
   if tokenizer is not None:
-    tokenizer.save(out_dir)
+    tokenizer.save(out_dir, model_max_length=model.config.max_position_embeddings)
   return {"architecture": arch, "tensors": len(state),
           "parameters": sum(int(v.size) for v in state.values()), "path": out_dir}

@@ -46,6 +46,7 @@ from electra_jax.io import hf as hf_io
 from electra_jax.io import tf1 as tf1_io
 from electra_jax.io.common import CheckpointError, Progress, refuse_pickle
 from electra_jax.io.native import NATIVE_CONFIG
+from electra_jax.model import heads
 from electra_jax.model.config import ModelConfig
 
 FORMATS = ("hf", "tf1", "electra_jax", "electra_jax-safetensors")
@@ -145,7 +146,9 @@ def load_pretrained(path: str, which: Optional[str] = None, *, format: Optional[
   which: for two-network checkpoints (tf1, electra_jax): "discriminator" (default) or
     "generator"; "pretraining" for the joint model (electra_jax formats only). Ignored otherwise
     (a single-network source), except that a mismatch is an error.
-  architecture: HF sources only; "ElectraModel" reads just the encoder of any checkpoint.
+  architecture: "ElectraModel" reads just the encoder of any checkpoint (a pre-training
+    workdir's discriminator, or generator with which="generator"; a fine-tuned model's
+    encoder); other class names apply to HF sources only.
   config: tf1 only; the ModelConfig to use instead of the one inferred from shapes.
   config_overrides: ModelConfig fields to change, e.g. dtype="bfloat16", remat=True, or
     num_attention_heads=... for a tf1 checkpoint whose heads are not hidden // 64.
@@ -173,6 +176,14 @@ def load_pretrained(path: str, which: Optional[str] = None, *, format: Optional[
     model, params, report = native.load_pretraining_checkpoint(path, which, **config_overrides)
   else:
     model, params, report = native.load_safetensors(path, which, **config_overrides)
+  if architecture == "ElectraModel" and type(model).__name__ != "ElectraModel":
+    if "electra" not in params:  # the joint pre-training model: two encoders
+      raise CheckpointError(f"{path}: architecture='ElectraModel' reads one encoder; pass "
+                            "which='discriminator' or 'generator'")
+    model, params = heads.ElectraModel(model.config), {"electra": params["electra"]}
+  elif architecture is not None and fmt != "hf":
+    raise CheckpointError(f"architecture={architecture!r} applies to Hugging Face sources; "
+                          f"from {fmt} only 'ElectraModel' (the encoder alone)")
   if not as_numpy:
     params = jax.tree.map(jnp.asarray, params)
   return (model, params, report) if return_report else (model, params)

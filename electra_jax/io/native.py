@@ -23,6 +23,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from electra_jax.floor import fs
 from electra_jax.io.common import (CheckpointError, ImportReport, check_params, flatten,
@@ -128,15 +129,18 @@ def read_pretraining_checkpoint(path: str) -> tuple[dict, dict]:
   step_dir = _step_dir(orbax_path(path))
   config = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(
       fs.join(step_dir, "config"), args=ocp.args.JsonRestore())
-  checkpointer = ocp.PyTreeCheckpointer()
-  tree = checkpointer.metadata(fs.join(step_dir, "state")).item_metadata.tree
+  # The handler reads the item directory alone (a Checkpointer also looks for a step-level
+  # _CHECKPOINT_METADATA inside it and warns that it is missing: the CheckpointManager writes
+  # that file one level up, in the step directory).
+  handler = ocp.PyTreeCheckpointHandler()
+  state_dir = epath.Path(fs.join(step_dir, "state"))
+  tree = handler.metadata(state_dir).tree
   if "params" not in tree:
     raise ValueError(f"{fs.join(step_dir, 'state')} has no params (keys: {sorted(tree)})")
   params_meta = {"params": tree["params"]}
   restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), params_meta)
-  restored = checkpointer.restore(
-      fs.join(step_dir, "state"), args=ocp.args.PyTreeRestore(item=params_meta, restore_args=restore_args,
-                                                      partial_restore=True))
+  restored = handler.restore(state_dir, args=ocp.args.PyTreeRestore(
+      item=params_meta, restore_args=restore_args, partial_restore=True))
   return dict(config), restored["params"]
 
 

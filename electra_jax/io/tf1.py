@@ -29,13 +29,12 @@ here, lazily, with accelerators hidden from it.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Optional
 
 import numpy as np
 
-from electra_jax.floor import fs
+from electra_jax.floor import fs, tf_runtime
 from electra_jax.io.common import (CheckpointError, ImportReport, Progress, expected_shapes,
                                    fmt_list, shape_hint, unflatten)
 from electra_jax.io.hf import check_table
@@ -51,14 +50,8 @@ _BOOKKEEPING = re.compile(
 
 
 def _tf():
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  import tensorflow as tf
-  try:
-    tf.config.set_visible_devices([], "GPU")
-    tf.config.set_visible_devices([], "TPU")
-  except (RuntimeError, ValueError):
-    pass  # already initialised, or no such device type
-  return tf
+  """TensorFlow as a CPU-only library (data_pipelines.tf_runtime: accelerators hidden, quiet)."""
+  return tf_runtime.tensorflow()
 
 
 def resolve_checkpoint(path: str) -> str:

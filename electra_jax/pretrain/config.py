@@ -125,8 +125,9 @@ class LogConfig:
   profile_steps: (first, last) step of a JAX profiler trace written to WORKDIR/profile; None: off.
   wandb_project: also log to this Weights & Biases project (the metrics.jsonl and
     eval_metrics.jsonl numbers by step, and the resolved config; needs
-    `pip install "electra_jax[wandb]"`); None: off. wandb_mode: "online" or "offline" (the run
-    stays in WORKDIR/wandb/ until `wandb sync`).
+    `pip install "electra_jax[wandb]"`); None: $WANDB_PROJECT when set, else off.
+    wandb_mode: "online" or "offline" (the run stays in WORKDIR/wandb/ until `wandb sync`);
+    None: $WANDB_MODE, else online. $WANDB_DIR moves the run's files (metrics.WandbRun).
   """
 
   log_every: int = 100
@@ -135,12 +136,12 @@ class LogConfig:
   curves: bool = True
   profile_steps: Optional[tuple] = None
   wandb_project: Optional[str] = None
-  wandb_mode: str = "online"
+  wandb_mode: Optional[str] = None
 
   def __post_init__(self):
     if self.log_every <= 0:
       raise ValueError(f"LogConfig.log_every={self.log_every} must be positive")
-    if self.wandb_mode not in WANDB_MODES:
+    if self.wandb_mode is not None and self.wandb_mode not in WANDB_MODES:
       raise ValueError(f"LogConfig.wandb_mode={self.wandb_mode!r}; expected one of {WANDB_MODES}")
     if self.profile_steps is not None:
       if len(self.profile_steps) != 2 or not 0 < self.profile_steps[0] <= self.profile_steps[1]:

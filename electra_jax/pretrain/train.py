@@ -58,7 +58,8 @@ from electra_jax.pretrain.objective import (SpecialIds, build_pretraining_model,
                                             make_eval_step)
 from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
 from electra_jax.runtime.mesh import check_batch, global_batch, make_mesh, set_cpu_xla_flags
-from electra_jax.runtime.metrics import CURVES_FILE, MetricsWriter, WandbRun, itstime
+from electra_jax.runtime.metrics import (CURVES_FILE, MetricsWriter, WandbRun, itstime,
+                                         wandb_enabled)
 from electra_jax.runtime.optim import make_optimizer
 from electra_jax.runtime.state import abstract_train_state, init_train_state
 from electra_jax.runtime.step import make_train_step
@@ -67,7 +68,11 @@ DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "electra_jax
 LOCK_FILE = "train.lock"
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "eval_metrics.jsonl", "tensorboard", "profile",
                "tokenizer", CURVES_FILE)
-CURVES = ("loss", "disc_auc", "gen_accuracy")  # the panels of WORKDIR/curves.png
+CURVES = ("loss", "disc_loss", "disc_auc", "gen_accuracy")  # the panels of WORKDIR/curves.png
+# Where a model that learned nothing sits: the best constant discriminator's loss, the
+# generator that always predicts the most frequent token (electra_jax.pretrain.health).
+REFERENCES = {"disc_loss": [("prior", "disc_prior_loss")],
+              "disc_auc": [("chance", 0.5)], "gen_accuracy": [("unigram", "unigram_accuracy")]}
 
 _ARCHITECTURE = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
                  "num_attention_heads", "intermediate_size", "hidden_act",
@@ -426,11 +431,12 @@ def _train(config, workdir: str) -> dict:
   step_flops, peak = _flops_and_peak(config)
   wandb_run = (WandbRun(config.log.wandb_project, config.log.wandb_mode,
                         name=fs.basename(fs.abspath(workdir)), config=config.to_dict())
-               if config.log.wandb_project else None)
+               if wandb_enabled(config.log.wandb_project) else None)
   writer = MetricsWriter(workdir, start_step=start_step, total_steps=last_step, is_main=is_main,
                          tensorboard=config.log.tensorboard,
                          progress_bar=config.log.progress_bar,
-                         curves=CURVES if config.log.curves else (), wandb=wandb_run)
+                         curves=CURVES if config.log.curves else (), wandb=wandb_run,
+                         references=REFERENCES)
   timer = _StepTimer(start_step, batch_size * seq_len)
   profile = config.log.profile_steps
   result = {"step": start_step, "preempted": False, "train": {}, "eval": {}}

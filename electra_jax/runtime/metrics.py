@@ -14,9 +14,11 @@ Files:
   WORKDIR/curves.png          written by `close` when `curves` names metrics: one panel per
                               metric, its training and evaluation values against the step
   WORKDIR/wandb/              with `wandb` (a WandbRun): the W&B run's local files; the run logs
-                              the jsonl records' numbers under the jsonl keys, by step (wandb
-                              writes local files only: for a remote WORKDIR they go to
-                              $WANDB_DIR/wandb/, else ./wandb/, and the writer says so)
+                              the jsonl records' numbers under the jsonl keys, by step. With
+                              $WANDB_DIR set they go to $WANDB_DIR/wandb/ instead, as wandb's
+                              own convention says (wandb writes local files only: for a remote
+                              WORKDIR without $WANDB_DIR they go to ./wandb/, and the writer
+                              says so)
 
 WORKDIR may be local or a tf.io.gfile URL (gs://bucket/run; electra_jax.floor.fs).
 """
@@ -47,12 +49,13 @@ class WandbRun:
   """A Weights & Biases run that mirrors a MetricsWriter's records (wandb.init's arguments).
 
   project: the W&B project; mode: "online" (uploads as it goes) or "offline" (local files in
-  WORKDIR/wandb/, uploaded later by `wandb sync`); name, group: shown in the W&B interface;
-  config: the resolved run configuration, logged once at the start (JSON-able dict).
+  WORKDIR/wandb/, uploaded later by `wandb sync`); None: wandb's environment decides
+  (WANDB_PROJECT, WANDB_MODE; unset: wandb's defaults, online); name, group: shown in the W&B
+  interface; config: the resolved run configuration, logged once at the start (JSON-able dict).
   """
 
-  project: str
-  mode: str = "online"
+  project: Optional[str] = None
+  mode: Optional[str] = None
   name: Optional[str] = None
   group: Optional[str] = None
   config: Optional[dict] = None
@@ -92,9 +95,14 @@ def _numbers(metrics: Mapping[str, float]) -> dict:
   return {k: float(v) for k, v in metrics.items() if not isinstance(v, str)}
 
 
+def wandb_enabled(project: Optional[str]) -> bool:
+  """Whether a run logs to W&B: a project is configured, or $WANDB_PROJECT names one."""
+  return project is not None or bool(os.environ.get("WANDB_PROJECT"))
+
+
 def _start_wandb(run: WandbRun, directory: str):
-  """wandb.init for `run`, its files under directory/wandb (for a remote directory under
-  $WANDB_DIR/wandb, else ./wandb: wandb writes local files only); ValueError when wandb is
+  """wandb.init for `run`, its files under $WANDB_DIR/wandb when set, else directory/wandb (a
+  remote directory: ./wandb, wandb writes local files only); ValueError when wandb is
   missing."""
   try:
     import wandb
@@ -102,8 +110,10 @@ def _start_wandb(run: WandbRun, directory: str):
     raise ValueError(f"Weights & Biases logging (project {run.project!r}) needs the wandb "
                      'package: pip install "electra_jax[wandb]", or unset the wandb_project '
                      "option") from None
-  if fs.is_remote(directory):
-    local = os.environ.get("WANDB_DIR") or os.getcwd()
+  if os.environ.get("WANDB_DIR"):
+    directory = os.environ["WANDB_DIR"]
+  elif fs.is_remote(directory):
+    local = os.getcwd()
     print(f"note: {directory} is not local and wandb writes local files only: the W&B run's "
           f"files go to {os.path.join(local, 'wandb')}", file=sys.stderr, flush=True)
     directory = local
@@ -111,13 +121,38 @@ def _start_wandb(run: WandbRun, directory: str):
                     config=run.config, dir=directory)
 
 
+def reference_values(train: Sequence[dict], evals: Sequence[dict],
+                     references: Mapping[str, Sequence[tuple]]) -> dict[str, list]:
+  """{panel: [(label, value)]} of the reference lines a run's curves get.
+
+  references: {panel: [(label, value or metric name)]}; a metric name takes its mean over the
+  `train` records that hold it, else over the "eval_"-prefixed values in `evals` (e.g. the
+  discriminator's prior loss, the unigram accuracy); a name in neither is left out.
+  """
+  out = {}
+  for panel, lines in references.items():
+    for label, ref in lines:
+      if not isinstance(ref, str):
+        out.setdefault(panel, []).append((label, float(ref)))
+        continue
+      for records, key in ((train, ref), (evals, f"eval_{ref}")):
+        values = [r[key] for r in records if r.get(key) is not None]
+        if values:
+          out.setdefault(panel, []).append((label, sum(values) / len(values)))
+          break
+  return out
+
+
 def write_curves(path: str, train: Sequence[dict], evals: Sequence[dict],
-                 names: Sequence[str]) -> bool:
+                 names: Sequence[str],
+                 references: Optional[Mapping[str, Sequence[tuple]]] = None) -> bool:
   """Plots each of `names` against the step into the PNG `path`: one panel per name with its
-  values in the `train` records ("train") and the "eval_"-prefixed ones in `evals` ("eval").
-  Records are jsonl records ({"step": s, ...}; null values are gaps). Names found in neither
-  are left out; with none found, no file is written. Returns whether a file was written;
-  without matplotlib, says so in one line on stderr and returns False."""
+  values in the `train` records ("train") and the "eval_"-prefixed ones in `evals` ("eval"),
+  and dashed horizontal lines at its `references` (`reference_values`: what a model that
+  learned nothing scores). Records are jsonl records ({"step": s, ...}; null values are gaps).
+  Names found in neither are left out; with none found, no file is written. Returns whether a
+  file was written; without matplotlib, says so in one line on stderr and returns False."""
+  refs = reference_values(train, evals, references or {})
   panels = []
   for name in names:
     lines = [(label, [(r["step"], r[key]) for r in records if key in r])
@@ -142,6 +177,8 @@ def write_curves(path: str, train: Sequence[dict], evals: Sequence[dict],
       values = [math.nan if v is None else v for v in values]
       ax.plot(steps, values, marker="o" if len(points) <= 20 else None, markersize=3,
               label=label)
+    for label, value in refs.get(name, []):
+      ax.axhline(value, linestyle="--", color="gray", linewidth=1, label=f"{label} {value:.4g}")
     ax.set_title(name)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
@@ -159,17 +196,20 @@ class MetricsWriter:
   appears once, in order, even when the previous run logged past its last checkpoint (or was
   killed while writing a record). TensorBoard events of those steps are not removed.
 
-  `curves`: the metrics `close` plots into WORKDIR/curves.png (`write_curves`; none: no plot).
+  `curves`: the metrics `close` plots into WORKDIR/curves.png (`write_curves`; none: no plot),
+  with the reference lines `references` ({panel: [(label, value or metric name)]}).
   `wandb`: also log every record to this Weights & Biases run (ValueError here when the wandb
   package is missing).
   """
 
   def __init__(self, workdir: str, *, start_step: int, total_steps: int, is_main: bool,
                tensorboard: bool = True, progress_bar: bool = True,
-               curves: Sequence[str] = (), wandb: Optional[WandbRun] = None):
+               curves: Sequence[str] = (), wandb: Optional[WandbRun] = None,
+               references: Optional[Mapping[str, Sequence[tuple]]] = None):
     self.is_main = is_main
     self.workdir = os.fspath(workdir)
     self.curves = tuple(curves)
+    self.references = dict(references or {})
     self._tb = {}
     self._bar = None
     self._wandb = None
@@ -261,4 +301,4 @@ class MetricsWriter:
       read = lambda path: ([json.loads(l) for l in fs.read_text(path).splitlines() if l.strip()]
                            if fs.exists(path) else [])
       write_curves(fs.join(self.workdir, CURVES_FILE), read(self.train_path),
-                   read(self.eval_path), self.curves)
+                   read(self.eval_path), self.curves, self.references)

@@ -259,3 +259,39 @@ def test_tfds_corpus_under_mock_data_reads_the_requested_even_splits():
   assert pair == parts[1] + parts[3]
   assert (stats.lines, stats.replaced_bytes) == (10, 1)
   assert corpus.spec == "tfds:lm1b?split=train&field=text&download=false"
+
+
+def test_a_folder_mixing_jsonl_and_parquet_is_one_error_naming_both(tmp_path):
+  """It used to suggest jsonl:DIR, a spec that then failed on the Parquet file."""
+  pa = pytest.importorskip("pyarrow")
+  import pyarrow.parquet as pq
+  (tmp_path / "a.jsonl").write_text('{"text": "hello world"}\n')
+  pq.write_table(pa.Table.from_pylist([{"text": "x y"}]), tmp_path / "b.parquet")
+  for spec in (str(tmp_path), f"jsonl:{tmp_path}"):
+    with pytest.raises(ValueError, match=r"mixes file formats \(JSON Lines: 1 file\(s\), e\.g\. "
+                       r".*a\.jsonl; Parquet: 1 file\(s\), e\.g\. .*b\.parquet\)"):
+      corpora.load(spec)
+
+
+WIKI = ('<doc id="1" url="http://en.wikipedia.org/wiki?curid=1" title="Cats">\nCats\n\n'
+        'Cats purr.\nThey sleep a lot.\n</doc>\n'
+        '<doc id="2" url="http://en.wikipedia.org/wiki?curid=2" title="Dogs">\nDogs\n\n'
+        'Dogs bark.\n</doc>\n')
+
+
+def test_wikiextractor_spec_one_document_per_article_markers_and_titles_dropped(tmp_path):
+  """Every split into parts (a boundary at every byte, e.g. just after a <doc> line) gives the
+  same units: no tag, no title, a document end after each article."""
+  (tmp_path / "AA").mkdir()
+  (tmp_path / "AA" / "wiki_00").write_text(WIKI)
+  (tmp_path / "AA" / "wiki_01.gz").write_bytes(gzip.compress(WIKI.replace("Cats", "Owls")
+                                                             .encode()))
+  corpus = corpora.load(f"wikiextractor:{tmp_path}")
+  want = ["Cats purr.", "They sleep a lot.", "", "Dogs bark.", "", "",
+          "Owls purr.", "They sleep a lot.", "", "Dogs bark.", "", ""]
+  assert list(corpus.iter_units([0], 1, text_io.InputStats())) == want
+  for n in range(2, len(WIKI) + 1):
+    units = [u for p in range(n) for u in corpus.iter_units([p], n, text_io.InputStats())]
+    assert sorted(u for u in units if u) == sorted(u for u in want if u), n  # parts reorder
+  with pytest.raises(ValueError, match=r"looks like WikiExtractor output .* spec wikiextractor:"):
+    corpora.load(str(tmp_path))

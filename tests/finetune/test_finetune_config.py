@@ -4,7 +4,10 @@ errors."""
 
 import pytest
 
-from electra_jax.finetune.config import FinetuneConfig, resolve_config
+from electra_jax.finetune.config import (LEARNING_RATE, FinetuneConfig, resolve_config,
+                                         resolve_hparams, size_of)
+from electra_jax.finetune.tasks import get_task
+from electra_jax.model import config as config_module
 from electra_jax.runtime.mesh import MeshConfig
 
 FLAGS = dict(task="sst2", init="random", data_dir="/data/glue")
@@ -43,3 +46,26 @@ def test_bad_bindings_are_one_clear_error(binding, message):
 def test_missing_gin_file_is_named(tmp_path):
   with pytest.raises(FileNotFoundError, match="gin file .*nope.gin does not exist"):
     resolve_config([str(tmp_path / "nope.gin")], [], **FLAGS)
+
+
+def test_size_of_a_loaded_model_names_tiny():
+  """A 2-layer hidden-32 checkpoint is reported as tiny (it used to print size='small'), with
+  small's defaults; paper sizes keep their names."""
+  tiny = config_module.PRESETS["tiny"].model
+  hp = resolve_hparams(FinetuneConfig(task="sst2", init="random", data_dir="d"),
+                       get_task("sst2"), tiny)
+  assert hp.size == "tiny" and hp.learning_rate == LEARNING_RATE["small"]
+  assert [size_of(config_module.PRESETS[s].model) for s in ("small", "base", "large")] == [
+      "small", "base", "large"]
+
+
+def test_misspelled_init_says_no_such_path_first(tmp_path, capsys):
+  """--init naming no path fails on that (it used to ask for --tokenizer first)."""
+  from electra_jax.finetune import train as ft
+  missing = tmp_path / "runs" / "pretrian"
+  assert ft.main(["--task=sst2", f"--init={missing}", f"--data_dir={tmp_path}",
+                  f"--workdir={tmp_path / 'w'}"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == [f"error: --init {missing}: no such path (expected a Hugging Face directory or "
+                 "Hub model id ORG/NAME, an official TF checkpoint, an electra_jax pre-training "
+                 "checkpoint, or 'random')"]

@@ -34,7 +34,7 @@ def test_init_from_hf_directory_keeps_encoder(tmp_path, vocab):
   ft.finetune_and_evaluate(cfg, str(tmp_path / "work"))
   model, params, _ = ft.load_finetuned(str(tmp_path / "work" / "seed_1" / "final"))
   _, source = load_pretrained(str(src), as_numpy=True)
-  assert model.config.hidden_size == 32 and model.head == "official"
+  assert model.config.hidden_size == 32 and model.head == "hf"  # the default head
   got, want = jax.tree.leaves(params["electra"]), jax.tree.leaves(source["electra"])
   assert len(got) == len(want)
   for g, w in zip(got, want):

@@ -128,10 +128,13 @@ def test_hf_export_pipeline_gives_the_same_labels_and_probabilities(sst2_run, tm
   ours = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
   theirs = classify(NEW_SENTENCES)
   assert len({o["prediction"] for o in ours}) == 2  # both classes occur: a real comparison
+  # The export names SST-2's classes as the GLUE datasets do; predict writes GLUE's file labels.
+  name = {"0": "negative", "1": "positive"}
   for o, t in zip(ours, theirs):
-    assert o["prediction"] == t[0]["label"]
+    assert name[o["prediction"]] == t[0]["label"]
     for entry in t:
-      assert o[f"probability_{entry['label']}"] == pytest.approx(entry["score"], abs=1e-5)
+      label = {v: k for k, v in name.items()}[entry["label"]]
+      assert o[f"probability_{label}"] == pytest.approx(entry["score"], abs=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +237,6 @@ def test_span_model_is_refused_with_what_to_do(tmp_path, capsys):
   (tmp_path / "in.jsonl").write_text('{"question": "what", "context": "paris"}\n')
   line = _error([f"--model={tmp_path / 'qa'}", f"--input={tmp_path / 'in.jsonl'}",
                  f"--output={tmp_path / 'out.jsonl'}"], capsys)
-  assert "fine-tuned on squad1.1, a span task: predict scores classification and regression" \
-      in line
+  assert ("fine-tuned on squad1.1, a span task: predict scores classification, regression, "
+          "multilabel") in line
   assert f"electra-convert {tmp_path / 'qa'} HF_DIR" in line and '"question-answering"' in line

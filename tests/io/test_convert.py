@@ -2,6 +2,7 @@
 formats, and the `python -m electra_jax.io.convert` CLI."""
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -422,3 +423,46 @@ def test_cli_official_head_classifier_to_hf_is_one_error_line(disc_dir, tmp_path
   ids, mask, types_ = F.batch(vocab=encoder.config.vocab_size)
   assert F.max_abs_diff(F.torch_outputs(hf_model, ids, mask, types_),
                         F.jax_outputs(encoder, enc_params, ids, mask, types_)) <= 1e-5
+
+
+def test_architecture_electra_model_reads_the_encoder_of_any_checkpoint(tmp_path):
+  """load_pretrained(..., architecture="ElectraModel") on an ELECTRA workdir and on an MLM run
+  returns the encoder whose hidden states equal the discriminator's (it used to return the
+  pre-training head's logits)."""
+  import jax.numpy as jnp
+  model, params = _pretraining()
+  _write_electra_jax_checkpoint(tmp_path / "w", model, params)
+  ids, mask, types_ = (jnp.asarray(a) for a in F.batch())
+  disc, disc_params = load_pretrained(str(tmp_path / "w"))
+  encoder, enc_params = load_pretrained(str(tmp_path / "w"), architecture="ElectraModel")
+  assert type(encoder).__name__ == "ElectraModel" and set(enc_params) == {"electra"}
+  hidden = encoder.apply({"params": enc_params}, ids, mask, types_)
+  hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+  assert hidden.shape == ids.shape + (model.disc_config.hidden_size,)
+  mlm, mlm_params = _pretraining("untied", use_generator=False, discriminator_heads=("mlm",))
+  native.save_safetensors(mlm, mlm_params, str(tmp_path / "mlm"))
+  assert type(load_pretrained(str(tmp_path / "mlm"), architecture="ElectraModel")[0]).__name__ \
+      == "ElectraModel"
+  with pytest.raises(CheckpointError, match="applies to Hugging Face sources"):
+    load_pretrained(str(tmp_path / "w"), architecture="ElectraForMaskedLM")
+
+
+def test_loading_a_pretraining_checkpoint_logs_no_orbax_metadata_warning(tmp_path, caplog):
+  """Reading the state item of a step no longer goes through a Checkpointer, which warned
+  "Metadata file does not exist: .../state/_CHECKPOINT_METADATA" on every load."""
+  model, params = _pretraining()
+  _write_electra_jax_checkpoint(tmp_path / "w", model, params)
+  caplog.clear()
+  with caplog.at_level("WARNING"):
+    load_pretrained(str(tmp_path / "w"))
+  assert not [r for r in caplog.records if "_CHECKPOINT_METADATA" in r.getMessage()]
+
+
+def test_tensorflow_import_prints_no_onednn_notice():
+  """TF is a data library here: its oneDNN kernels are off, and with them the notice its two
+  libraries each printed at import."""
+  env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+  r = subprocess.run([sys.executable, "-c", "from data_pipelines.tf_runtime import tensorflow; "
+                      "tensorflow()"], capture_output=True, text=True, env=env, timeout=120,
+                     cwd=Path(__file__).resolve().parents[2])
+  assert r.returncode == 0 and "oneDNN" not in r.stderr, r.stderr

@@ -11,7 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util.tensor_util import make_ndarray
 
 from data_pipelines import fs
-from electra_jax.runtime.metrics import MetricsWriter, WandbRun
+from electra_jax.runtime.metrics import (MetricsWriter, WandbRun, reference_values, wandb_enabled,
+                                        write_curves)
 from train_testlib import read_jsonl, read_wandb_run, wandb_offline
 
 TRAIN = [(1, {"loss": 9.0, "disc_auc": 0.5, "gen_accuracy": 0.0, "health": "warmup"}),
@@ -133,10 +134,54 @@ def test_remote_workdir_holds_what_a_local_one_holds_and_a_resume_trims_it(tmp_p
 def test_wandb_files_of_a_remote_workdir_go_to_wandb_dir_with_a_note(tmp_path, monkeypatch,
                                                                      capsys):
   wandb_offline(monkeypatch, tmp_path)
+  monkeypatch.chdir(tmp_path)
   remote = f"ram://{uuid.uuid4().hex}/run"
   _write_run(remote, tensorboard=False, wandb=WandbRun("electra-test", "offline", name="run"))
-  local = tmp_path / "wandb_dir" / "wandb"  # $WANDB_DIR/wandb
+  local = tmp_path / "wandb"  # ./wandb
   assert (f"note: {remote} is not local and wandb writes local files only: the W&B run's files "
           f"go to {local}\n") in capsys.readouterr().err
   (run_dir,) = local.glob("offline-run-*")
   assert [h["_step"] for h in read_wandb_run(run_dir)[1]] == [1, 2]
+
+
+def test_wandb_honours_its_environment(tmp_path, monkeypatch):
+  """WANDB_MODE=offline with only a project configured (mode unset) makes an offline run (the
+  code used to pass mode="online" over it and die asking for an API key); WANDB_PROJECT alone
+  turns logging on; WANDB_DIR moves the run's files; a configured mode still wins."""
+  wandb_offline(monkeypatch, tmp_path)
+  _write_run(tmp_path / "a", tensorboard=False, wandb=WandbRun("electra-test", name="a"))
+  (run_dir,) = (tmp_path / "a" / "wandb").glob("offline-run-*")
+  assert [h["_step"] for h in read_wandb_run(run_dir)[1]] == [1, 2]
+  assert not wandb_enabled(None)
+  monkeypatch.setenv("WANDB_PROJECT", "from-env")
+  assert wandb_enabled(None)
+  monkeypatch.setenv("WANDB_DIR", str(tmp_path / "elsewhere"))
+  _write_run(tmp_path / "b", tensorboard=False, wandb=WandbRun(name="b"))
+  assert len(list((tmp_path / "elsewhere" / "wandb").glob("offline-run-*"))) == 1
+  assert not (tmp_path / "b" / "wandb").exists()
+  monkeypatch.setenv("WANDB_MODE", "disabled")
+  _write_run(tmp_path / "c", tensorboard=False, wandb=WandbRun(mode="offline", name="c"))
+  assert len(list((tmp_path / "elsewhere" / "wandb").glob("offline-run-*"))) == 2
+
+
+def test_curves_draw_reference_lines(tmp_path, monkeypatch):
+  """A run that learned nothing is seen as such: the disc loss panel gets the prior loss (mean
+  of the logged disc_prior_loss), the generator accuracy panel the unigram accuracy (from the
+  eval records), a fine-tuning panel a constant (the majority class)."""
+  from matplotlib.axes import Axes
+  train = [{"step": 1, "disc_loss": 0.5, "disc_prior_loss": 0.4},
+           {"step": 2, "disc_loss": 0.45, "disc_prior_loss": 0.42}]
+  evals = [{"step": 2, "eval_gen_accuracy": 0.1, "eval_unigram_accuracy": 0.06}]
+  refs = {"disc_loss": [("prior", "disc_prior_loss")],
+          "gen_accuracy": [("unigram", "unigram_accuracy")], "accuracy": [("majority", 51.7)],
+          "absent": [("never logged", "nothing")]}
+  assert reference_values(train, evals, refs) == {
+      "disc_loss": [("prior", pytest.approx(0.41))], "gen_accuracy": [("unigram", 0.06)],
+      "accuracy": [("majority", 51.7)]}
+  drawn = []
+  original = Axes.axhline
+  monkeypatch.setattr(Axes, "axhline", lambda ax, y, **kw: drawn.append((y, kw["label"]))
+                      or original(ax, y, **kw))
+  assert write_curves(str(tmp_path / "c.png"), train, evals, ("disc_loss", "gen_accuracy"), refs)
+  assert drawn == [(pytest.approx(0.41), "prior 0.41"), (0.06, "unigram 0.06")]
+  assert (tmp_path / "c.png").stat().st_size > 0
