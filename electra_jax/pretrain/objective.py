@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -95,6 +96,12 @@ class ObjectiveConfig:
   kind "mlm" (BERT). disallow_correct: the generator may not sample the original token (official
   option, off by default). mlm_weight weighs the big network's MLM loss (kinds mlm, replace_mlm,
   all_tokens_mlm). kind: a name in electra_jax.pretrain.kinds.KINDS.
+  prior_bias: start the replaced-token head's output bias at logit(mask_prob), the log-odds of
+  "replaced" when every masked token is replaced, instead of 0 (the official init). From 0
+  the discriminator's first and largest gradient tells every token the same thing (lower your
+  logit to the prior); Adam turns that shared direction into a shared component of every token's
+  embedding and hidden state, and at small scale the discriminator's features never recover
+  from it (README, "Does pre-training pay?").
   """
 
   kind: str = "electra"
@@ -109,6 +116,7 @@ class ObjectiveConfig:
   mask_token_prob: Optional[float] = None
   random_token_prob: Optional[float] = None
   sampler: str = "gumbel"
+  prior_bias: bool = False
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -414,12 +422,24 @@ def pretraining_loss(params, batch: dict, rng: Array, *, model: nn.Module,
   return m["loss"], m
 
 
-def init_fn(model: nn.Module, seq_len: int):
+def init_fn(model: nn.Module, seq_len: int, objective: Optional[ObjectiveConfig] = None):
   """key -> the joint model's parameters boxed with logical axis names, from a dummy batch of one
-  `seq_len`-token row (electra_jax.runtime.state's `init_fn`)."""
+  `seq_len`-token row (electra_jax.runtime.state's `init_fn`); with `objective.prior_bias` the
+  replaced-token head's output bias starts at logit(mask_prob)."""
   ids = jnp.zeros((1, seq_len), jnp.int32)
   inputs = (ids, jnp.ones_like(ids), jnp.zeros_like(ids), jnp.zeros((1, 1), jnp.int32))
-  return lambda key: model.init({"params": key}, *inputs, deterministic=True)["params"]
+  bias = (math.log(objective.mask_prob / (1 - objective.mask_prob))
+          if objective is not None and objective.prior_bias else None)
+
+  def init(key):
+    params = model.init({"params": key}, *inputs, deterministic=True)["params"]
+    head = params["discriminator"].get("discriminator_predictions")
+    if bias is not None and head is not None:
+      box = head["dense_prediction"]["bias"]
+      head["dense_prediction"]["bias"] = box.replace_boxed(jnp.full_like(box.value, bias))
+    return params
+
+  return init
 
 
 def loss_fn(model: nn.Module, objective: ObjectiveConfig, special: SpecialIds):

@@ -372,7 +372,7 @@ def _train(config, workdir: str) -> dict:
                                   config.objective)
   optimizer = make_optimizer(config.optimizer)
   check_batch(mesh, batch_size)
-  init = init_fn(model, seq_len)
+  init = init_fn(model, seq_len, config.objective)
   abstract, shardings = abstract_train_state(init, optimizer, mesh)
   note = check_free_space(checkpoint_dir(workdir), config.checkpoint, abstract)
   if note:
