@@ -143,11 +143,8 @@ def _read_lines(path: str) -> list[tuple[int, str]]:
   """(line number, line) of the non-blank lines; ValueError for an empty file."""
   if not fs.isfile(path):
     raise FileNotFoundError(f"--input {path}: no such file")
-  try:
-    text = io.StringIO(fs.read_text(path, encoding="utf-8-sig"), newline="")
-    lines = [(i, line.rstrip("\r\n")) for i, line in enumerate(text, start=1)]
-  except UnicodeDecodeError as e:
-    raise ValueError(f"{path}: not UTF-8 text ({e})") from None
+  text = io.StringIO(fs.read_text(path, encoding="utf-8-sig"), newline="")  # FILE:LINE errors
+  lines = [(i, line.rstrip("\r\n")) for i, line in enumerate(text, start=1)]
   lines = [(i, line) for i, line in lines if line.strip()]
   if not lines:
     raise ValueError(f"{path}: empty file")
