@@ -172,6 +172,15 @@ def _evaluate(eval_step, state, eval_data, mesh, num_batches: int) -> dict:
   return {k: float(np.asarray(v)) / num_batches for k, v in jax.device_get(totals).items()}
 
 
+def _eval_missing(writer: MetricsWriter, step: int) -> bool:
+  """Whether eval_metrics.jsonl lacks the evaluation of `step`, as process 0 reads it (broadcast,
+  so that every process runs the evaluation or none does)."""
+  missing = not writer.has_eval(step)
+  if jax.process_count() > 1:
+    missing = bool(multihost_utils.broadcast_one_to_all(np.asarray(missing)))
+  return missing
+
+
 def _flops_and_peak(config) -> tuple:
   """(analytic matmul FLOPs of one train step, peak FLOP/s of all devices together) for MFU;
   the peak is None on devices without a known peak (CPUs), and then no MFU is logged."""
@@ -451,7 +460,7 @@ def _train(config, workdir: str) -> dict:
   result = {"step": start_step, "preempted": False, "train": {}, "eval": {}}
   try:
     if (eval_step is not None and itstime(start_step, config.data.eval_every, last_step)
-        and start_step > 0 and not writer.has_eval(start_step)):
+        and start_step > 0 and _eval_missing(writer, start_step)):
       say(f"evaluating step {start_step}: its checkpoint was saved but the run stopped before "
           "its evaluation was recorded")
       result["eval"] = {**_evaluate(eval_step, state, eval_data, mesh,
