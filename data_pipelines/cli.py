@@ -10,7 +10,8 @@ import sys
 from typing import Callable
 
 DEBUG_ENV = "ELECTRA_DEBUG"
-EXIT_BAD_INPUT = 2  # a ValueError or OSError: input, configuration, files
+BAD_INPUT = (ValueError, OSError, ImportError)  # input, configuration, files, a missing package
+EXIT_BAD_INPUT = 2  # one of BAD_INPUT
 EXIT_FAILED = 1  # any other exception
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 
@@ -21,10 +22,10 @@ def debugging() -> bool:
 
 
 def error_line(err: BaseException) -> str:
-  """`err` as the text after "error: ": its message for a ValueError or OSError (whose messages
-  name the file and the fix), its type and message for anything else."""
+  """`err` as the text after "error: ": its message for BAD_INPUT (whose messages name the file
+  and the fix), its type and message for anything else."""
   text = str(err).strip() or type(err).__name__
-  if isinstance(err, (ValueError, OSError)):
+  if isinstance(err, BAD_INPUT):
     return text
   return f"{type(err).__name__}: {text} ({DEBUG_ENV}=1 shows the traceback)"
 
@@ -44,4 +45,4 @@ def run_command(body: Callable[[], int]) -> int:
     if debugging():
       raise
     print(f"error: {error_line(err)}", file=sys.stderr, flush=True)
-    return EXIT_BAD_INPUT if isinstance(err, (ValueError, OSError)) else EXIT_FAILED
+    return EXIT_BAD_INPUT if isinstance(err, BAD_INPUT) else EXIT_FAILED

@@ -49,7 +49,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
-from data_pipelines import fs, glue, tokenizers
+from data_pipelines import cli, fs, glue, tokenizers
 from electra_jax.finetune.config import FinetuneConfig, Hparams, resolve_config, resolve_hparams
 from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, TaskKind, has_split
 from electra_jax.finetune.tasks import Task, get_task
@@ -606,23 +606,23 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 
 
 def main(argv=None) -> int:
+  """The command line; every failure is one `error:` line (data_pipelines.cli.run_command):
+  status 2 for bad input, configuration or files, 1 for anything else, 130 for Ctrl-C."""
   args = parse_args(argv)
   shd.set_cpu_xla_flags()  # before JAX starts its backend; CPU-only flags
-  try:
-    config = config_from_args(args)
-  except (ValueError, FileNotFoundError) as err:
-    print(f"error: {err}", file=sys.stderr)
-    return 2
+  return cli.run_command(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+  """`main` after parsing: config, distributed init, the seeds, the results table."""
+  config = config_from_args(args)
   initialize_distributed(args)
   try:
     results = finetune_and_evaluate(config, args.workdir, overwrite=args.overwrite)
-  except (ValueError, OSError, ImportError) as err:  # OSError: also an unreachable Hub dataset
-    print(f"error: {err}", file=sys.stderr)
-    return 2
   except KeyboardInterrupt:
     print(f"error: interrupted (Ctrl-C); the seeds that finished are kept in "
           f"{args.workdir}/seed_*: run the same command to resume", file=sys.stderr)
-    return 130
+    return cli.EXIT_INTERRUPTED
   if jax.process_index() == 0:
     print(format_results(results))
     print(f"results: {fs.join(args.workdir, 'results.json')}", flush=True)

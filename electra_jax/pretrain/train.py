@@ -43,12 +43,12 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from data_pipelines import fs, tokenizers
+from data_pipelines import cli, fs, tokenizers
 from data_pipelines.default_data import ensure_default_pretraining_data
 from data_pipelines.pretraining_reader import PretrainingData
 from electra_jax.pretrain import health
 from electra_jax.pretrain import flops as flops_lib
-from electra_jax.pretrain.checkpoint import (CheckpointWriteError, Checkpointer, PreemptionWatcher,
+from electra_jax.pretrain.checkpoint import (Checkpointer, PreemptionWatcher,
                                              check_free_space, checkpoint_dir, load_init_params,
                                              saved_steps, stored_config)
 from electra_jax.pretrain.config import config_json, list_experiments, resolve_config, to_gin
@@ -607,33 +607,27 @@ def closing_message(workdir: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+  """The command line; every failure is one `error:` line (data_pipelines.cli.run_command):
+  status 2 for bad input or configuration, 1 for a failed run (non-finite loss, a full disk),
+  130 for Ctrl-C outside the training loop (inside it, Ctrl-C saves and stops like SIGTERM)."""
   args = parse_args(argv)
-
-
   set_cpu_xla_flags()  # before JAX starts its backend; CPU-only flags
+  return cli.run_command(lambda: _run(args))
 
-  try:
-    config = resolve_config(args.experiment, args.gin_file, args.gin_bindings)
-    if args.profile_steps:
-      first, last = (int(x) for x in args.profile_steps.split(","))
-      config = config.replace(log=dataclasses.replace(config.log, profile_steps=(first, last)))
-  except (ValueError, FileNotFoundError) as err:
-    print(f"error: {err}", file=sys.stderr)
-    return 2
+
+def _run(args: argparse.Namespace) -> int:
+  """`main` after parsing: config, distributed init, the run, its summary."""
+  config = resolve_config(args.experiment, args.gin_file, args.gin_bindings)
+  if args.profile_steps:
+    first, last = (int(x) for x in args.profile_steps.split(","))
+    config = config.replace(log=dataclasses.replace(config.log, profile_steps=(first, last)))
   initialize_distributed(args)
-
   try:
     result = train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
-  except (NonFiniteError, CheckpointWriteError) as err:
-    print(f"error: {err}", file=sys.stderr)
-    return 1
-  except (ValueError, FileNotFoundError) as err:  # data / config / mesh mismatches
-    print(f"error: {err}", file=sys.stderr)
-    return 2
   except KeyboardInterrupt:  # before the training loop (which saves on Ctrl-C) or after it
     print("error: interrupted (Ctrl-C) outside the training loop: nothing was saved for it; "
           "checkpoints written earlier are kept", file=sys.stderr)
-    return 130
+    return cli.EXIT_INTERRUPTED
 
   if jax.process_index() == 0:
     print(json.dumps({"step": result["step"], "preempted": result["preempted"],

@@ -210,8 +210,8 @@ def explain_gin_syntax_error(err: SyntaxError, fields: dict) -> ValueError:
   if opened:
     bracket, number, text = opened
     return ValueError(f"cannot parse gin file {err.filename}, line {number}: {bracket!r} is "
-                      f"never closed (gin noticed on line {err.lineno}: "
-                      f"{_syntax_message(err)}):\n  {text}")
+                      f"never closed in `{text}` (gin noticed on line {err.lineno}: "
+                      f"{_syntax_message(err)})")
   fixed = _with_quotes(line, fields)
   hint = f"\nValues are Python literals, so a string needs quotes: {fixed}" if fixed else ""
   return ValueError(f"cannot parse gin file {err.filename}, line {err.lineno} "

@@ -15,6 +15,8 @@ from data_pipelines import fs, glue
 from electra_jax.io import common, convert, native
 from electra_jax.model import heads
 from electra_jax.model.config import preset
+from electra_jax.finetune import train as ft
+from electra_jax.pretrain import train
 from electra_jax.pretrain.config import resolve_config
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -157,8 +159,8 @@ def test_convert_on_a_full_disk_leaves_no_partial_output(tmp_path, monkeypatch, 
 
 @pytest.mark.parametrize("text,message", [
     ("ModelConfig.hidden_size = 64\nTrainConfig.num_train_steps = (3\nDataConfig.seq_len = 64\n",
-     r"line 2: '\(' is never closed \(gin noticed on line 3: .*\):\n"
-     r"  TrainConfig\.num_train_steps = \(3$"),
+     r"line 2: '\(' is never closed in `TrainConfig\.num_train_steps = \(3` \(gin noticed "
+     r"on line 3: Expected ',' or '\)'\.\)$"),
     ("import not_a_module_xyz\nModelConfig.hidden_size = 64\n",
      r"line 1: No module named 'not_a_module_xyz'; install the module or remove the import$"),
 ])
@@ -167,3 +169,26 @@ def test_gin_file_that_does_not_parse_names_file_and_line(tmp_path, text, messag
   path.write_text(text)
   with pytest.raises(ValueError, match=rf"^(cannot parse )?gin file {path}, {message}"):
     resolve_config(None, [str(path)], [])
+
+
+def test_train_and_finetune_clis_report_gin_and_unexpected_errors_in_one_line(
+    tmp_path, monkeypatch, capsys):
+  bad = tmp_path / "bad.gin"
+  bad.write_text("TrainConfig.num_train_steps = (3\nDataConfig.seq_len = 64\n")
+  line = _one_error_line(capsys, train.main([f"--workdir={tmp_path / 'w'}",
+                                             f"--gin_file={bad}"]))
+  assert line.startswith(f"error: cannot parse gin file {bad}, line 1: '(' is never closed")
+  line = _one_error_line(capsys, ft.main(["--task=sst2", "--init=random", "--size=tiny",
+                                          f"--workdir={tmp_path / 'f'}",
+                                          f"--gin_file={tmp_path / 'missing.gin'}"]))
+  assert line == f"error: gin file {tmp_path / 'missing.gin'} does not exist"
+
+  def boom(*args, **kwargs):
+    raise RuntimeError("TensorStore said no")
+
+  monkeypatch.setattr(train, "train_and_evaluate", boom)
+  assert train.main([f"--workdir={tmp_path / 'w'}", "--experiment=tiny"]) == 1
+  err = capsys.readouterr().err
+  assert err.strip().splitlines()[-1] == (
+      "error: RuntimeError: TensorStore said no (ELECTRA_DEBUG=1 shows the traceback)")
+  assert "Traceback" not in err
