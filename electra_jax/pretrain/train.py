@@ -48,7 +48,7 @@ from data_pipelines.default_data import ensure_default_pretraining_data
 from data_pipelines.pretraining_reader import PretrainingData
 from electra_jax.pretrain import health
 from electra_jax.pretrain import flops as flops_lib
-from electra_jax.pretrain.checkpoint import (Checkpointer, PreemptionWatcher,
+from electra_jax.pretrain.checkpoint import (CheckpointWriteError, Checkpointer, PreemptionWatcher,
                                              check_free_space, checkpoint_dir, load_init_params,
                                              saved_steps, stored_config)
 from electra_jax.pretrain.config import config_json, list_experiments, resolve_config, to_gin
@@ -624,6 +624,9 @@ def _run(args: argparse.Namespace) -> int:
   initialize_distributed(args)
   try:
     result = train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
+  except (NonFiniteError, CheckpointWriteError) as err:  # the run failed; its message says why
+    print(f"error: {err}", file=sys.stderr)
+    return cli.EXIT_FAILED
   except KeyboardInterrupt:  # before the training loop (which saves on Ctrl-C) or after it
     print("error: interrupted (Ctrl-C) outside the training loop: nothing was saved for it; "
           "checkpoints written earlier are kept", file=sys.stderr)

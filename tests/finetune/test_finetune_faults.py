@@ -49,7 +49,19 @@ def test_killed_run_resumes_per_seed_and_a_rerun_reports_the_finished_result(
   assert "steps" not in out, out
   assert again == straight
 
+  # Another task or another config in this workdir is refused, and nothing is touched.
+  before = (work / "results.json").read_text()
+  with pytest.raises(ValueError, match=r"^workdir .* holds a fine-tuning run of task 'sst2' with "
+                                       r"another config .*\n  task: 'sst2' -> 'cola'\n"
+                                       r".*--overwrite"):
+    ft.finetune_and_evaluate(cfg.replace(task="cola"), str(work))
+  with pytest.raises(ValueError, match=r"\n  learning_rate: 0\.003 -> 0\.01\n"):
+    ft.finetune_and_evaluate(cfg.replace(learning_rate=1e-2), str(work))
+  assert (work / "results.json").read_text() == before
 
+
+@pytest.mark.slow  # three fine-tuning runs (~20 s on 2 idle cores); the refusal itself is in
+# the test above
 def test_another_task_or_config_in_the_workdir_is_refused_and_overwrite_starts_over(
     tmp_path, vocab):
   data = sst2_dir(tmp_path / "glue", n_train=16, n_dev=8, n_test=0)

@@ -29,12 +29,10 @@ def _eval_config():
                      CheckpointConfig__save_every=2, LogConfig__curves=True)
 
 
-def test_eval_lost_to_a_kill_is_redone_and_a_finished_run_reports_its_metrics(
-    tmp_path, monkeypatch, capsys):
+def _killed_between_save_and_eval(workdir, monkeypatch, capsys) -> dict:
+  """Runs _eval_config() in `workdir`, "killed" after step 4's checkpoint is complete and before
+  its evaluation is written, then resumed to the end; returns the resumed run's result."""
   config = _eval_config()
-  straight = train_and_evaluate(config, tmp_path / "straight")
-
-  # A "kill" after step 4's checkpoint is complete and before its evaluation is written.
   write_eval = MetricsWriter.write_eval
 
   def killed_at_4(self, step, metrics):
@@ -44,37 +42,49 @@ def test_eval_lost_to_a_kill_is_redone_and_a_finished_run_reports_its_metrics(
 
   monkeypatch.setattr(MetricsWriter, "write_eval", killed_at_4)
   with pytest.raises(KeyboardInterrupt):
-    train_and_evaluate(config, tmp_path / "killed")
+    train_and_evaluate(config, workdir)
   monkeypatch.setattr(MetricsWriter, "write_eval", write_eval)
-  assert [r["step"] for r in read_jsonl(tmp_path / "killed" / "eval_metrics.jsonl")] == [2]
+  assert [r["step"] for r in read_jsonl(workdir / "eval_metrics.jsonl")] == [2]
   capsys.readouterr()
-
-  resumed = train_and_evaluate(config, tmp_path / "killed")
+  resumed = train_and_evaluate(config, workdir)
   err = capsys.readouterr().err
   assert "restored step 4 " in err and "evaluating step 4: its checkpoint was saved" in err, err
-  for name in ("eval_metrics.jsonl", "curves.png"):
-    assert ((tmp_path / "killed" / name).read_bytes()
-            == (tmp_path / "straight" / name).read_bytes()), name
-  assert resumed["eval"] == straight["eval"]
+  assert [r["step"] for r in read_jsonl(workdir / "eval_metrics.jsonl")] == [2, 4, 6]
+  return resumed
+
+
+def test_eval_lost_to_a_kill_is_redone_and_a_finished_run_reports_its_metrics(
+    tmp_path, monkeypatch, capsys):
+  resumed = _killed_between_save_and_eval(tmp_path, monkeypatch, capsys)
   # The checkpoint carries the health monitor's state (the last 6 steps' values).
-  position = json.loads((tmp_path / "killed" / "checkpoints" / "6" / "data" / "metadata")
-                        .read_text())
+  position = json.loads((tmp_path / "checkpoints" / "6" / "data" / "metadata").read_text())
   assert position["health"]["status"] == "warmup" and len(position["health"]["window"]) == 6
 
   # Re-invoked when finished, after a kill that lost the final evaluation: it is evaluated, and
   # the run reports its real final metrics, not nulls.
-  path = tmp_path / "killed" / "eval_metrics.jsonl"
+  path = tmp_path / "eval_metrics.jsonl"
   full = path.read_bytes()
   path.write_bytes(b"".join(full.splitlines(keepends=True)[:-1]))
-  again = train_and_evaluate(config, tmp_path / "killed")
+  again = train_and_evaluate(_eval_config(), tmp_path)
   err = capsys.readouterr().err
   assert "evaluating step 6" in err and (
       "nothing to do: step 6 >= num_train_steps 6; these are its final metrics") in err, err
   assert path.read_bytes() == full
-  assert again["step"] == 6 and again["eval"] == straight["eval"]
-  deterministic = lambda r: {k: v for k, v in r.items() if "time" not in k and "per_sec" not in k}
-  assert deterministic(again["train"]) == deterministic(straight["train"])
+  assert again["step"] == 6 and again["eval"] == resumed["eval"]
+  assert again["train"] == {k: v for k, v in read_jsonl(tmp_path / "metrics.jsonl")[-1].items()
+                            if k != "step"}
   assert again["train"]["health"] == "warmup" and again["train"]["loss"] is not None
+
+
+@pytest.mark.slow  # a third run (~15 s on 2 idle cores); the SIGKILL test compares too
+def test_evals_and_curves_of_a_run_killed_before_an_eval_equal_an_uninterrupted_runs(
+    tmp_path, monkeypatch, capsys):
+  straight = train_and_evaluate(_eval_config(), tmp_path / "straight")
+  resumed = _killed_between_save_and_eval(tmp_path / "killed", monkeypatch, capsys)
+  for name in ("eval_metrics.jsonl", "curves.png"):
+    assert ((tmp_path / "killed" / name).read_bytes()
+            == (tmp_path / "straight" / name).read_bytes()), name
+  assert resumed["eval"] == straight["eval"]
 
 
 def test_health_state_survives_a_resume():
@@ -219,6 +229,8 @@ def test_changed_data_dir_on_resume_is_warned_and_the_old_config_kept(tmp_path):
 # Ctrl-C.
 
 
+@pytest.mark.slow  # a training subprocess (~20 s on 2 idle cores); the unit tests below cover
+# the handler, test_train_resume the save-and-stop path it shares with SIGTERM
 def test_ctrl_c_saves_the_current_step_and_exits_in_one_line(tmp_path):
   run = train_subprocess(tmp_path, tiny_bindings(2000))
   lines = []
@@ -234,6 +246,17 @@ def test_ctrl_c_saves_the_current_step_and_exits_in_one_line(tmp_path):
   assert saved and "Traceback" not in out and "KeyboardInterrupt" not in out, out
   assert (tmp_path / "checkpoints" / saved.group(1) / "commit_success.txt").is_file()
   assert json.loads([l for l in out.splitlines() if l.startswith("{")][-1])["preempted"]
+
+
+def test_first_ctrl_c_asks_the_run_to_save_and_stop(capsys):
+  previous = signal.getsignal(signal.SIGINT)
+  with PreemptionWatcher() as watcher:
+    assert not watcher.reached(1)
+    os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt: the handler takes it
+    assert watcher.reached(1)
+  assert capsys.readouterr().err == (
+      "interrupted: saving the current step, then exiting (Ctrl-C again to exit at once)\n")
+  assert signal.getsignal(signal.SIGINT) is previous  # restored on exit
 
 
 def test_second_ctrl_c_exits_at_once(monkeypatch, capsys):
