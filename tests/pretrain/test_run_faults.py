@@ -188,9 +188,9 @@ def test_init_from_a_workdir_with_a_damaged_newest_step_names_the_intact_one(tmp
     ckpt.save(step, {"params": {"w": np.arange(4.0) + step}}, config.to_dict(), {"step": step})
   ckpt.close()
   _damage_data_file(tmp_path / "checkpoints" / "2")
-  with pytest.raises(CheckpointError, match=rf"the latest checkpoint step .*checkpoints/2 is "
-                                            rf"damaged \(.*\); the newest intact step is "
-                                            rf".*checkpoints/1: give that path"):
+  with pytest.raises(CheckpointError, match=r"the latest checkpoint step .*checkpoints/2 is "
+                                            r"damaged \(.*\); the newest intact step is "
+                                            r".*checkpoints/1: give that path"):
     read_pretraining_checkpoint(str(tmp_path))
   stored, params = read_pretraining_checkpoint(str(tmp_path / "checkpoints" / "1"))
   assert stored["model"]["hidden_size"] == 32 and list(params["w"]) == [1.0, 2.0, 3.0, 4.0]
