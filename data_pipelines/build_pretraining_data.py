@@ -31,6 +31,7 @@ import sys
 import time
 
 from data_pipelines import corpora, manifest as manifest_lib, packing, shard_format, text_io, tokenizers
+from electra_jax.floor import cli
 
 ENCODE_BATCH_UNITS = 512
 ENCODE_BATCH_CHARS = 1 << 20
@@ -198,6 +199,9 @@ def build_pretraining_data(
   if layout not in shard_format.LAYOUTS:
     raise ValueError(f"layout {layout!r}; expected one of {shard_format.LAYOUTS}")
   n_eval = _eval_count(num_shards, eval_shards, eval_fraction)
+  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    raise ValueError(f"--output {output_dir} is a file, not a directory; give a new directory "
+                     "(or the one of an earlier build to complete it)")
   os.makedirs(output_dir, exist_ok=True)
   build_key = {
       "format": manifest_lib.FORMATS[layout],
@@ -240,6 +244,11 @@ def build_pretraining_data(
   build = {"corpus": corpus.spec, "seed": seed, "num_shards": num_shards,
            "pieces_per_shard": pieces_per_shard,
            "summary": _summary(all_stats, skipped, time.perf_counter() - started, seq_len)}
+  if not any(shard["rows"] for shard in shards):
+    counts = build["summary"]["input"]
+    raise ValueError(f"corpus {corpus.spec} holds no text: {counts['files']} file(s) with text, "
+                     f"{counts['empty_files']} empty file(s), {counts['empty_lines']} empty "
+                     f"line(s); no manifest was written to {output_dir}")
   manifest = manifest_lib.make_manifest(seq_len, tokenizer, shards, build, layout)
   tokenizer.save(os.path.join(output_dir, tokenizers.SAVED_DIR))  # the shards travel with it
   manifest_lib.write_json_atomically(os.path.join(output_dir, manifest_lib.MANIFEST_NAME), manifest)
@@ -302,15 +311,20 @@ def main(argv=None):
                       help="packed: several whole examples per row (default; no compute on padding); "
                       "unpacked: one example per row, the official ELECTRA format")
   args = parser.parse_args(argv)
-  manifest = build_pretraining_data(
-      args.corpus, args.tokenizer, args.output, seq_len=args.seq_len, num_shards=args.num_shards,
-      num_workers=args.num_workers, eval_shards=args.eval_shards, eval_fraction=args.eval_fraction,
-      seed=args.seed, pieces_per_shard=args.pieces_per_shard, layout=args.layout,
-  )
-  for line in format_summary(manifest):
-    print(line)
-  print(f"wrote {os.path.join(args.output, manifest_lib.MANIFEST_NAME)}")
+
+  def build():
+    manifest = build_pretraining_data(
+        args.corpus, args.tokenizer, args.output, seq_len=args.seq_len,
+        num_shards=args.num_shards, num_workers=args.num_workers, eval_shards=args.eval_shards,
+        eval_fraction=args.eval_fraction, seed=args.seed, pieces_per_shard=args.pieces_per_shard,
+        layout=args.layout,
+    )
+    for line in format_summary(manifest):
+      print(line)
+    print(f"wrote {os.path.join(args.output, manifest_lib.MANIFEST_NAME)}")
+
+  return cli.run_command(build)
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

@@ -54,7 +54,7 @@ from electra_jax.finetune.config import (FinetuneConfig, Hparams, resolve_config
                                          resolve_task)
 from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, TaskKind, has_split
 from electra_jax.finetune.tasks import Task, get_task
-from electra_jax.floor import fs
+from electra_jax.floor import cli, fs
 from electra_jax.io.load import load_pretrained, resolve_hub_id
 from electra_jax.io.native import load_safetensors, read_finetune_info, save_safetensors
 from electra_jax.model.config import ModelConfig
@@ -71,6 +71,12 @@ SEQUENCE_KINDS = ("classification", "regression", "multilabel")
 PIPELINES = {"classification": "text-classification", "regression": "text-classification",
              "multilabel": "text-classification", "tagging": "token-classification",
              "span": "question-answering"}
+RUN_RECORD = "finetune_config.json"  # WORKDIR's config: what its seeds were trained with
+SEED_RECORD = "result.json"  # WORKDIR/seed_S's finished result, written last
+# FinetuneConfig fields that change only how a run is shown or spread, not its results: a rerun
+# may change them and still resume the workdir.
+_NOT_COMPARED = ("seeds", "eval_batch_size", "mesh", "progress", "log_every", "tensorboard",
+                 "curves", "wandb_project", "wandb_mode")
 SELECTION = {"final": "dev score of the final checkpoint",
              "best": "best dev score over the evaluations"}
 _SHAPE_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
@@ -328,7 +334,14 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
   """Fine-tunes once; returns {"scores": the selected evaluation's dev metrics, "step": its step,
   "history": [{"step", **metrics} per evaluation]} (selection: `config.select`). Logs to
   WORKDIR/seed_S (MetricsWriter: jsonl, TensorBoard, curves.png, W&B with
-  `config.wandb_project`)."""
+  `config.wandb_project`) and writes that dict last to WORKDIR/seed_S/result.json (SEED_RECORD).
+  A seed whose result.json exists finished earlier in this workdir (`claim_workdir` checked its
+  config): its result is read back, and nothing is trained or written again."""
+  seed_dir = fs.join(workdir, f"seed_{seed}")
+  record_path = fs.join(seed_dir, SEED_RECORD)
+  if fs.exists(record_path):
+    _log(f"{task.name} seed {seed}: finished earlier ({record_path}); not run again")
+    return json.loads(fs.read_text(record_path))
   init_key, dropout_key = jax.random.split(jax.random.key(seed))
   params = runner.init_params(init_key)
   params, taken = _merge_initial(params, initial, runner.param_shardings)
@@ -345,7 +358,6 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
   keys = MODEL_INPUTS + kind.targets
   chosen = {"primary": -math.inf, "scores": None, "step": 0, "params": None, "preds": None}
   history = []
-  seed_dir = fs.join(workdir, f"seed_{seed}")
   run_name = fs.basename(fs.abspath(workdir))
   wandb_run = (WandbRun(config.wandb_project, config.wandb_mode,
                         name=f"{run_name}/seed_{seed}", group=run_name,
@@ -402,7 +414,10 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
       preds = kind.predictions(out)
       if jax.process_index() == 0:
         kind.write_predictions(task, data.labels, split, preds, seed_dir)
-  return {"scores": chosen["scores"], "step": chosen["step"], "history": history}
+  result = {"scores": chosen["scores"], "step": chosen["step"], "history": history}
+  if jax.process_index() == 0:
+    fs.write_atomically(record_path, json.dumps(result) + "\n")
+  return result
 
 
 def _stats(values: list) -> dict:
@@ -422,8 +437,59 @@ def resolve_tokenizer(config: FinetuneConfig):
   return tokenizer
 
 
-def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
+def _run_identity(config: FinetuneConfig) -> dict:
+  """The fields of `config` that decide a seed's result (all but _NOT_COMPARED), as JSON."""
+  fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_COMPARED}
+  return json.loads(json.dumps(fields))
+
+
+def claim_workdir(config: FinetuneConfig, workdir: str, overwrite: bool = False) -> bool:
+  """Checks that `workdir` is free for `config` before anything is read or trained; returns
+  whether it holds a run of the same config to resume (or whose result to report).
+
+  A workdir whose RUN_RECORD (or, from older versions, results.json) holds another task or
+  another config (fields outside _NOT_COMPARED) is a ValueError naming each differing field
+  (old -> new) and --overwrite; one holding seed_* directories without either record is refused
+  too. `overwrite`: delete the earlier run's results.json, seed_* and record first.
+  """
+  record = fs.join(workdir, RUN_RECORD)
+  results = fs.join(workdir, "results.json")
+  if overwrite:
+    if jax.process_index() == 0:
+      for path in [record, results] + fs.glob(fs.join(workdir, "seed_*")):
+        if fs.isdir(path):
+          fs.rmtree(path)
+        elif fs.exists(path):
+          fs.remove(path)
+    return False
+  way_out = "use another --workdir, or pass --overwrite to delete that run and start over"
+  if fs.exists(record):
+    old, where = json.loads(fs.read_text(record)), record
+  elif fs.exists(results):
+    old, where = json.loads(fs.read_text(results)).get("config"), results
+  elif fs.glob(fs.join(workdir, "seed_*")):
+    raise ValueError(f"workdir {workdir} holds seed_* directories of a fine-tuning run whose "
+                     f"config is unknown (no {RUN_RECORD}); {way_out}")
+  else:
+    return False
+  new = _run_identity(config)
+  old = {k: v for k, v in (old or {}).items() if k not in _NOT_COMPARED}
+  changed = [f"  {k}: {old.get(k)!r} -> {new.get(k)!r}"
+             for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+  if changed:
+    raise ValueError("\n".join([
+        f"workdir {workdir} holds a fine-tuning run of task {old.get('task')!r} with another "
+        "config (from " + where + "); continuing would mix two runs:", *changed, way_out]))
+  return True
+
+
+def finetune_and_evaluate(config: FinetuneConfig, workdir: str, overwrite: bool = False) -> dict:
   """Fine-tunes `config.init` on `config.task` once per seed; writes WORKDIR/results.json.
+
+  The workdir is claimed first (`claim_workdir`): another task or config there is refused
+  (ValueError; `overwrite` deletes that run). The same config resumes: seeds that finished
+  (WORKDIR/seed_S/result.json) are read back, the others are run (a seed killed midway starts
+  over), so the same command re-run after a kill or after the end gives the same results.json.
 
   Returns the results dict: task, metric_names, primary_metric, select, seeds, per_seed
   (metric -> [value per seed], of the evaluation `config.select` picks), median / mean / std
@@ -432,6 +498,8 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
   matches), missing files and labels outside the task's label set.
   """
   task = resolve_task(config)
+  if claim_workdir(config, workdir, overwrite):
+    _log(f"resuming the fine-tuning run in {workdir}: finished seeds are read back")
   tokenizer = resolve_tokenizer(config)
   if jax.process_index() == 0:  # the fine-tuned models in WORKDIR/seed_S find it here
     tokenizer.save(fs.join(workdir, tokenizers.SAVED_DIR))
@@ -449,6 +517,10 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str) -> dict:
   num_labels = KINDS[task.kind].num_outputs(data.labels)
   runner, total_steps = build_runner(task, config, hp, model_config, num_labels, data.train.size,
                                      mesh)
+  if jax.process_index() == 0:
+    fs.makedirs(workdir)
+    fs.write_atomically(fs.join(workdir, RUN_RECORD),
+                        json.dumps(_run_identity(config), indent=2) + "\n")
   per_seed, steps, history = {}, [], []
   for seed in config.seeds:
     out = run_seed(seed, runner, total_steps, task, config, data, initial, workdir, hp)
@@ -547,6 +619,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--gin_file", action="append", default=[])
   p.add_argument("--gin_bindings", "--set", action="append", default=[], dest="gin_bindings",
                  help="e.g. 'FinetuneConfig.learning_rate = 1e-4' (repeatable)")
+  p.add_argument("--overwrite", action="store_true", help="delete an earlier fine-tuning run in "
+                 "WORKDIR (another task or config) and start over; without it such a workdir is "
+                 "refused, and the same config resumes")
   add_distributed_flags(p)
   return p.parse_args(argv)
 
@@ -560,19 +635,23 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 
 
 def main(argv=None) -> int:
+  """The command line; every failure is one `error:` line (data_pipelines.cli.run_command):
+  status 2 for bad input, configuration or files, 1 for anything else, 130 for Ctrl-C."""
   args = parse_args(argv)
   shd.set_cpu_xla_flags()  # before JAX starts its backend; CPU-only flags
-  try:
-    config = config_from_args(args)
-  except (ValueError, FileNotFoundError) as err:
-    print(f"error: {err}", file=sys.stderr)
-    return 2
+  return cli.run_command(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+  """`main` after parsing: config, distributed init, the seeds, the results table."""
+  config = config_from_args(args)
   initialize_distributed(args)
   try:
-    results = finetune_and_evaluate(config, args.workdir)
-  except (ValueError, OSError, ImportError) as err:  # OSError: also an unreachable Hub dataset
-    print(f"error: {err}", file=sys.stderr)
-    return 2
+    results = finetune_and_evaluate(config, args.workdir, overwrite=args.overwrite)
+  except KeyboardInterrupt:
+    print(f"error: interrupted (Ctrl-C); the seeds that finished are kept in "
+          f"{args.workdir}/seed_*: run the same command to resume", file=sys.stderr)
+    return cli.EXIT_INTERRUPTED
   if jax.process_index() == 0:
     print(format_results(results))
     print(f"results: {fs.join(args.workdir, 'results.json')}", flush=True)

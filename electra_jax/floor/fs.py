@@ -228,13 +228,34 @@ def read_bytes(path):
       return f.read()
 
 
+class TextDecodeError(UnicodeDecodeError):
+  """A file that is not text in its encoding; the message names the file, line and byte."""
+
+  def __str__(self):
+    return self.message
+
+
 def read_text(path, encoding="utf-8"):
-  """The text of `path`, decoded and with universal newlines as open(path, encoding=...)."""
+  """The text of `path`, decoded and with universal newlines as open(path, encoding=...).
+  A byte that is not `encoding` raises TextDecodeError (a UnicodeDecodeError, so a ValueError)
+  naming FILE:LINE, the byte and the fix."""
   path = os.fspath(path)
-  if not is_remote(path):
-    with builtins.open(path, encoding=encoding) as f:
-      return f.read()
-  return io.TextIOWrapper(io.BytesIO(read_bytes(path)), encoding=encoding).read()
+  data = read_bytes(path)
+  try:
+    return io.TextIOWrapper(io.BytesIO(data), encoding=encoding).read()
+  except UnicodeDecodeError as err:
+    # The wrapper decodes in chunks: find the bad byte in the whole file.
+    try:
+      data.decode(encoding)
+    except UnicodeDecodeError as whole:
+      err = whole
+    line = data[:err.start].count(b"\n") + 1
+    column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+    bad = TextDecodeError(err.encoding, err.object, err.start, err.end, err.reason)
+    bad.message = (f"{path}:{line}: byte 0x{data[err.start]:02x} at column {column} is not "
+                   f"{encoding.removesuffix('-sig').upper()} text ({err.reason}); save the file "
+                   "as UTF-8 (e.g. iconv -f latin1 -t utf-8 FILE > FILE.utf8)")
+    raise bad from None
 
 
 def write_bytes(path, data):

@@ -74,8 +74,15 @@ def read_safetensors_header(path: str) -> tuple[dict, int]:
 
 
 def read_safetensors(path: str, names: Optional[Iterable[str]] = None) -> dict[str, np.ndarray]:
-  """name -> numpy array (a copy) for the tensors of one safetensors file."""
+  """name -> numpy array (a copy) for the tensors of one safetensors file. CheckpointError
+  naming the file when it is shorter than its header says (truncated)."""
   header, start = read_safetensors_header(path)
+  need = start + max((info["data_offsets"][1] for info in header.values()), default=0)
+  size = fs.getsize(path)
+  if size < need:
+    raise CheckpointError(f"{path}: truncated safetensors file: {size:,} bytes, but its header "
+                          f"describes {need:,} ({need - size:,} missing); the file was cut "
+                          "short (an interrupted copy, download or save): copy it again")
   wanted = header.keys() if names is None else names
   out = {}
   with fs.open_bytes(path) as f:

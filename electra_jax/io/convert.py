@@ -35,11 +35,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
+from pathlib import Path
 
 from data_pipelines import tokenizers
-from electra_jax.floor import fs
+from electra_jax.floor import cli, fs
 from electra_jax.io import native
 from electra_jax.io import hf as hf_io
 from electra_jax.io import load as pretrained
@@ -95,7 +98,12 @@ def _write(model, params, src: str, dst: str, to: str, tokenizer, finetune) -> d
 
 def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=False,
             num_attention_heads=None, architecture=None, strict=True) -> list[str]:
-  """Runs one conversion; returns the summary lines. Raises CheckpointError on bad input."""
+  """Runs one conversion; returns the summary lines. Raises CheckpointError on bad input.
+
+  A local `dst` is written under a hidden sibling directory (.DST.partial-PID) and moved into
+  place when every file is written, so a failure (a full disk, a bad source) leaves no partial
+  output, and an existing DST (with `force`) keeps its old files. A remote DST is written in
+  place."""
   if to not in ("hf", "electra_jax-safetensors"):
     raise CheckpointError(f"--to {to!r}; expected 'hf' or 'electra_jax-safetensors'")
   fmt = src_format or pretrained.detect_format(src)
@@ -117,6 +125,40 @@ def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=Fals
   overrides = {}
   if num_attention_heads:
     overrides["num_attention_heads"] = num_attention_heads
+  if fs.is_remote(dst):  # an object store writes each file whole; no directory rename there
+    return _convert_targets(src, fmt, to, targets, architecture, strict, tokenizer, finetune,
+                            overrides)
+  staging = Path(dst).absolute().parent / f".{Path(dst).name}.partial-{os.getpid()}"
+  staged = [(net, str(staging / Path(out).relative_to(dst))) for net, out in targets]
+  try:
+    lines = _convert_targets(src, fmt, to, staged, architecture, strict, tokenizer, finetune,
+                             overrides)
+    _move_into(staging, Path(dst))
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return [line.replace(str(staging), dst) for line in lines]
+
+
+def _move_into(staging: Path, dst: Path) -> None:
+  """Moves the files written under `staging` to `dst` (created; a same-named entry in an existing
+  `dst` is replaced), each by a rename on the same file system."""
+  if not dst.exists():
+    os.replace(staging, dst)
+    return
+  for entry in staging.iterdir():
+    target = dst / entry.name
+    if target.is_dir() and entry.is_dir():
+      _move_into(entry, target)
+      continue
+    if target.is_dir():
+      shutil.rmtree(target)
+    os.replace(entry, target)
+
+
+def _convert_targets(src: str, fmt: str, to: str, targets: list, architecture, strict,
+                     tokenizer, finetune, overrides) -> list[str]:
+  """Reads each network of `targets` ((network or None, output directory)) from `src` and
+  writes it in format `to`; returns the summary lines."""
   lines = []
   for net, out in targets:
     t0 = time.time()
@@ -178,14 +220,13 @@ def main(argv=None) -> int:
                  help="tf1 only: ignore variables that belong to neither network")
   p.add_argument("--force", action="store_true", help="write into a non-empty DST")
   args = p.parse_args(argv)
-  try:
-    lines = convert(args.src, args.dst, args.src_format, args.to, args.which, args.force,
-                    args.num_attention_heads, args.architecture, args.strict)
-  except (ValueError, OSError) as e:  # CheckpointError, a path scheme without a file system, I/O
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  print("\n".join(lines))
-  return 0
+
+  def run():
+    print("\n".join(convert(args.src, args.dst, args.src_format, args.to, args.which,
+                            args.force, args.num_attention_heads, args.architecture,
+                            args.strict)))
+
+  return cli.run_command(run)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ NATIVE_WEIGHTS = "params.safetensors"
 
 
 NATIVE_FORMAT_VERSION = 1
+# Files every complete pre-training checkpoint step holds, relative to its directory (orbax's).
+STEP_FILES = ("_CHECKPOINT_METADATA", "state/_METADATA", "state/manifest.ocdbt",
+              "config/metadata", "data/metadata")
 
 
 def check_which(which, model, path):
@@ -104,29 +107,39 @@ def orbax_path(path) -> str:
                    f"no driver for {path.split('://')[0]}://); give a local or gs:// path")
 
 
-def _step_dir(path: str) -> str:
-  """A step directory from a step dir, a checkpoints dir or a workdir (its latest complete
-  step: orbax's finalized steps, which on gs:// hold their commit_success.txt)."""
+def step_problem(step_dir: str) -> Optional[str]:
+  """What is wrong with the pre-training checkpoint step directory `step_dir`, from its files
+  alone: the first missing file of STEP_FILES, or a JSON file (config, data, state/_METADATA)
+  that does not parse, named with its path; None when these look whole (the arrays are checked
+  by reading them)."""
+  for name in STEP_FILES:
+    path = fs.join(step_dir, name)
+    if not fs.exists(path):
+      return f"{path} is missing"
+  for name in ("config/metadata", "data/metadata", "state/_METADATA"):
+    path = fs.join(step_dir, name)
+    try:
+      json.loads(fs.read_text(path))
+    except (ValueError, UnicodeDecodeError) as err:
+      return f"{path} is not valid JSON, cut short or overwritten ({err})"
+  return None
+
+
+def _step_dirs(path: str) -> list[str]:
+  """Step directories from a step dir (itself), or a checkpoints dir or a workdir (its complete
+  steps, newest first: orbax's finalized steps, which on gs:// hold their commit_success.txt)."""
   if fs.isdir(fs.join(path, "state")):
-    return path
+    return [path]
   for root in (fs.join(path, "checkpoints"), path):
-    for step in sorted(ocp.path.step.checkpoint_steps(root), reverse=True):
-      if fs.isdir(fs.join(root, str(step), "state")):
-        return fs.join(root, str(step))
+    steps = sorted(ocp.path.step.checkpoint_steps(root), reverse=True)
+    if steps:
+      return [fs.join(root, str(step)) for step in steps]
   raise FileNotFoundError(f"no pre-training checkpoint at {path} (expected a step directory "
                           "with state/, or a workdir or checkpoints directory holding one)")
 
 
-def read_pretraining_checkpoint(path: str) -> tuple[dict, dict]:
-  """(config_dict, params) from a step dir, or from a workdir / checkpoints dir (latest step),
-  on a local path or gs:// (`orbax_path`).
-
-  config_dict: the stored `TrainConfig.to_dict()`: "model" and "generator" hold ModelConfig
-  fields, "embedding_sharing" the sharing mode, plus the rest of the run's config.
-  params: the ElectraPretrainingModel params tree (unboxed) as host numpy arrays; the optimizer
-  state is not read.
-  """
-  step_dir = _step_dir(orbax_path(path))
+def _read_step(step_dir: str) -> tuple[dict, dict]:
+  """(config_dict, params) of one step directory (see read_pretraining_checkpoint)."""
   config = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(
       fs.join(step_dir, "config"), args=ocp.args.JsonRestore())
   # The handler reads the item directory alone (a Checkpointer also looks for a step-level
@@ -142,6 +155,40 @@ def read_pretraining_checkpoint(path: str) -> tuple[dict, dict]:
   restored = handler.restore(state_dir, args=ocp.args.PyTreeRestore(
       item=params_meta, restore_args=restore_args, partial_restore=True))
   return dict(config), restored["params"]
+
+
+def read_pretraining_checkpoint(path: str) -> tuple[dict, dict]:
+  """(config_dict, params) from a step dir, or from a workdir / checkpoints dir (latest step),
+  on a local path or gs:// (`orbax_path`).
+
+  config_dict: the stored `TrainConfig.to_dict()`: "model" and "generator" hold ModelConfig
+  fields, "embedding_sharing" the sharing mode, plus the rest of the run's config.
+  params: the ElectraPretrainingModel params tree (unboxed) as host numpy arrays; the optimizer
+  state is not read.
+
+  A damaged step (`step_problem`, or an error reading it) is a CheckpointError naming the step
+  and what is wrong; for a workdir whose latest step is damaged it names the newest intact step
+  to give instead (nothing is read from an older step unasked).
+  """
+  damaged = []
+  for step_dir in _step_dirs(orbax_path(path)):
+    problem = step_problem(step_dir)
+    if problem is None:
+      try:
+        result = _read_step(step_dir)
+      except Exception as err:  # orbax and TensorStore raise many types for damaged files
+        lines = str(err).strip().splitlines()
+        problem = f"{type(err).__name__}: {lines[0] if lines else ''}"
+    if problem is None and not damaged:
+      return result
+    if problem is None:
+      raise CheckpointError(f"{path}: the latest checkpoint step {damaged[0][0]} is damaged "
+                            f"({damaged[0][1]}); the newest intact step is {step_dir}: give "
+                            "that path to use it")
+    damaged.append((step_dir, problem))
+  raise CheckpointError(f"{path}: checkpoint step {damaged[0][0]} is damaged ({damaged[0][1]})"
+                        + (f"; no older step is intact ({len(damaged) - 1} tried)"
+                           if len(damaged) > 1 else ""))
 
 
 def load_pretraining_checkpoint(path: str, which: Optional[str] = None, **overrides):

@@ -1,4 +1,4 @@
-"""Pre-training checkpoints with orbax-checkpoint, and preemption (SIGTERM) handling.
+"""Pre-training checkpoints with orbax-checkpoint, and preemption (SIGTERM, Ctrl-C) handling.
 
 Layout: WORKDIR/checkpoints/<step>/ with three items:
   state   the TrainState pytree (step, params, opt_state, rng), saved sharded;
@@ -19,13 +19,16 @@ Faults. Orbax writes step s into checkpoints/<s>.orbax-checkpoint-tmp/ and renam
 once every item is written, so a process killed mid-save leaves only the tmp directory, which no
 step listing counts and which the next Checkpointer deletes. A save that fails because the disk is
 full (or a file size limit or quota is hit) raises one CheckpointWriteError; the previous
-checkpoints stay as they were.
+checkpoints stay as they were. A complete step that was damaged afterwards (a file deleted or cut,
+an empty step directory) is named when it fails to restore (`Checkpointer.restore_newest`), set
+aside as <step>.damaged, and the newest intact step is restored instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import math
 import os
@@ -48,7 +51,7 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 from electra_jax.floor import fs
 from electra_jax.io.load import detect_format, load_pretrained
-from electra_jax.io.native import orbax_path
+from electra_jax.io.native import orbax_path, step_problem
 from electra_jax.pretrain.config import CheckpointConfig
 from electra_jax.runtime.metrics import itstime
 
@@ -58,6 +61,7 @@ TMP_SUFFIX = ocp.path.step.TMP_DIR_SUFFIX
 # Errors of a write that found no room: the disk is full, a file size limit or a quota is hit.
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 MIB = 2**20
+DAMAGED_SUFFIX = ".damaged"  # a step directory that failed to restore, kept for inspection
 
 
 class CheckpointWriteError(RuntimeError):
@@ -135,6 +139,24 @@ def checkpoint_dir(workdir) -> str:
 def saved_steps(workdir) -> list[int]:
   """The steps of the complete checkpoints in WORKDIR/checkpoints (unsorted; [] when none)."""
   return ocp.path.step.checkpoint_steps(checkpoint_dir(workdir))
+
+
+def stored_config(workdir) -> Optional[tuple[int, dict]]:
+  """(step, resolved config dict) of the newest checkpoint step in WORKDIR/checkpoints whose
+  config item reads as JSON; None when no step has one."""
+  for step in sorted(saved_steps(workdir), reverse=True):
+    path = fs.join(checkpoint_dir(workdir), str(step), "config", "metadata")
+    try:
+      return step, json.loads(fs.read_text(path))
+    except (OSError, ValueError, UnicodeDecodeError):
+      continue
+  return None
+
+
+def _first_line(err: BaseException) -> str:
+  """`err` as one line: its type and the first line of its message."""
+  lines = str(err).strip().splitlines()
+  return f"{type(err).__name__}: {lines[0] if lines else ''}"
 
 
 def _tree_bytes(path: Path) -> int:
@@ -260,6 +282,58 @@ class Checkpointer:
                                       data=ocp.args.JsonRestore()))
     return restored.state, restored.config, restored.data
 
+  def restore_newest(self, abstract_state: Any, say=print) -> Optional[tuple[int, Any, dict,
+                                                                           dict]]:
+    """(step, state, config_dict, data_position) of the newest step that restores; None when
+    there is no step.
+
+    A newer step that fails (its files per `step_problem`, or its restore) while an older one
+    restores is damaged: `say` names it and what is wrong, and process 0 renames it to
+    <step>.damaged (no step listing counts it; a later save may write that step again). When no
+    step restores, the newest one's error is raised as a ValueError naming its directory and
+    nothing is renamed (the config, not the checkpoints, may be what is wrong).
+    """
+    damaged = []
+    for step in sorted(self.manager.all_steps(), reverse=True):
+      step_dir = fs.join(self.directory, str(step))
+      problem = step_problem(step_dir)
+      if problem is None:
+        try:
+          state, config, position = self.restore(abstract_state, step)
+        except Exception as err:  # orbax and TensorStore raise many types for damaged files
+          problem = _first_line(err)
+      if problem is not None:
+        damaged.append((step, problem))
+        continue
+      for bad, why in damaged:
+        aside = self._set_aside(bad)
+        say(f"warning: checkpoint step {bad} is damaged: {why}; moved it to {aside} and "
+            f"restored step {step}, the newest intact one")
+      if damaged:
+        self.manager.reload()
+      return step, state, config, position
+    if damaged:
+      step, why = damaged[0]
+      raise ValueError(f"cannot restore checkpoint step {step} in {self.directory}: {why}"
+                       + (f"; no older step restores either ({len(damaged) - 1} tried)"
+                          if len(damaged) > 1 else "")
+                       + "; fix or delete the damaged step directories, or pass --overwrite "
+                       "to start over")
+    return None
+
+  def _set_aside(self, step: int) -> str:
+    """Renames step directory `step` to <step>.damaged (a free name); returns the new path."""
+    source = fs.join(self.directory, str(step))
+    target, n = source + DAMAGED_SUFFIX, 1
+    while fs.exists(target):
+      n += 1
+      target = f"{source}{DAMAGED_SUFFIX}{n}"
+    if jax.process_index() == 0:
+      fs.replace(source, target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"electra_jax checkpoint {step} set aside")
+    return target
+
   def wait(self) -> None:
     """Blocks until pending asynchronous saves are written."""
     with self._write_errors(self._writing):
@@ -276,31 +350,42 @@ class Checkpointer:
 class PreemptionWatcher:
   """Says, consistently on every process, when a run should save and stop.
 
-  Single process: SIGTERM sets a flag (the handler is installed from the main thread only).
+  Single process: SIGTERM and SIGINT (Ctrl-C) set a flag (the handlers are installed from the
+  main thread only); a second SIGINT exits at once (status 130) with one line, without saving:
+  the last complete checkpoint stays, an unfinished save is deleted by the next run.
   Several processes (jax.distributed): JAX's preemption sync manager, which catches SIGTERM on
-  any process and makes all processes agree on the step at which to stop.
-  Use as a context manager; leaving restores the previous SIGTERM handler.
+  any process and makes all processes agree on the step at which to stop (SIGINT keeps Python's
+  KeyboardInterrupt there).
+  Use as a context manager; leaving restores the previous handlers.
   """
 
   def __init__(self):
     self._flag = threading.Event()
-    self._previous = None
+    self._previous = {}
 
   def __enter__(self) -> "PreemptionWatcher":
     if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._on_signal)
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        self._previous[signum] = signal.signal(signum, self._on_signal)
     return self
 
   def __exit__(self, *exc) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    self._previous = {}
 
   def _on_signal(self, signum, frame) -> None:
+    if signum == signal.SIGINT:
+      if self._flag.is_set():
+        print("interrupted again: exiting now without saving (the last complete checkpoint is "
+              "kept)", file=sys.stderr, flush=True)
+        os._exit(130)
+      print("interrupted: saving the current step, then exiting (Ctrl-C again to exit at once)",
+            file=sys.stderr, flush=True)
     self._flag.set()
 
   def reached(self, step: int) -> bool:
-    """True when a SIGTERM has arrived and the run should save `step` and exit."""
+    """True when a SIGTERM or SIGINT has arrived and the run should save `step` and exit."""
     if jax.process_count() == 1:
       return self._flag.is_set()
     try:

@@ -64,6 +64,10 @@ def likely_causes(optimizer: OptimizerConfig, objective: ObjectiveConfig) -> lis
   return causes + objective.objective_kind.likely_causes(objective)
 
 
+# The metrics the verdict and its message read from the window.
+WATCHED = ("disc_loss", "disc_prior_loss", "disc_auc", "gen_accuracy", "mlm_accuracy")
+
+
 class HealthMonitor:
   """Feeds on every training step's metrics; `status` is "warmup" until step
   max(2 x warmup, warmup + GRACE_STEPS), then "at_prior" or "ok" from the last WINDOW steps.
@@ -99,6 +103,18 @@ class HealthMonitor:
       parts.append(f"mlm_accuracy {mean('mlm_accuracy'):.3f}")
     parts.append(f"unigram accuracy {self.unigram_accuracy:.3f}")
     return "; ".join(parts)
+
+  def state_dict(self) -> dict:
+    """What a resumed run needs to go on with the same verdicts (JSON: status, warned and the
+    window's values of WATCHED); `load_state` takes it back."""
+    return {"status": self.status, "warned": self.warned,
+            "window": [{k: m[k] for k in WATCHED if k in m} for m in self.window]}
+
+  def load_state(self, state: dict) -> None:
+    """Continues from `state_dict()` of an earlier run (the one of a restored checkpoint)."""
+    self.status, self.warned = state["status"], state["warned"]
+    self.window.clear()
+    self.window.extend(state["window"])
 
   def update(self, step: int, metrics: dict) -> Optional[str]:
     """Adds step `step`'s metrics (host floats); returns a message when the verdict changes."""

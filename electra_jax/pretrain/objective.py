@@ -97,7 +97,8 @@ class ObjectiveConfig:
   option, off by default). mlm_weight weighs the big network's MLM loss (kinds mlm, replace_mlm,
   all_tokens_mlm). kind: a name in electra_jax.pretrain.kinds.KINDS.
   prior_bias: start the replaced-token head's output bias at logit(mask_prob), the log-odds of
-  "replaced" when every masked token is replaced, instead of 0 (the official init). From 0
+  "replaced" when every masked token is replaced (default), instead of 0 (False: the official
+  init, for paper-exact runs). From 0
   the discriminator's first and largest gradient tells every token the same thing (lower your
   logit to the prior); Adam turns that shared direction into a shared component of every token's
   embedding and hidden state, and at small scale the discriminator's features never recover
@@ -116,7 +117,7 @@ class ObjectiveConfig:
   mask_token_prob: Optional[float] = None
   random_token_prob: Optional[float] = None
   sampler: str = "gumbel"
-  prior_bias: bool = False
+  prior_bias: bool = True
 
   def __post_init__(self):
     if self.kind not in KINDS:

@@ -46,12 +46,12 @@ from jax.experimental import multihost_utils
 from data_pipelines import tokenizers
 from data_pipelines.default_data import ensure_default_pretraining_data
 from data_pipelines.pretraining_reader import PretrainingData
-from electra_jax.floor import fs
+from electra_jax.floor import cli, fs
 from electra_jax.pretrain import health
 from electra_jax.pretrain import flops as flops_lib
 from electra_jax.pretrain.checkpoint import (CheckpointWriteError, Checkpointer, PreemptionWatcher,
                                              check_free_space, checkpoint_dir, load_init_params,
-                                             saved_steps)
+                                             saved_steps, stored_config)
 from electra_jax.pretrain.config import config_json, list_experiments, resolve_config, to_gin
 from electra_jax.pretrain.probe import Probe, encoder_params
 from electra_jax.pretrain.objective import (SpecialIds, build_pretraining_model, init_fn, loss_fn,
@@ -67,7 +67,7 @@ from electra_jax.runtime.step import make_train_step
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "electra_jax")
 LOCK_FILE = "train.lock"
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "eval_metrics.jsonl", "tensorboard", "profile",
-               "tokenizer", CURVES_FILE)
+               "tokenizer", CURVES_FILE, "config.until_step_*")
 CURVES = ("loss", "disc_loss", "disc_auc", "gen_accuracy")  # the panels of WORKDIR/curves.png
 # Where a model that learned nothing sits: the best constant discriminator's loss, the
 # generator that always predicts the most frequent token (electra_jax.pretrain.health).
@@ -189,6 +189,15 @@ def _make_probe(config, tokenizer) -> Optional[Probe]:
   return Probe.from_config(config.probe, tokenizer, config.model)
 
 
+def _eval_missing(writer: MetricsWriter, step: int) -> bool:
+  """Whether eval_metrics.jsonl lacks the evaluation of `step`, as process 0 reads it (broadcast,
+  so that every process runs the evaluation or none does)."""
+  missing = not writer.has_eval(step)
+  if jax.process_count() > 1:
+    missing = bool(multihost_utils.broadcast_one_to_all(np.asarray(missing)))
+  return missing
+
+
 def _flops_and_peak(config) -> tuple:
   """(analytic matmul FLOPs of one train step, peak FLOP/s of all devices together) for MFU;
   the peak is None on devices without a known peak (CPUs), and then no MFU is logged."""
@@ -264,21 +273,32 @@ def lock_workdir(workdir):
     os.close(fd)  # releases the lock
 
 
-def check_resume_config(config, workdir: str) -> None:
+def check_resume_config(config, workdir: str) -> list[str]:
   """ValueError naming each field of RESUME_FIXED (old -> new) in which `config` differs from
-  WORKDIR/config.json, when WORKDIR/checkpoints holds a step to resume; see train_and_evaluate.
-  Fields missing from an older config.json are not compared."""
+  the config of the run to resume, when WORKDIR/checkpoints holds a step; see train_and_evaluate.
+
+  The old config is WORKDIR/config.json, or, when that file is gone, the one the newest
+  checkpoint stores. Fields missing from an older config are not compared. Returns warnings to
+  print: a changed DataConfig.data_dir (the run goes on with other data).
+  """
   steps = saved_steps(workdir)
-  path = fs.join(workdir, "config.json")
-  if not steps or not fs.isfile(path):
-    return
+  if not steps:
+    return []
   way_out = ("resume with the old values, use another --workdir, or pass --overwrite to delete "
              "its checkpoints and metrics and start over")
-  try:
-    old = json.loads(fs.read_text(path))
-  except (ValueError, UnicodeDecodeError) as err:
-    raise ValueError(f"{path} (the config of the checkpoints to resume) is not valid JSON "
-                     f"({err}); {way_out}") from None
+  path = fs.join(workdir, "config.json")
+  if fs.isfile(path):
+    try:
+      old = json.loads(fs.read_text(path))
+    except (ValueError, UnicodeDecodeError) as err:
+      raise ValueError(f"{path} (the config of the checkpoints to resume) is not valid JSON "
+                       f"({err}); {way_out}") from None
+  else:
+    stored = stored_config(workdir)
+    if stored is None:
+      return []
+    path = fs.join(checkpoint_dir(workdir), str(stored[0]), "config", "metadata")
+    old = stored[1]
   new = config.to_dict()
   changed = []
   for name, keys in RESUME_FIXED.items():
@@ -295,16 +315,35 @@ def check_resume_config(config, workdir: str) -> None:
         f"workdir {workdir} holds checkpoints (latest step {max(steps)}) of a run whose model or "
         "objective this config changes; resuming them would fail or mix two runs:",
         *changed, f"Old config: {path}; {way_out}"]))
+  before = old.get("data", {}).get("data_dir")
+  if "data" in old and before != new["data"]["data_dir"]:
+    return [f"warning: DataConfig.data_dir changes on resume: {before!r} -> "
+            f"{new['data']['data_dir']!r}; from step {max(steps)} on the run reads other data "
+            f"(the earlier config is kept as config.until_step_{max(steps)}.json)"]
+  return []
+
+
+def keep_config_history(workdir: str, new_json: str) -> None:
+  """Keeps WORKDIR/config.json and config.gin of the run's earlier segment, when `new_json`
+  differs from it, as config.until_step_S.json / .gin (S: the newest checkpoint step)."""
+  path = fs.join(workdir, "config.json")
+  steps = saved_steps(workdir)
+  if not steps or not fs.isfile(path) or fs.read_text(path) == new_json:
+    return
+  for ext in ("json", "gin"):
+    old = fs.join(workdir, f"config.{ext}")
+    if fs.isfile(old):
+      fs.copy(old, fs.join(workdir, f"config.until_step_{max(steps)}.{ext}"))
 
 
 def _start_over(workdir: str) -> None:
   """Deletes the outputs of an earlier run in `workdir` (RUN_OUTPUTS)."""
   for name in RUN_OUTPUTS:
-    path = fs.join(workdir, name)
-    if fs.isdir(path):
-      fs.rmtree(path)
-    elif fs.exists(path):
-      fs.remove(path)
+    for path in fs.glob(fs.join(workdir, name)):
+      if fs.isdir(path):
+        fs.rmtree(path)
+      else:
+        fs.remove(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,6 +379,14 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
   directory, and the log, eval and checkpoint settings. `overwrite`: start over instead,
   deleting the earlier run's checkpoints and metrics (RUN_OUTPUTS).
 
+  Resuming: the newest checkpoint step that restores is used (a damaged newer one is named and
+  set aside, Checkpointer.restore_newest); an evaluation due at the restored step that
+  eval_metrics.jsonl lacks (the run stopped between the save and the evaluation) is done first,
+  so a run stopped any number of times writes the evaluations of an uninterrupted one; the health
+  monitor continues from the state the checkpoint stores. A finished run called again returns
+  its last logged training and evaluation records. A changed DataConfig.data_dir is warned, and
+  the earlier config.json / config.gin are kept as config.until_step_S.*.
+
   `workdir`: a local path or gs:// (a ValueError first for another scheme, where orbax cannot
   write checkpoints); DataConfig.data_dir: any path electra_jax.floor.fs serves. config.json and
   config.gin are replaced by a rename (fs.write_atomically): a run killed meanwhile leaves the
@@ -353,7 +400,9 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
       if overwrite:
         _start_over(workdir)
       else:
-        check_resume_config(config, workdir)
+        for warning in check_resume_config(config, workdir):
+          print(warning, file=sys.stderr, flush=True)
+        keep_config_history(workdir, config_json(config))
       fs.write_atomically(fs.join(workdir, "config.json"), config_json(config))
       fs.write_atomically(fs.join(workdir, "config.gin"), to_gin(config))
     if jax.process_count() > 1:  # the other processes read the workdir after process 0 claims it
@@ -392,9 +441,10 @@ def _train(config, workdir: str) -> dict:
       f"{jax.process_count()} process(es); mesh {dict(mesh.shape)}; data {data_dir} "
       f"({train_data.layout} rows, real-token fraction {train_data.real_token_fraction:.3f})")
 
-  restored_step = checkpointer.latest_step()
-  if restored_step is not None:
-    state, _, position = checkpointer.restore(abstract, restored_step)
+  restored = checkpointer.restore_newest(abstract, say)
+  position = {}
+  if restored is not None:
+    restored_step, state, _, position = restored
     if position["seed"] != config.data.seed or position["global_batch_size"] != batch_size:
       say(f"warning: checkpoint data position {position} differs from this run's data seed "
           f"{config.data.seed} / batch {batch_size}; the data order changes from here")
@@ -405,21 +455,11 @@ def _train(config, workdir: str) -> dict:
       params = load_init_params(config, state.params, shardings.params, say)
       state = state.replace(params=params)
   start_step = int(jax.device_get(state.step))
-  if start_step >= last_step:
-    say(f"nothing to do: step {start_step} >= num_train_steps {last_step}")
-    checkpointer.close()
-    return {"step": start_step, "preempted": False, "train": {}, "eval": {}}
 
-  train_step = make_train_step(loss_fn(model, config.objective, special), optimizer, mesh,
-                               shardings)
   eval_step = (make_eval_step(model, config.objective, special, mesh, shardings,
                               seed=config.data.seed) if eval_data is not None else None)
-  first_batch = global_batch(train_data.batch(start_step), mesh)
-  compiled = train_step.lower(state, first_batch).compile()
-  say(_memory_report(compiled))
-
   warning = health.amplification_warning(config.optimizer)
-  if warning:
+  if warning and start_step < last_step:
     say(warning)
   prior_batches = ([eval_data.batch(i) for i in range(config.data.eval_batches)] if eval_data
                    else [train_data.batch(start_step + i) for i in range(4)])
@@ -427,6 +467,8 @@ def _train(config, workdir: str) -> dict:
   if probe is not None:  # the same probe on a random network of the same shape: the baseline
     priors.update(probe.random_baseline(config.data.seed))
   monitor = health.HealthMonitor(config.optimizer, config.objective, priors["unigram_accuracy"])
+  if position.get("health"):
+    monitor.load_state(position["health"])
 
   step_flops, peak = _flops_and_peak(config)
   wandb_run = (WandbRun(config.log.wandb_project, config.log.wandb_mode,
@@ -437,37 +479,65 @@ def _train(config, workdir: str) -> dict:
                          progress_bar=config.log.progress_bar,
                          curves=CURVES if config.log.curves else (), wandb=wandb_run,
                          references=REFERENCES)
-  timer = _StepTimer(start_step, batch_size * seq_len)
-  profile = config.log.profile_steps
   result = {"step": start_step, "preempted": False, "train": {}, "eval": {}}
 
-  def record(step: int, device_metrics) -> dict:
-    """Host copy of step `step`'s metrics; stops the run if one is not finite."""
-    metrics = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
-    bad = _first_nonfinite(metrics)
-    if bad is not None:
-      checkpointer.wait()
-      saved = checkpointer.latest_step()
-      where = (f"the last checkpoint (step {saved}) in {checkpointer.directory} is intact"
-               if saved is not None else "no checkpoint was saved")
-      raise NonFiniteError(f"non-finite {bad} = {metrics[bad]} at step {step} "
-                           f"(loss={metrics.get('loss')}, grad_norm={metrics.get('grad_norm')}); "
-                           f"the run stopped without saving the corrupted state; {where}")
-    message = monitor.update(step, metrics)
-    if message:
-      say(message)
-    if itstime(step, config.log.log_every, last_step):
-      metrics.update(timer.rates(step))
-      metrics["real_tokens_per_sec"] = metrics["tokens_per_sec"] * metrics["real_token_fraction"]
-      metrics["health"] = monitor.status
-      if peak:
-        metrics["mfu"] = flops_lib.mfu(step_flops, metrics["step_time"], peak)
-      writer.write_train(step, metrics)
-      result["train"] = metrics
+  def evaluate(state) -> dict:
+    """Held-out metrics of `state`, the no-learning baselines beside them, and the probe."""
+    metrics = {**_evaluate(eval_step, state, eval_data, mesh, config.data.eval_batches),
+               **priors}
+    if probe is not None:
+      metrics.update(probe(encoder_params(state.params, config.embedding_sharing)))
     return metrics
 
-  pending = None  # (step, device metrics) of the last dispatched step, not yet read
   try:
+    if (eval_step is not None and itstime(start_step, config.data.eval_every, last_step)
+        and start_step > 0 and _eval_missing(writer, start_step)):
+      say(f"evaluating step {start_step}: its checkpoint was saved but the run stopped before "
+          "its evaluation was recorded")
+      result["eval"] = evaluate(state)
+      writer.write_eval(start_step, result["eval"])
+    if start_step >= last_step:
+      say(f"nothing to do: step {start_step} >= num_train_steps {last_step}; these are its final "
+          f"metrics (from {fs.join(workdir, 'metrics.jsonl')} and eval_metrics.jsonl)")
+      result["train"], last_eval = writer.last_records()
+      result["eval"] = result["eval"] or last_eval
+      return result
+
+    train_step = make_train_step(loss_fn(model, config.objective, special), optimizer, mesh,
+                                 shardings)
+    first_batch = global_batch(train_data.batch(start_step), mesh)
+    compiled = train_step.lower(state, first_batch).compile()
+    say(_memory_report(compiled))
+    timer = _StepTimer(start_step, batch_size * seq_len)
+    profile = config.log.profile_steps
+
+    def record(step: int, device_metrics) -> dict:
+      """Host copy of step `step`'s metrics; stops the run if one is not finite."""
+      metrics = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+      bad = _first_nonfinite(metrics)
+      if bad is not None:
+        checkpointer.wait()
+        saved = checkpointer.latest_step()
+        where = (f"the last checkpoint (step {saved}) in {checkpointer.directory} is intact"
+                 if saved is not None else "no checkpoint was saved")
+        raise NonFiniteError(f"non-finite {bad} = {metrics[bad]} at step {step} "
+                             f"(loss={metrics.get('loss')}, grad_norm={metrics.get('grad_norm')}); "
+                             f"the run stopped without saving the corrupted state; {where}")
+      message = monitor.update(step, metrics)
+      if message:
+        say(message)
+      if itstime(step, config.log.log_every, last_step):
+        metrics.update(timer.rates(step))
+        metrics["real_tokens_per_sec"] = (metrics["tokens_per_sec"]
+                                          * metrics["real_token_fraction"])
+        metrics["health"] = monitor.status
+        if peak:
+          metrics["mfu"] = flops_lib.mfu(step_flops, metrics["step_time"], peak)
+        writer.write_train(step, metrics)
+        result["train"] = metrics
+      return metrics
+
+    pending = None  # (step, device metrics) of the last dispatched step, not yet read
     with PreemptionWatcher() as preemption, contextlib.ExitStack() as stack:
       for step in range(start_step, last_step):
         if profile and step + 1 == profile[0]:
@@ -489,15 +559,13 @@ def _train(config, workdir: str) -> dict:
         if preempted or checkpointer.should_save(done, last_step):
           record(*pending)
           pending = None
-          checkpointer.save(done, state, config.to_dict(), _data_position(config, done))
+          checkpointer.save(done, state, config.to_dict(),
+                            {**_data_position(config, done), "health": monitor.state_dict()})
         if eval_step is not None and itstime(done, config.data.eval_every, last_step):
           if pending is not None:
             record(*pending)
             pending = None
-          result["eval"] = {**_evaluate(eval_step, state, eval_data, mesh,
-                                        config.data.eval_batches), **priors}
-          if probe is not None:
-            result["eval"].update(probe(encoder_params(state.params, config.embedding_sharing)))
+          result["eval"] = evaluate(state)
           writer.write_eval(done, result["eval"])
           timer.reset(done)  # keep evaluation time out of the next step_time
         result["step"] = done
@@ -568,29 +636,30 @@ def closing_message(workdir: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+  """The command line; every failure is one `error:` line (data_pipelines.cli.run_command):
+  status 2 for bad input or configuration, 1 for a failed run (non-finite loss, a full disk),
+  130 for Ctrl-C outside the training loop (inside it, Ctrl-C saves and stops like SIGTERM)."""
   args = parse_args(argv)
-
-
   set_cpu_xla_flags()  # before JAX starts its backend; CPU-only flags
+  return cli.run_command(lambda: _run(args))
 
-  try:
-    config = resolve_config(args.experiment, args.gin_file, args.gin_bindings)
-    if args.profile_steps:
-      first, last = (int(x) for x in args.profile_steps.split(","))
-      config = config.replace(log=dataclasses.replace(config.log, profile_steps=(first, last)))
-  except (ValueError, FileNotFoundError) as err:
-    print(f"error: {err}", file=sys.stderr)
-    return 2
+
+def _run(args: argparse.Namespace) -> int:
+  """`main` after parsing: config, distributed init, the run, its summary."""
+  config = resolve_config(args.experiment, args.gin_file, args.gin_bindings)
+  if args.profile_steps:
+    first, last = (int(x) for x in args.profile_steps.split(","))
+    config = config.replace(log=dataclasses.replace(config.log, profile_steps=(first, last)))
   initialize_distributed(args)
-
   try:
     result = train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
-  except (NonFiniteError, CheckpointWriteError) as err:
+  except (NonFiniteError, CheckpointWriteError) as err:  # the run failed; its message says why
     print(f"error: {err}", file=sys.stderr)
-    return 1
-  except (ValueError, FileNotFoundError) as err:  # data / config / mesh mismatches
-    print(f"error: {err}", file=sys.stderr)
-    return 2
+    return cli.EXIT_FAILED
+  except KeyboardInterrupt:  # before the training loop (which saves on Ctrl-C) or after it
+    print("error: interrupted (Ctrl-C) outside the training loop: nothing was saved for it; "
+          "checkpoints written earlier are kept", file=sys.stderr)
+    return cli.EXIT_INTERRUPTED
 
   if jax.process_index() == 0:
     print(json.dumps({"step": result["step"], "preempted": result["preempted"],

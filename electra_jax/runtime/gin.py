@@ -176,10 +176,42 @@ def check_bindings(bindings: Sequence[str], fields: dict) -> None:
                          f"'{st.selector}.{st.arg_name} = {value}'")
 
 
+def _unclosed_bracket(path: str, before_line: int) -> Optional[tuple[str, int, str]]:
+  """(bracket, line number, line) of the last bracket in gin file `path` still open when line
+  `before_line` starts (strings and comments skipped); None when all are closed or the file
+  cannot be read."""
+  try:
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+  except (OSError, UnicodeDecodeError):
+    return None
+  pairs, stack = {")": "(", "]": "[", "}": "{"}, []
+  for number, text in enumerate(lines[:before_line - 1], 1):
+    quote = None
+    for char in text:
+      if quote:
+        quote = None if char == quote else quote
+      elif char in "'\"":
+        quote = char
+      elif char == "#":
+        break
+      elif char in "([{":
+        stack.append((char, number, text.strip()))
+      elif char in pairs and stack and stack[-1][0] == pairs[char]:
+        stack.pop()
+  return stack[-1] if stack else None
+
+
 def explain_gin_syntax_error(err: SyntaxError, fields: dict) -> ValueError:
   """A gin file's syntax error as one ValueError naming the file and line, with the quoting a
-  string value needs when that is the likely fix."""
+  string value needs when that is the likely fix; a bracket left open on an earlier line is
+  named with its line (gin reports the line where it notices)."""
   line = (err.text or "").strip()
+  opened = _unclosed_bracket(err.filename, err.lineno) if err.filename and err.lineno else None
+  if opened:
+    bracket, number, text = opened
+    return ValueError(f"cannot parse gin file {err.filename}, line {number}: {bracket!r} is "
+                      f"never closed in `{text}` (gin noticed on line {err.lineno}: "
+                      f"{_syntax_message(err)})")
   fixed = _with_quotes(line, fields)
   hint = f"\nValues are Python literals, so a string needs quotes: {fixed}" if fixed else ""
   return ValueError(f"cannot parse gin file {err.filename}, line {err.lineno} "
@@ -257,6 +289,11 @@ def parse(files: Sequence[str], bindings: Sequence[str], fields: dict, build: Ca
     return build()
   except (ValueError, SyntaxError, TypeError) as err:
     raise explain_gin_error(err, fields, nested) from None
+  except ImportError as err:  # a gin file's `import MODULE`
+    where = re.search(r'In file "([^"]+)", line (\d+)', str(err))
+    place = f"gin file {where.group(1)}, line {where.group(2)}" if where else "a gin file"
+    raise ValueError(f"{place}: {str(err).splitlines()[0]}; install the module or remove the "
+                     "import") from None
   finally:
     root_logger.removeFilter(_quiet_include_search)
     gin.clear_config()

@@ -74,15 +74,39 @@ def _truncate_jsonl(path: str, last_step: int) -> None:
   if not fs.exists(path):
     return
   text = fs.read_text(path)
-  lines = [l for l in text.splitlines() if l.strip()]
+  lines = text.splitlines()
+  while lines and not lines[-1].strip():
+    lines.pop()
   if lines:
     try:
       json.loads(lines[-1])
     except ValueError:
       lines.pop()
-  kept = "".join(l + "\n" for l in lines if json.loads(l)["step"] <= last_step)
+  kept = "".join(l + "\n" for l, record in zip(lines, read_records(path, lines))
+                 if record is not None and record["step"] <= last_step)
   if kept != text:
     fs.write_atomically(path, kept)
+
+
+def read_records(path: str, lines: Optional[Sequence[str]] = None) -> list[Optional[dict]]:
+  """The JSON records of the jsonl file `path` (or of its `lines`), None for blank lines.
+  ValueError naming the file and line of a line that is not a JSON record with a "step"."""
+  if lines is None:
+    lines = fs.read_text(path).splitlines() if fs.exists(path) else []
+  records = []
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      records.append(None)
+      continue
+    try:
+      record = json.loads(line)
+      record["step"] = int(record["step"])
+    except (ValueError, KeyError, TypeError) as err:
+      raise ValueError(f"{path}:{number}: not a metrics record ({type(err).__name__}: {err}): "
+                       f"{line[:80]!r}; delete or repair that line (or pass --overwrite to start "
+                       "over)") from None
+    records.append(record)
+  return records
 
 
 def _jsonable(value: float) -> Optional[float]:
@@ -259,6 +283,22 @@ class MetricsWriter:
         f"{k}={v}" if isinstance(v, str) else f"{k}={float(v):.4g}"
         for k, v in sorted(metrics.items())))
 
+  def has_eval(self, step: int) -> bool:
+    """Whether eval_metrics.jsonl holds a record of `step` (True on processes other than 0)."""
+    if not self.is_main:
+      return True
+    return any(r is not None and r["step"] == step for r in read_records(self.eval_path))
+
+  def last_records(self) -> tuple[dict, dict]:
+    """(the last training record, the last evaluation record) in the jsonl files, without their
+    "step" and the "eval_" prefix ({} where there is none; {} on processes other than 0)."""
+    if not self.is_main:
+      return {}, {}
+    last = lambda path: next((r for r in reversed(read_records(path)) if r is not None), {})
+    train = {k: v for k, v in last(self.train_path).items() if k != "step"}
+    evals = {k.removeprefix("eval_"): v for k, v in last(self.eval_path).items() if k != "step"}
+    return train, evals
+
   def print(self, message: str) -> None:
     """A console line that does not break the progress bar (process 0 only)."""
     if not self.is_main:
@@ -298,7 +338,6 @@ class MetricsWriter:
       self._wandb.finish()
       self._wandb = None
     if self.is_main and self.curves:
-      read = lambda path: ([json.loads(l) for l in fs.read_text(path).splitlines() if l.strip()]
-                           if fs.exists(path) else [])
+      read = lambda path: [r for r in read_records(path) if r is not None]
       write_curves(fs.join(self.workdir, CURVES_FILE), read(self.train_path),
                    read(self.eval_path), self.curves, self.references)

@@ -36,8 +36,10 @@ def cache_env(tmp_path_factory) -> dict:
 
 
 def _saving_bindings(steps: int) -> list[str]:
+  """Saves every step asynchronously; evaluates every 4 steps (one batch) and draws curves.png."""
   return tiny_bindings(steps, CheckpointConfig__save_every=1, CheckpointConfig__async_save=True,
-                       CheckpointConfig__keep_latest=2)
+                       CheckpointConfig__keep_latest=2, DataConfig__eval_every=4,
+                       DataConfig__eval_batches=1, LogConfig__curves=True)
 
 
 def _step_dirs(workdir) -> tuple[list[int], list[str]]:
@@ -77,7 +79,8 @@ class _Run:
 
 def _kill_at_random_moments(tmp_path, env, *, steps: int, trials: int, seed: int):
   """`trials` runs on one workdir, each SIGKILLed 0-1.5 s (seeded) after its first step, then a
-  run to the end; checks each resume and compares the result with an uninterrupted run."""
+  run to the end; checks each resume and compares the result (metrics, evaluation records,
+  curves.png, final params) with an uninterrupted run."""
   bindings = _saving_bindings(steps)
   straight = tmp_path / "straight"
   out = _Run(straight, bindings, env).finish(timeout=600)
@@ -124,6 +127,9 @@ def _kill_at_random_moments(tmp_path, env, *, steps: int, trials: int, seed: int
   for want, got in zip(reference, resumed):
     assert {k: got[k] for k in DETERMINISTIC_KEYS} == {k: want[k] for k in DETERMINISTIC_KEYS}, \
         f"step {want['step']} differs after {kills} kills"
+  # Every evaluation is recorded once, as in the uninterrupted run, and so are the curves.
+  for name in ("eval_metrics.jsonl", "curves.png"):
+    assert (workdir / name).read_bytes() == (straight / name).read_bytes(), name
   want, got = _flat_params(straight), _flat_params(workdir)
   assert want.keys() == got.keys()
   for name in want:
