@@ -8,6 +8,17 @@ from random initialisation, the paper's "no pre-training" control):
         --data_dir=../shared/data/glue [--tokenizer=SPEC] [--random_baseline] [--workdir=DIR]
     python -m electra_jax.quality --init=random --size=small --tasks=sst2,cola ...
 
+Pre-training mode on text (--pretrain_text): first builds the shards under WORKDIR/data from
+--pretrain_corpus (plain-text files, directories or globs; optional) plus the training text of
+every --tasks task without its labels (finetune.task_text; dev and test text never enter), with
+a SentencePiece vocabulary of --vocab_size pieces trained on that text and rows of --seq_len
+tokens (prepare_text_data; steps whose output exists are reused), then runs as below.
+--task_data_dir TASK=DIR gives a task data of its own (e.g. chunk=../shared/data beside GLUE's
+--data_dir); --probe TASK turns on the linear probe of electra_jax.pretrain.probe on a GLUE
+classification task at every evaluation of both runs (and draws it against a random network
+in the curves); --budgets 0.5,1 also fine-tunes each run's checkpoint at those fractions of its
+steps (rows "electra@0.5", ...).
+
 Pre-training mode (--pretrain_data DIR, a shard directory built by
 data_pipelines.build_pretraining_data): pre-trains two models with `train.train_and_evaluate`,
 both from experiments/EXPERIMENT.gin + the --pretrain_set bindings:
@@ -271,6 +282,10 @@ def _read_jsonl(path: Path) -> list[dict]:
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+class Preempted(RuntimeError):
+  """A pre-training run stopped by a signal: the quality run stops too (a rerun resumes)."""
+
+
 def pretrain(configs: dict, workdir: str) -> dict:
   """Runs each config with train.train_and_evaluate in WORKDIR/<name>; returns, per name,
   {"workdir", "objective", "steps", "flops_per_step", "total_flops", "seconds" (wall time of
@@ -282,7 +297,9 @@ def pretrain(configs: dict, workdir: str) -> dict:
     print(f"pre-training {name} ({config.objective.kind}) for {config.train_steps} steps in "
           f"{run_dir}", file=sys.stderr)
     start = time.perf_counter()
-    train_and_evaluate(config, str(run_dir))
+    if train_and_evaluate(config, str(run_dir))["preempted"]:
+      raise Preempted(f"pre-training {name} was stopped (SIGTERM / Ctrl-C) and saved in "
+                      f"{run_dir}; run the same command to resume it")
     per_step = flops_per_step(config)
     summary[name] = {"workdir": str(run_dir), "objective": config.objective.kind,
                      "steps": config.train_steps, "flops_per_step": per_step,
@@ -516,6 +533,9 @@ def main(argv=None) -> int:
   except (ValueError, FileNotFoundError) as err:
     print(f"error: {err}", file=sys.stderr)
     return 2
+  except Preempted as err:
+    print(f"stopped: {err}", file=sys.stderr)
+    return 1
   print(format_table(rows))
   if pretraining:
     for name, run in report["pretraining"].items():

@@ -461,3 +461,25 @@ def test_build_and_special_errors(tmp_path):
   vocab.write_text("[PAD]\n[CLS]\n")
   with pytest.raises(ValueError, match=r"lacks the special tokens \['\[SEP\]', '\[MASK\]'\]"):
     ob.SpecialIds.from_vocab_file(vocab)
+
+
+@pytest.mark.parametrize("prior_bias", [True, False])
+def test_prior_bias_starts_the_replaced_token_head_at_the_prior(prior_bias):
+  objective = ob.ObjectiveConfig(mask_prob=0.2, prior_bias=prior_bias)
+  model = ob.build_pretraining_model(DISC, GEN, "tied", objective)
+  params = nn.unbox(ob.init_fn(model, L, objective)(jax.random.key(0)))
+  bias = np.asarray(params["discriminator"]["discriminator_predictions"]["dense_prediction"]["bias"])
+  want = math.log(0.2 / 0.8) if prior_bias else 0.0
+  np.testing.assert_allclose(bias, [want], rtol=1e-6)
+  # everything else is the init of the official bias: same key, same values
+  official = nn.unbox(ob.init_fn(model, L, ob.ObjectiveConfig(prior_bias=False))(jax.random.key(0)))
+  same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), params, official)
+  same["discriminator"]["discriminator_predictions"]["dense_prediction"]["bias"] = True
+  assert all(jax.tree.leaves(same))
+
+
+def test_prior_bias_leaves_a_model_without_the_head_alone():
+  objective = ob.ObjectiveConfig(kind="mlm", prior_bias=True)
+  model = ob.build_pretraining_model(DISC, GEN, "tied", objective)
+  params = ob.init_fn(model, L, objective)(jax.random.key(0))
+  assert "discriminator_predictions" not in params["discriminator"]

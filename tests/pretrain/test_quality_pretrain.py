@@ -3,6 +3,7 @@ equal analytic FLOPs on tiny shards, then ELECTRA, MLM and random init fine-tune
 SST-2 with three seeds; the table, the curves PNG and the JSON of all numbers."""
 
 import json
+import types
 
 import numpy as np
 import pytest
@@ -114,3 +115,20 @@ def test_a_cloud_workdir_is_refused_before_any_work(capsys):
   assert exit_info.value.code == 2
   assert ("--workdir gs://b/q: electra_jax.quality writes a local workdir only"
           in capsys.readouterr().err)
+
+
+def test_a_preempted_pretraining_stops_the_quality_run(tmp_path, monkeypatch):
+  """SIGTERM / Ctrl-C saves the running pre-training and ends electra-quality there: it does
+  not go on to the next run (which then trained on a machine meant to be stopping)."""
+  ran = []
+
+  def fake_train(config, workdir):
+    ran.append(workdir)
+    return {"step": 7, "preempted": True, "train": {}, "eval": {}}
+
+  monkeypatch.setattr(quality, "train_and_evaluate", fake_train)
+  monkeypatch.setattr(quality, "_check_reusable", lambda workdir, config: None)
+  with pytest.raises(quality.Preempted, match="run the same command to resume"):
+    run = types.SimpleNamespace(objective=types.SimpleNamespace(kind="electra"), train_steps=10)
+    quality.pretrain({"electra": run, "mlm": run}, str(tmp_path))
+  assert ran == [str(tmp_path / "electra")]

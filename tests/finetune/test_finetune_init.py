@@ -1,0 +1,38 @@
+"""Fine-tuning starts from the pre-trained network, every tensor of it: the encoder the task
+model trains from is the checkpoint's discriminator encoder, bit for bit."""
+
+import jax
+import numpy as np
+
+from electra_jax.finetune.config import FinetuneConfig
+from electra_jax.finetune.kinds import KINDS
+from electra_jax.finetune.train import _merge_initial, load_initial
+from electra_jax.model.pretraining import split_pretraining_params
+from tests.io.test_convert import _pretraining, _write_electra_jax_checkpoint
+
+
+def test_every_encoder_tensor_of_the_task_model_is_the_pretrained_one(tmp_path):
+  joint, params = _pretraining("tied")
+  workdir = tmp_path / "pretrained"
+  _write_electra_jax_checkpoint(workdir, joint, params)
+  _, disc = split_pretraining_params(params, "tied")
+
+  config = FinetuneConfig(task="sst2", init=str(workdir), data_dir=str(tmp_path))
+  model_config, initial = load_initial(config, joint.disc_config.vocab_size)
+  model = KINDS["classification"].model(model_config, 2, "official", None)
+  ids = np.zeros((1, 8), np.int32)
+  fresh = jax.tree.map(np.asarray, model.init(jax.random.key(3), ids, ids, ids)["params"])
+  fresh = jax.tree.map(lambda x: getattr(x, "value", x), fresh,
+                       is_leaf=lambda x: hasattr(x, "value"))
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  merged, taken = _merge_initial(fresh, initial, {k: device for k in fresh})
+
+  assert taken == ["electra"]
+  want = jax.tree_util.tree_leaves_with_path(disc["electra"])
+  got = dict(jax.tree_util.tree_leaves_with_path(merged["electra"]))
+  assert len(got) == len(want) > 0
+  for path, value in want:
+    np.testing.assert_array_equal(np.asarray(got[path]), np.asarray(value),
+                                  err_msg=jax.tree_util.keystr(path))
+  # the head is fresh: a classifier has no pre-trained counterpart
+  assert set(merged) - {"electra"} and not set(merged) - {"electra"} & set(initial)
