@@ -77,6 +77,24 @@ from step times measured on a loaded machine; 1200 steps save ~5 min):
         --gin_bindings='FinetuneConfig.num_epochs = 2.0' \
         --gin_bindings='FinetuneConfig.progress = False' \
         --workdir=workdirs/claim_cpu
+
+The in-domain CPU protocol (README, "Does pre-training pay?"): general text plus the unlabelled
+training text of SST-2 and CoNLL-2000, an 8,000-piece SentencePiece vocabulary, ELECTRA for
+1,000 steps of experiments/quality_cpu.gin against MLM at equal FLOPs, a probe on SST-2 at
+every evaluation, then 2,000 labelled examples of each task, 3 seeds:
+
+    python -m electra_jax.quality --pretrain_text --experiment=quality_cpu \
+        --pretrain_corpus=../shared/data/wikitext103/wiki.train.tokens.prefix \
+        --pretrain_steps=1000 --probe=sst2 --tasks=sst2,chunk --seeds=1,2,3 \
+        --data_dir=../shared/data/glue --task_data_dir=chunk=../shared/data \
+        --gin_bindings='FinetuneConfig.max_train_examples = 2000' \
+        --gin_bindings='FinetuneConfig.train_sample_seed = 0' \
+        --gin_bindings='FinetuneConfig.max_seq_length = 64' \
+        --gin_bindings='FinetuneConfig.num_epochs = 3.0' \
+        --gin_bindings='FinetuneConfig.learning_rate = 1e-3' \
+        --gin_bindings='FinetuneConfig.layerwise_lr_decay = 1.0' \
+        --gin_bindings='FinetuneConfig.progress = False' \
+        --workdir=workdirs/quality_cpu
 """
 
 from __future__ import annotations
