@@ -244,6 +244,7 @@ def _cli_data(tmp_path):
   return copy, bad
 
 
+@pytest.mark.slow  # a whole CLI run in a subprocess (about 45 s); the reader's own tests stay
 def test_cli_stops_on_a_corrupt_shard_with_one_error_line_and_the_config_can_skip_it(tmp_path, capsys):
   data, bad = _cli_data(tmp_path)
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")

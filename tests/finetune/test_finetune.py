@@ -135,7 +135,7 @@ def test_empty_dev_split_is_one_error_before_training(tmp_path, vocab):
   assert not (tmp_path / "work" / "seed_1").exists()
 
 
-@pytest.mark.parametrize("select", ["final", "best"])
+@pytest.mark.parametrize("select", ["final", pytest.param("best", marks=pytest.mark.slow)])
 def test_select_final_or_best_evaluation(tmp_path, vocab, monkeypatch, select):
   """Dev accuracy scripted per evaluation as 50, 70, 90, 60: "final" reports the last one
   (step 4), "best" the highest (step 3); checkpoint and predictions follow the same choice."""

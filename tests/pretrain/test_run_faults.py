@@ -53,6 +53,7 @@ def _killed_between_save_and_eval(workdir, monkeypatch, capsys) -> dict:
   return resumed
 
 
+@pytest.mark.slow  # the default suite's budget; the SIGKILL tests redo evals too
 def test_eval_lost_to_a_kill_is_redone_and_a_finished_run_reports_its_metrics(
     tmp_path, monkeypatch, capsys):
   resumed = _killed_between_save_and_eval(tmp_path, monkeypatch, capsys)
