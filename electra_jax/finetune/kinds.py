@@ -409,7 +409,8 @@ class Tagging(TaskKind):
                                      on_malformed=config.on_malformed), n)
 
   def label_set(self, task, train_examples):
-    return tag_set([s.tags for s in train_examples])
+    """The task's own tag inventory where it has one (CoNLL-2000), else the training tags."""
+    return task.labels or tag_set([s.tags for s in train_examples])
 
   def featurize(self, task, config, hp, tokenizer, name, examples, labels, training):
     arrays, owners = tagging.featurize(examples, tokenizer, hp.max_seq_length,

@@ -32,8 +32,8 @@ class Task:
   """One fine-tuning task.
 
   labels: class names in output-index order, as they appear in the native files (GLUE TSV
-    label column); empty for regression and span tasks; tagging tasks take the tag set from
-    the training file (sorted, "O" first).
+    label column); empty for regression and span tasks; a tagging task's fixed inventory (chunk:
+    CoNLL-2000's 23 tags), or empty to take the tag set of the training file (sorted, "O" first).
   dev_splits: names of the evaluation splits (MNLI: matched and mismatched); metric names of
     the second and later splits get the split's suffix (e.g. "accuracy_mismatched").
   files: split name -> file name under `data_dir/glue_dir` (native format).
@@ -155,6 +155,11 @@ _BINARY = ("0", "1")
 _OWN_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 _ENTAIL2 = ("entailment", "not_entailment")
 
+# CoNLL-2000's chunk inventory (O, then B-/I- of its 11 phrase types): fixed by the task, not by
+# the training file, whose tags miss I-LST (2 of test.txt's tokens carry it).
+_CHUNK_TAGS = ("O",) + tuple(f"{p}-{t}" for p in "BI" for t in (
+    "ADJP", "ADVP", "CONJP", "INTJ", "LST", "NP", "PP", "PRT", "SBAR", "UCP", "VP"))
+
 TASKS: dict[str, Task] = {t.name: t for t in [
     _glue("cola", "CoLA", _BINARY, ("mcc", "accuracy"), "mcc", "glue/cola",
           class_names=("unacceptable", "acceptable")),
@@ -197,7 +202,7 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          "", {}, tfds_splits=_OWN_SPLITS, columns=("text", None, "labels")),
     Task("tagging", "tagging", (), ("f1", "precision", "recall", "accuracy"), "f1", "", {},
          tfds_splits=_OWN_SPLITS, test_splits=(), columns=("tokens", None, "tags")),
-    Task("chunk", "tagging", (), ("f1", "precision", "recall"), "f1", "conll2000",
+    Task("chunk", "tagging", _CHUNK_TAGS, ("f1", "precision", "recall"), "f1", "conll2000",
          {"train": "train.txt", "dev": "test.txt"}, test_splits=(), max_seq_length=256),
     Task("ner", "tagging", (), ("f1", "precision", "recall"), "f1", "conll2003",
          {"train": "train.txt", "dev": "valid.txt", "test": "test.txt"}, test_splits=()),

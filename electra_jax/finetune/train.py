@@ -114,7 +114,10 @@ def load_task_data(task: Task, config: FinetuneConfig, hp: Hparams, tokenizer) -
   """Reads and featurises the train split, every dev split and the test splits on disk."""
   kind = KINDS[task.kind]
   train_ex = _train_examples(task, config)
-  labels = kind.label_set(task, train_ex)
+  # the classes / tags of the whole training split, also when training on a subset of it (a
+  # subset may miss a rare tag that the dev split holds)
+  labels = kind.label_set(task, train_ex if config.max_train_examples is None
+                          else kind.read(task, config, "train", None))
   if not train_ex:
     raise ValueError(f"task {task.name}: the training split is empty")
   train = kind.featurize(task, config, hp, tokenizer, "train", train_ex, labels, True)
