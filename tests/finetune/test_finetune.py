@@ -193,6 +193,7 @@ def test_cli_names_each_seeds_outputs_and_next_commands(tmp_path, vocab, monkeyp
       f"  upload offline W&B runs: wandb sync {work}/seed_*/wandb/offline-run-*",
       "next:",
       f"  export to Hugging Face: electra-convert {work}/seed_2/final OUT_DIR",
+      "  then in Python: transformers.pipeline('text-classification', model='OUT_DIR')",
       f"  score new text: electra-predict --model={work} --input=FILE.tsv "
       "--output=predictions.tsv"]) + "\n"), err
   for seed in (2, 5):

@@ -18,7 +18,7 @@ def test_tiny_sst2_beats_majority(shared_data, tmp_path):
     pytest.skip(f"SST-2 or the BERT vocab is missing under {shared_data}")
   cfg = FinetuneConfig(task="sst2", init="random", size="tiny", data_dir=str(glue),
                        tokenizer=f"wordpiece:{vocab}", max_train_examples=2000,
-                       max_seq_length=32, num_epochs=2.0, learning_rate=1e-3,
+                       max_seq_length=32, num_epochs=4.0, learning_rate=1e-3,
                        layerwise_lr_decay=1.0, progress=False, save_checkpoint=False)
   results = ft.finetune_and_evaluate(cfg, str(tmp_path))
   dev = (glue / "SST-2" / "dev.tsv").read_text().splitlines()[1:]

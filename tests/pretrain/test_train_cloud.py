@@ -94,7 +94,9 @@ def test_run_on_ram_data_and_workdir_resumes_bitwise_as_a_local_run(tmp_path, tm
     assert {k: got[k] for k in DETERMINISTIC_KEYS} == {k: want[k] for k in DETERMINISTIC_KEYS}
   assert result["step"] == STEPS and sorted(result["steps"]) == [STOP, STEPS]
   assert f"restored step {STOP} from {tmp_path / 'checkpoints'}" in proc.stderr
-  assert result["files"] == ["config.gin", "config.json", "curves.png", "metrics.jsonl",
+  # The resume extends num_train_steps: the first segment's config stays beside the new one.
+  assert result["files"] == ["config.gin", "config.json", "config.until_step_2.gin",
+                             "config.until_step_2.json", "curves.png", "metrics.jsonl",
                              "tensorboard", "tokenizer"]
   assert result["tensorboard"] and result["config_json"]
   # Files rewritten by the resumed run (curves.png, the tokenizer) are whole, as the local ones.
