@@ -52,7 +52,7 @@ def small_run(workdir, shards, steps: int, *bindings: str, schedule: int = 0) ->
   return train_and_evaluate(config, workdir)
 
 
-@pytest.mark.slow  # 2 min; the default suite keeps the full ELECTRA test, which fails the same way
+@pytest.mark.slow  # 2 min
 def test_uniform_replacements_are_detected(tmp_path, shards):
   """The trivial task (replacements uniform over the vocabulary): a learning discriminator
   separates them almost perfectly within 300 steps. Measured (eval, 10 batches) at steps
@@ -65,6 +65,8 @@ def test_uniform_replacements_are_detected(tmp_path, shards):
   assert ev["disc_loss"] < 0.7 * ev["disc_prior_loss"], ev
 
 
+@pytest.mark.slow  # 4-6 min on 2 cores; the default suite's learning guard is the faster
+# tests/pretrain/test_pretraining_transfers.py (losses against their priors, and the probe)
 def test_electra_learns_past_its_priors(tmp_path, shards):
   """Full ELECTRA (generator 1/4 wide, temperature 1), 300 steps of a 400-step schedule.
   Measured at step 300 (eval, 10 batches): gen_accuracy 0.087 against the unigram 0.055,
