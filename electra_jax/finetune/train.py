@@ -67,10 +67,6 @@ from electra_jax.runtime.metrics import (CURVES_FILE, MetricsWriter, WandbRun, i
 from electra_jax.runtime.optim import OptimizerConfig, make_optimizer
 from electra_jax.runtime.step import make_train_step
 
-SEQUENCE_KINDS = ("classification", "regression", "multilabel")
-PIPELINES = {"classification": "text-classification", "regression": "text-classification",
-             "multilabel": "text-classification", "tagging": "token-classification",
-             "span": "question-answering"}
 RUN_RECORD = "finetune_config.json"  # WORKDIR's config: what its seeds were trained with
 SEED_RECORD = "result.json"  # WORKDIR/seed_S's finished result, written last
 # FinetuneConfig fields that change only how a run is shown or spread, not its results: a rerun
@@ -581,14 +577,14 @@ def closing_message(workdir: str, results: dict) -> str:
   if fs.glob(fs.join(workdir, "seed_*", "wandb", "offline-run-*")):
     lines.append(f"  upload offline W&B runs: wandb sync {q(workdir)}/seed_*/wandb/offline-run-*")
   if models:
-    kind = get_task(results["task"]).kind
-    if kind in SEQUENCE_KINDS and results["config"]["head"] == "official":
+    kind = KINDS[get_task(results["task"]).kind]
+    if kind.sequence_level and results["config"]["head"] == "official":
       lines += ["next:", f"  export the encoder (the paper's head has no transformers class): "
                 f"electra-convert {q(models[0])} OUT_DIR --architecture ElectraModel"]
     else:
       lines += ["next:", f"  export to Hugging Face: electra-convert {q(models[0])} OUT_DIR",
-                f"  then in Python: transformers.pipeline({PIPELINES[kind]!r}, model='OUT_DIR')"]
-    if kind in SEQUENCE_KINDS:
+                f"  then in Python: transformers.pipeline({kind.pipeline!r}, model='OUT_DIR')"]
+    if kind.sequence_level:
       lines.append(f"  score new text: electra-predict --model={q(workdir)} --input=FILE.tsv "
                    "--output=predictions.tsv")
   return "\n".join(lines)
