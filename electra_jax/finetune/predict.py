@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from data_pipelines import glue, tables
 from electra_jax.finetune.kinds import KINDS
 from electra_jax.finetune.tasks import Task, get_task, with_columns
-from electra_jax.finetune.train import Runner, load_finetuned
+from electra_jax.finetune.runner import Runner, load_finetuned
 from electra_jax.floor import fs
 from electra_jax.io.load import load_tokenizer
 from electra_jax.io.native import NATIVE_CONFIG

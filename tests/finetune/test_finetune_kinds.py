@@ -14,7 +14,7 @@ import pytest
 from electra_jax.finetune import kinds, predict, tasks
 from electra_jax.finetune import train as ft
 from electra_jax.finetune.config import resolve_hparams, resolve_task
-from electra_jax.finetune.train import Runner
+from electra_jax.finetune.runner import Runner
 from electra_jax.runtime import mesh as shd
 from finetune_testlib import finetune_config, vocab  # noqa: F401 (fixture)
 
