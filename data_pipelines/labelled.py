@@ -2,14 +2,14 @@
 split, read into the examples fine-tuning featurises.
 
     path = split_file("data/", "dev")                          # data/dev.csv, validation.jsonl ...
-    examples = read_texts(rows, "classification", ("review", None, "stars"), labelled=True)
+    examples = read_texts(rows, class_label, ("review", None, "stars"), labelled=True)
 
 Splits: DATA_DIR/<stem>.<suffix> with the stems of SPLIT_STEMS (train; dev or validation; test)
-and a table suffix (.tsv .csv .jsonl .json .parquet). Kinds of label:
-  classification  one class per row: a string or an integer (kept as its name, "3")
-  regression      a number (a numeric string in TSV/CSV)
-  multilabel      a list of class names (JSON, Parquet, a Hugging Face Sequence), or in TSV/CSV a
-                  string of names separated by commas ("" for none)
+and a table suffix (.tsv .csv .jsonl .json .parquet). Kinds of label, each read by its function:
+  class_label       one class per row: a string or an integer (kept as its name, "3")
+  number_label      a number (a numeric string in TSV/CSV)
+  class_list_label  a list of class names (JSON, Parquet, a Hugging Face Sequence), or in TSV/CSV
+                    a string of names separated by commas ("" for none)
   tagging         the words column and the tags column each hold a list per row, of equal length
 A Hugging Face ClassLabel column (or a Sequence of them) gives its class names, not the ids.
 A missing column, an empty text or a label of the wrong type is a ValueError naming the row
@@ -18,7 +18,7 @@ A missing column, an empty text or a label of the wrong type is a ValueError nam
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 from data_pipelines.glue import MalformedRows, TextExample
 from data_pipelines.tables import SUFFIXES
@@ -59,42 +59,58 @@ def _name(value) -> str:
   return str(value)
 
 
-def _label(kind: str, raw, names: Optional[Sequence[str]]):
-  """The label of one row (ValueError with the reason when it has the wrong type)."""
+def class_label(raw, names: Optional[Sequence[str]] = None) -> str:
+  """One class per row: a string or an integer (kept as its name, "3"); names: the class names of
+  Hugging Face ClassLabel ids (-1: no label, as in GLUE's test splits). ValueError with the
+  reason when the label has the wrong type."""
   if raw is None or raw == "":
-    if kind == "multilabel":
-      return ()
     raise ValueError("no label")
-  if names is not None:  # Hugging Face ClassLabel ids; -1: none (as in GLUE's test splits)
-    if kind != "multilabel" and raw < 0:
+  if names is not None:
+    if raw < 0:
       raise ValueError("no label (class id -1)")
-    return tuple(names[i] for i in raw) if kind == "multilabel" else names[raw]
-  if kind == "regression":
-    if isinstance(raw, bool):
-      raise ValueError(f"label {raw!r} is not a number")
-    try:
-      return float(raw)
-    except (TypeError, ValueError):
-      raise ValueError(f"label {raw!r} is not a number") from None
-  if kind == "multilabel":
-    items = raw.split(",") if isinstance(raw, str) else raw
-    if not isinstance(items, (list, tuple)):
-      raise ValueError(f"label {raw!r} is not a list of class names")
-    return tuple(sorted({_name(i).strip() for i in items if _name(i).strip()}))
+    return names[raw]
   if isinstance(raw, (list, tuple, dict)):
     raise ValueError(f"label {raw!r} is not one class (a multilabel task reads lists)")
   return _name(raw)
+
+
+def number_label(raw, names: Optional[Sequence[str]] = None) -> float:
+  """A number (a numeric string in TSV/CSV); ValueError when it is none."""
+  if raw is None or raw == "":
+    raise ValueError("no label")
+  if names is not None:  # a ClassLabel column, as class_label reads it
+    return class_label(raw, names)
+  if isinstance(raw, bool):
+    raise ValueError(f"label {raw!r} is not a number")
+  try:
+    return float(raw)
+  except (TypeError, ValueError):
+    raise ValueError(f"label {raw!r} is not a number") from None
+
+
+def class_list_label(raw, names: Optional[Sequence[str]] = None) -> tuple[str, ...]:
+  """The sorted class names of a row: a list, or in TSV/CSV names separated by commas ("" and a
+  missing value: none)."""
+  if raw is None or raw == "":
+    return ()
+  if names is not None:
+    return tuple(names[i] for i in raw)
+  items = raw.split(",") if isinstance(raw, str) else raw
+  if not isinstance(items, (list, tuple)):
+    raise ValueError(f"label {raw!r} is not a list of class names")
+  return tuple(sorted({_name(i).strip() for i in items if _name(i).strip()}))
 
 
 def _is_text(value) -> bool:
   return isinstance(value, str) and bool(value.strip())
 
 
-def read_texts(rows: Iterable[tuple[str, dict]], kind: str, columns: tuple, labelled: bool,
-               class_names: Optional[Sequence[str]] = None, on_malformed: str = "error"
-               ) -> list[TextExample]:
+def read_texts(rows: Iterable[tuple[str, dict]], label_of: Callable, columns: tuple,
+               labelled: bool, class_names: Optional[Sequence[str]] = None,
+               on_malformed: str = "error") -> list[TextExample]:
   """TextExamples (guid: the row's index) of classification / regression / multilabel rows
-  [(where, {column: value})]; columns: (text, text pair or None, label). class_names: the
+  [(where, {column: value})]; label_of(raw, class_names): a row's label (class_label,
+  number_label, class_list_label); columns: (text, text pair or None, label). class_names: the
   names of a ClassLabel label column's ids (Hugging Face), else None."""
   text, pair, label = columns
   errors = MalformedRows(on_malformed)
@@ -109,7 +125,7 @@ def read_texts(rows: Iterable[tuple[str, dict]], kind: str, columns: tuple, labe
     value = None
     if labelled:
       try:
-        value = _label(kind, row[label], class_names)
+        value = label_of(row[label], class_names)
       except ValueError as e:
         errors.report(where, f"column {label!r}: {e}")
         continue

@@ -215,6 +215,52 @@ def test_old_import_paths_work_with_a_deprecation_warning():
   assert lines[3] == "True True True"
 
 
+# Inference (electra-predict, load_classifier) runs a fine-tuned model without the training loops:
+# no module it imports, at any depth, is one of these.
+INFERENCE = ("electra_jax.finetune.predict", "electra_jax.finetune.classifier")
+TRAINING_LOOPS = {"electra_jax.finetune.train", "electra_jax.pretrain.train"}
+
+
+def _module_file(module: str):
+  """The file of a dotted electra_jax / data_pipelines module name; None if it is no module."""
+  base = ROOT.joinpath(*module.split("."))
+  for path in (base.with_suffix(".py"), base / "__init__.py"):
+    if path.is_file():
+      return path
+  return None
+
+
+def _reachable(module: str) -> set:
+  """Every module `module` imports, directly or through others (`from PACKAGE import name`
+  counts PACKAGE.name where that is a module)."""
+  seen, todo = set(), [module]
+  while todo:
+    path = _module_file(todo.pop())
+    for node in ast.walk(ast.parse(path.read_text())):
+      names = []
+      if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+      elif isinstance(node, ast.ImportFrom):
+        names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+      for name in names:
+        if name not in seen and name.split(".")[0] in ("electra_jax", "data_pipelines") \
+            and _module_file(name) is not None:
+          seen.add(name)
+          todo.append(name)
+  return seen
+
+
+@pytest.mark.parametrize("module", INFERENCE)
+def test_inference_imports_no_training_loop(module):
+  loops = _reachable(module) & TRAINING_LOOPS
+  assert not loops, f"{module} imports the training loop {sorted(loops)}"
+
+
+def test_the_reachability_check_sees_a_training_loop():
+  assert "electra_jax.finetune.train" in _reachable("electra_jax.finetune.sweep")
+  assert "electra_jax.finetune.runner" in _reachable("electra_jax.finetune.classifier")
+
+
 def test_importing_io_loads_no_training_code():
   probe = ("import sys, electra_jax.io.load, electra_jax.io.convert; "
            "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('electra_jax.')}))")
@@ -222,3 +268,10 @@ def test_importing_io_loads_no_training_code():
                        timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert out.returncode == 0, out.stderr
   assert out.stdout.split("\n")[-2] == "['floor', 'io', 'model']", out.stdout
+
+
+def test_load_finetuned_old_path_works_with_a_deprecation_warning():
+  from electra_jax.finetune import runner, train
+  with pytest.warns(DeprecationWarning, match="electra_jax.finetune.train.load_finetuned moved "
+                                              "to electra_jax.finetune.runner.load_finetuned"):
+    assert train.load_finetuned is runner.load_finetuned

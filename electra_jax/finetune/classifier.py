@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from data_pipelines.glue import TextExample
+from electra_jax.finetune.kinds import KINDS
 from electra_jax.finetune.predict import (Predictor, finetune_record, load_predictor,
                                           resolve_model_dir)
 
@@ -30,7 +31,7 @@ class Classifier:
 
   def __init__(self, predictor: Predictor, label_names: Sequence[str]):
     self.predictor = predictor
-    self.kind = predictor.task.kind
+    self.kind = KINDS[predictor.task.kind]
     self.label_names = tuple(label_names)
     self.tokenizer = predictor.tokenizer
 
@@ -48,17 +49,7 @@ class Classifier:
   def __call__(self, texts: Sequence[str], text_pairs: Optional[Sequence[str]] = None
                ) -> list[dict]:
     """One dict per text (see the module docstring)."""
-    out = np.asarray(self.logits(texts, text_pairs), np.float64)
-    if self.kind == "regression":
-      return [{"score": float(v)} for v in out]
-    if self.kind == "multilabel":
-      probs = 1 / (1 + np.exp(-out))
-      return [{"labels": [n for n, p in zip(self.label_names, row) if p > 0.5],
-               "scores": dict(zip(self.label_names, map(float, row)))} for row in probs]
-    probs = np.exp(out - out.max(axis=-1, keepdims=True))
-    probs /= probs.sum(axis=-1, keepdims=True)
-    return [{"label": self.label_names[int(np.argmax(row))], "score": float(row.max()),
-             "scores": dict(zip(self.label_names, map(float, row)))} for row in probs]
+    return self.kind.pipeline_results(self.label_names, self.logits(texts, text_pairs))
 
 
 def load_classifier(path: str, batch_size: int = 32,

@@ -18,14 +18,21 @@ Own-data tasks (Task.own_data) read data_pipelines.labelled splits and take thei
 set from the training split (sorted; recorded with the fine-tuned model); a dev or test label
 training never saw is an error naming its row.
 
-`KINDS[task.kind]` is the object of a `electra_jax.finetune.tasks.Task`.
+A kind also says how its metrics are computed (`metric_fns`), whether it reads sentence pairs,
+how electra-predict and load_classifier present its outputs (sequence-level kinds only) and which
+transformers pipeline runs its export. `KINDS[task.kind]` is the object of a
+`electra_jax.finetune.tasks.Task`; nothing else in fine-tuning asks a kind's name.
+
+Adding a kind: subclass TaskKind (or a kind below), give it a new `name`, `register` an
+instance and name it in a Task; tests/finetune/test_finetune_kinds.py fine-tunes and predicts
+with a toy kind added so.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -34,12 +41,15 @@ import numpy as np
 import optax
 
 from data_pipelines import glue, hf_source, labelled, squad, tables, tagging
+from electra_jax.finetune import metrics as gm
 from electra_jax.finetune import squad_eval
-from electra_jax.finetune.config import FinetuneConfig, Hparams
-from electra_jax.finetune.tasks import Task, class_names, label_ids, tag_set
 from electra_jax.floor import fs
 from electra_jax.model import heads
 from electra_jax.model.config import ModelConfig
+
+if TYPE_CHECKING:  # electra_jax.finetune.tasks and .config import this module
+  from electra_jax.finetune.config import FinetuneConfig, Hparams
+  from electra_jax.finetune.tasks import Task
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -135,23 +145,27 @@ def _own_rows(task: Task, config: FinetuneConfig, split: str):
   return rows, None
 
 
-def _own_labels(task: Task, examples: list, labels: tuple, name: str) -> np.ndarray:
-  """Class ids [N] int32 (multilabel: 0/1 [N, C] float32) of own-data examples over the
-  training split's `labels`; ValueError naming the first row whose label training never saw."""
-  index = {label: i for i, label in enumerate(labels)}
-  multi = task.kind == "multilabel"
-  out = np.zeros((len(examples), len(labels)) if multi else len(examples),
-                 np.float32 if multi else np.int32)
-  for row, e in enumerate(examples):
-    for label in (e.label if multi else (e.label,)):
-      if label not in index:
-        raise ValueError(f"{e.where}: label {label!r} of the {name} split never occurs in the "
-                         f"training split (its labels: {list(labels)})")
-      if multi:
-        out[row, index[label]] = 1.0
-      else:
-        out[row] = index[label]
-  return out
+def class_names(labels: Sequence) -> tuple[str, ...]:
+  """The sorted label set of a training split (numbers in numeric order: "2" before "10")."""
+  names = {str(label) for label in labels}
+  numeric = all(n.lstrip("-").isdigit() for n in names)
+  return tuple(sorted(names, key=int if numeric else None))
+
+
+def tag_set(train_tags: Sequence[Sequence[str]]) -> tuple[str, ...]:
+  """Sorted tag vocabulary of a tagging training set, "O" first when present."""
+  tags = sorted({t for sent in train_tags for t in sent})
+  if "O" in tags:
+    tags.remove("O")
+    tags.insert(0, "O")
+  if not tags:
+    raise ValueError("the tagging training set has no tags")
+  return tuple(tags)
+
+
+def _unseen(label, example, labels: tuple, name: str) -> ValueError:
+  return ValueError(f"{example.where}: label {label!r} of the {name} split never occurs in the "
+                    f"training split (its labels: {list(labels)})")
 
 
 def _limit(items: list, n: Optional[int]) -> list:
@@ -166,7 +180,23 @@ def _tfds_split(task: Task, split: str, n: Optional[int]) -> str:
 class TaskKind:
   """The per-kind steps of fine-tuning (see the module docstring)."""
 
+  name = ""  # Task.kind of the tasks of this kind
   targets: tuple[str, ...] = ("labels",)  # batch keys of the training targets
+  # {metric name: fn(labels, predictions) -> fraction} of the metrics Task.metrics may name
+  metric_fns: dict[str, Callable] = {}
+  text_pairs = False  # own data may name a second text column (text_pair_column)
+  unordered_pairs = False  # Task.unordered_pair may apply (FinetuneConfig.double_unordered)
+  sequence_level = False  # one prediction per text: electra-predict and load_classifier score it
+  pipeline = ""  # the transformers pipeline that runs its Hugging Face export
+
+  def metric_values(self, task: Task, labels: Sequence, predictions: Sequence) -> dict:
+    """Task.metrics of one split as fractions (Task.score gives them in percent)."""
+    out = {}
+    for metric in task.metrics:
+      if metric not in self.metric_fns:
+        raise ValueError(f"task {task.name}: no rule for metric {metric!r}")
+      out[metric] = self.metric_fns[metric](labels, predictions)
+    return out
 
   def read(self, task: Task, config: FinetuneConfig, split: str, n: Optional[int]) -> list:
     """The first `n` (all: None) examples of one split."""
@@ -216,13 +246,49 @@ class TaskKind:
     URL); returns its path."""
     raise NotImplementedError
 
+  # Sequence-level kinds only: how electra-predict and load_classifier present the predict
+  # step's outputs of new text.
+
+  def output_columns(self, labels: tuple) -> list[str]:
+    """The columns electra-predict adds to each input row."""
+    raise NotImplementedError
+
+  def table_fields(self, labels: tuple, outputs: np.ndarray) -> list[dict]:
+    """Per row {output column: value} from the predict step's outputs."""
+    raise NotImplementedError
+
+  def pipeline_results(self, names: tuple, outputs: np.ndarray) -> list[dict]:
+    """Per row what transformers' text-classification pipeline gives (top_k=1), class names
+    `names`: electra_jax.finetune.classifier."""
+    raise NotImplementedError
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+  probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+  return probs / probs.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+  return 1 / (1 + np.exp(-logits))
+
+
+# Metrics any kind with class ids or values per row may name.
+_ROW_METRICS = {"macro_f1": gm.macro_f1, "mcc": gm.matthews_corrcoef, "pearson": gm.pearson,
+                "spearman": gm.spearman}
+
 
 class Classification(TaskKind):
+
+  name = "classification"
+  label_of = staticmethod(labelled.class_label)  # an own-data row's label
+  metric_fns = {**_ROW_METRICS, "accuracy": gm.accuracy, "f1": gm.binary_f1}
+  text_pairs = unordered_pairs = sequence_level = True
+  pipeline = "text-classification"
 
   def read(self, task, config, split, n):
     if task.own_data:
       rows, names = _own_rows(task, config, split)
-      return _limit(labelled.read_texts(rows, task.kind, task.columns,
+      return _limit(labelled.read_texts(rows, self.label_of, task.columns,
                                         labelled=split not in task.test_splits,
                                         class_names=names, on_malformed=config.on_malformed), n)
     if config.tfds:
@@ -244,9 +310,19 @@ class Classification(TaskKind):
     return class_names(e.label for e in train_examples) if task.own_data else task.labels
 
   def _label_ids(self, task: Task, labels: tuple, examples: list, name: str) -> np.ndarray:
+    """Class ids [N] int32 over `labels`: own data, ValueError naming the first row whose label
+    training never saw; a built-in task, naming the labels outside its label set."""
+    index = {label: i for i, label in enumerate(labels)}
     if task.own_data:
-      return _own_labels(task, examples, labels, name)
-    return label_ids(task, [e.label for e in examples], f"{task.name} {name}")
+      unseen = next((e for e in examples if e.label not in index), None)
+      if unseen is not None:
+        raise _unseen(unseen.label, unseen, labels, name)
+    else:
+      bad = sorted({str(e.label) for e in examples if e.label not in index})
+      if bad:
+        raise ValueError(f"{task.name} {name}: labels {bad} are not in the label set of task "
+                         f"{task.name} {list(task.labels)}")
+    return np.asarray([index[e.label] for e in examples], np.int32)
 
   def featurize(self, task, config, hp, tokenizer, name, examples, labels, training):
     arrays = glue.featurize(examples, tokenizer, hp.max_seq_length)
@@ -275,6 +351,21 @@ class Classification(TaskKind):
   def _format(self, labels: tuple, pred) -> str:
     return labels[int(pred)]
 
+  def output_columns(self, labels):
+    return ["prediction"] + [f"probability_{label}" for label in labels]
+
+  def table_fields(self, labels, outputs):
+    """The label name and the softmax probabilities of the logits [N, C]."""
+    return [{"prediction": labels[int(np.argmax(row))],
+             **{f"probability_{label}": float(p) for label, p in zip(labels, row)}}
+            for row in _softmax(np.asarray(outputs, np.float64))]
+
+  def pipeline_results(self, names, outputs):
+    """{"label", "score": its softmax probability, "scores": every class name -> probability}."""
+    return [{"label": names[int(np.argmax(row))], "score": float(row.max()),
+             "scores": dict(zip(names, map(float, row)))}
+            for row in _softmax(np.asarray(outputs, np.float64))]
+
   def write_predictions(self, task, labels, split, preds, out_dir):
     """Dev predictions (index, prediction, gold label) or a GLUE test submission file."""
     fs.makedirs(out_dir)
@@ -290,6 +381,10 @@ class Classification(TaskKind):
 
 
 class Regression(Classification):
+
+  name = "regression"
+  label_of = staticmethod(labelled.number_label)
+  metric_fns = _ROW_METRICS
 
   def _native_labels(self, task):
     return None
@@ -321,8 +416,37 @@ class Regression(Classification):
   def _format(self, labels, pred):
     return f"{float(pred):.3f}"
 
+  def output_columns(self, labels):
+    return ["prediction"]
+
+  def table_fields(self, labels, outputs):
+    return [{"prediction": float(v)} for v in np.asarray(outputs, np.float64)]
+
+  def pipeline_results(self, names, outputs):
+    return [{"score": float(v)} for v in np.asarray(outputs, np.float64)]
+
 
 class MultiLabel(Classification):
+
+  name = "multilabel"
+  label_of = staticmethod(labelled.class_list_label)
+  unordered_pairs = False
+
+  def metric_values(self, task, labels, predictions):
+    scores = gm.multilabel(labels, predictions)
+    return {metric: scores[metric] for metric in task.metrics}
+
+  def _label_ids(self, task, labels, examples, name):
+    """0/1 [N, C] float32 over `labels`; ValueError naming the first row whose label training
+    never saw."""
+    index = {label: i for i, label in enumerate(labels)}
+    out = np.zeros((len(examples), len(labels)), np.float32)
+    for row, e in enumerate(examples):
+      for label in e.label:
+        if label not in index:
+          raise _unseen(label, e, labels, name)
+        out[row, index[label]] = 1.0
+    return out
 
   def references(self, task, labels, train, dev):
     """The primary dev metric of predicting each class that most training rows carry."""
@@ -342,10 +466,26 @@ class MultiLabel(Classification):
   def _format(self, labels, pred):
     return ",".join(label for label, on in zip(labels, pred) if on)
 
+  def table_fields(self, labels, outputs):
+    """The comma-joined names of the classes whose sigmoid exceeds 0.5, and every sigmoid."""
+    return [{"prediction": ",".join(l for l, p in zip(labels, row) if p > 0.5),
+             **{f"probability_{label}": float(p) for label, p in zip(labels, row)}}
+            for row in _sigmoid(np.asarray(outputs, np.float64))]
+
+  def pipeline_results(self, names, outputs):
+    return [{"labels": [n for n, p in zip(names, row) if p > 0.5],
+             "scores": dict(zip(names, map(float, row)))}
+            for row in _sigmoid(np.asarray(outputs, np.float64))]
+
 
 class Span(TaskKind):
 
+  name = "span"
   targets = ("start_positions", "end_positions")
+  pipeline = "question-answering"
+
+  def metric_values(self, task, labels, predictions):
+    raise ValueError(f"task {task.name} is scored with electra_jax.finetune.squad_eval")
 
   def read(self, task, config, split, n):
     if config.tfds:
@@ -396,7 +536,17 @@ class Span(TaskKind):
     return path
 
 
+def _span_metric(name: str) -> Callable:
+  """One of the chunk-level metrics of gm.span_f1 (tag lists per sentence)."""
+  return lambda labels, predictions: gm.span_f1(labels, predictions)[name]
+
+
 class Tagging(TaskKind):
+
+  name = "tagging"
+  metric_fns = {**_ROW_METRICS, "accuracy": gm.token_accuracy, "f1": _span_metric("f1"),
+                "precision": _span_metric("precision"), "recall": _span_metric("recall")}
+  pipeline = "token-classification"
 
   def read(self, task, config, split, n):
     if task.own_data:
@@ -448,5 +598,16 @@ class Tagging(TaskKind):
     return path
 
 
-KINDS = {"classification": Classification(), "regression": Regression(),
-         "multilabel": MultiLabel(), "span": Span(), "tagging": Tagging()}
+KINDS: dict[str, TaskKind] = {}
+
+
+def register(kind: TaskKind) -> TaskKind:
+  """Makes `kind` available as Task.kind = kind.name; a taken name is refused."""
+  if not kind.name or kind.name in KINDS:
+    raise ValueError(f"task kind name {kind.name!r} is empty or taken: {sorted(KINDS)}")
+  KINDS[kind.name] = kind
+  return kind
+
+
+for built_in in (Classification(), Regression(), MultiLabel(), Span(), Tagging()):
+  register(built_in)

@@ -53,13 +53,12 @@ from tqdm.auto import tqdm
 from data_pipelines import glue, tables
 from electra_jax.finetune.kinds import KINDS
 from electra_jax.finetune.tasks import Task, get_task, with_columns
-from electra_jax.finetune.train import Runner, load_finetuned
+from electra_jax.finetune.runner import Runner, load_finetuned
 from electra_jax.floor import fs
 from electra_jax.io.load import load_tokenizer
 from electra_jax.io.native import NATIVE_CONFIG
 from electra_jax.runtime import mesh as shd
 
-SUPPORTED_KINDS = ("classification", "regression", "multilabel")
 FORMATS = sorted(set(tables.SUFFIXES.values()))
 BATCHES_PER_CHUNK = 16  # featurised and scored together; the progress bar advances per chunk
 
@@ -120,12 +119,13 @@ def finetune_record(model_dir: str) -> tuple[Task, dict]:
   task = get_task(record["task"])
   if task.own_data:
     task = with_columns(task, *record["columns"])
-  if task.kind not in SUPPORTED_KINDS:
-    pipeline = {"span": "question-answering", "tagging": "token-classification"}[task.kind]
+  kind = KINDS[task.kind]
+  if not kind.sequence_level:
+    scored = [name for name, k in KINDS.items() if k.sequence_level]
     raise ValueError(f"{model_dir} is fine-tuned on {task.name}, a {task.kind} task: predict "
-                     f"scores {', '.join(SUPPORTED_KINDS)} models. Export it with "
+                     f"scores {', '.join(scored)} models. Export it with "
                      f"`electra-convert {model_dir} HF_DIR` and run transformers.pipeline"
-                     f"(\"{pipeline}\", model=\"HF_DIR\")")
+                     f"(\"{kind.pipeline}\", model=\"HF_DIR\")")
   return task, record
 
 
@@ -157,7 +157,7 @@ def read_examples(path: str, task: Task, labels: tuple, fmt: Optional[str] = Non
     needed = " or ".join(" + ".join(repr(c) for c in o) for o in options)
     raise ValueError(f"{path}: no {task.name} text column(s): found columns {columns}, "
                      f"{task.name} needs {needed}")
-  taken = [c for c in output_columns(task, labels) if c in columns]
+  taken = [c for c in KINDS[task.kind].output_columns(labels) if c in columns]
   if taken:
     raise ValueError(f"{path}: input columns {taken} would be overwritten by the predictions; "
                      "rename them")
@@ -174,30 +174,6 @@ def read_examples(path: str, task: Task, labels: tuple, fmt: Optional[str] = Non
     examples.append(glue.TextExample(str(i), texts[0], texts[1] if len(texts) > 1 else None,
                                      None))
   return columns, [row for _, row in rows], examples
-
-
-def output_columns(task: Task, labels: tuple) -> list[str]:
-  """The columns predict adds: prediction, then probability_<label> for classification."""
-  probabilities = [f"probability_{label}" for label in labels]
-  return ["prediction"] + (probabilities if task.kind != "regression" else [])
-
-
-def prediction_fields(task: Task, labels: tuple, outputs: np.ndarray) -> list[dict]:
-  """Per row {column: value} from the predict step's outputs: classification logits [N, C] ->
-  label name and softmax probabilities; regression values [N] -> the value."""
-  if task.kind == "regression":
-    return [{"prediction": float(v)} for v in np.asarray(outputs, np.float64)]
-  logits = np.asarray(outputs, np.float64)
-  if task.kind == "multilabel":
-    probs = 1 / (1 + np.exp(-logits))
-    return [{"prediction": ",".join(l for l, p in zip(labels, row) if p > 0.5),
-             **{f"probability_{label}": float(p) for label, p in zip(labels, row)}}
-            for row in probs]
-  probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
-  probs /= probs.sum(axis=-1, keepdims=True)
-  return [{"prediction": labels[int(np.argmax(row))],
-           **{f"probability_{label}": float(p) for label, p in zip(labels, row)}}
-          for row in probs]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,10 +259,11 @@ def predict_file(model: str, input_path: str, output_path: str, batch_size: int 
   columns, rows, examples = read_examples(input_path, task, labels, input_format)
   t0 = time.time()
   predictor = load_predictor(model_dir, batch_size, max_seq_length)
-  fields = prediction_fields(task, labels, predictor.outputs(examples))
+  kind = KINDS[task.kind]
+  fields = kind.table_fields(labels, predictor.outputs(examples))
   if output_path != tables.STDIO:
     fs.makedirs(fs.dirname(fs.abspath(output_path)))
-  tables.write_table(output_path, columns + output_columns(task, labels),
+  tables.write_table(output_path, columns + kind.output_columns(labels),
                      [{**row, **f} for row, f in zip(rows, fields)], output_format)
   log(f"predicted {len(rows)} rows of {input_path} with {model_dir} ({task.name}) in "
       f"{time.time() - t0:.1f}s -> {output_path}")

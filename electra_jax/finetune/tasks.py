@@ -20,11 +20,7 @@ import dataclasses
 import difflib
 from typing import Optional, Sequence
 
-import numpy as np
-
-from electra_jax.finetune import metrics as gm
-
-KINDS = ("classification", "regression", "multilabel", "span", "tagging")
+from electra_jax.finetune.kinds import KINDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +54,7 @@ class Task:
   """
 
   name: str
-  kind: str
+  kind: str  # a registered electra_jax.finetune.kinds.TaskKind's name
   labels: tuple[str, ...]
   metrics: tuple[str, ...]
   primary: str
@@ -80,19 +76,14 @@ class Task:
 
   def __post_init__(self):
     if self.kind not in KINDS:
-      raise ValueError(f"task {self.name}: kind={self.kind!r}; expected one of {KINDS}")
-    if self.unordered_pair and self.kind not in ("classification", "regression"):
+      raise ValueError(f"task {self.name}: kind={self.kind!r}; expected one of {tuple(KINDS)}")
+    if self.unordered_pair and not KINDS[self.kind].unordered_pairs:
       raise ValueError(f"task {self.name}: unordered_pair needs a sentence-pair GLUE task")
 
   @property
   def own_data(self) -> bool:
     """A task on the user's own table (columns named), not a built-in benchmark."""
     return self.columns is not None
-
-  @property
-  def num_labels(self) -> int:
-    """Output width of the head for classification/regression (span: 2 logits per token)."""
-    return 1 if self.kind == "regression" else len(self.labels)
 
   def label_names(self, labels: Sequence[str]) -> list[str]:
     """Display names of `labels` (the classes in output order), for id2label: the Hugging Face
@@ -110,32 +101,10 @@ class Task:
 
   def score(self, labels: Sequence, predictions: Sequence) -> dict[str, float]:
     """Metrics in percent for one split: classification label / prediction ids, regression
-    floats, tagging lists of tag strings per sentence (span tasks are scored by squad_eval)."""
-    if self.kind == "span":
-      raise ValueError(f"task {self.name} is scored with electra_jax.finetune.squad_eval")
-    out = {}
-    for metric in self.metrics:
-      if self.kind == "multilabel":
-        out[metric] = gm.multilabel(labels, predictions)[metric]
-      elif metric == "accuracy" and self.kind == "classification":
-        out[metric] = gm.accuracy(labels, predictions)
-      elif metric == "macro_f1":
-        out[metric] = gm.macro_f1(labels, predictions)
-      elif metric == "f1" and self.kind == "classification":
-        out[metric] = gm.binary_f1(labels, predictions)
-      elif metric == "mcc":
-        out[metric] = gm.matthews_corrcoef(labels, predictions)
-      elif metric == "pearson":
-        out[metric] = gm.pearson(labels, predictions)
-      elif metric == "spearman":
-        out[metric] = gm.spearman(labels, predictions)
-      elif metric == "accuracy" and self.kind == "tagging":
-        out[metric] = gm.token_accuracy(labels, predictions)
-      elif metric in ("f1", "precision", "recall") and self.kind == "tagging":
-        out[metric] = gm.span_f1(labels, predictions)[metric]
-      else:
-        raise ValueError(f"task {self.name}: no rule for metric {metric!r}")
-    return {k: 100.0 * float(v) for k, v in out.items()}
+    floats, tagging lists of tag strings per sentence (span tasks are scored by squad_eval); the
+    task kind computes them."""
+    scores = KINDS[self.kind].metric_values(self, labels, predictions)
+    return {k: 100.0 * float(v) for k, v in scores.items()}
 
 
 def _glue(name, glue_dir, labels, metrics, primary, tfds, tfds_labels=None, class_names=None,
@@ -248,38 +217,9 @@ def with_columns(task: Task, text: Optional[str], text_pair: Optional[str],
     raise ValueError(f"task {task.name} reads its benchmark's own columns; text_column, "
                      f"text_pair_column and label_column name the columns of your data for the "
                      f"tasks {own}")
-  if text_pair is not None and task.kind == "tagging":
-    raise ValueError("task tagging reads one words column; text_pair_column does not apply")
+  if text_pair is not None and not KINDS[task.kind].text_pairs:
+    raise ValueError(f"task {task.name} reads one text column ({task.columns[0]}); "
+                     "text_pair_column does not apply")
   default = task.columns
   return dataclasses.replace(task, columns=(text or default[0], text_pair,
                                             label or default[2]))
-
-
-def class_names(labels: Sequence) -> tuple[str, ...]:
-  """The sorted label set of a training split (numbers in numeric order: "2" before "10")."""
-  names = {str(label) for label in labels}
-  numeric = all(n.lstrip("-").isdigit() for n in names)
-  return tuple(sorted(names, key=int if numeric else None))
-
-
-def tag_set(train_tags: Sequence[Sequence[str]]) -> tuple[str, ...]:
-  """Sorted tag vocabulary of a tagging training set, "O" first when present."""
-  tags = sorted({t for sent in train_tags for t in sent})
-  if "O" in tags:
-    tags.remove("O")
-    tags.insert(0, "O")
-  if not tags:
-    raise ValueError("the tagging training set has no tags")
-  return tuple(tags)
-
-
-def label_ids(task: Task, labels: Sequence, where: str) -> np.ndarray:
-  """Class label strings -> ids [N] int32 (regression: floats [N] float32)."""
-  if task.kind == "regression":
-    return np.asarray(labels, np.float32)
-  index = {label: i for i, label in enumerate(task.labels)}
-  bad = sorted({str(label) for label in labels if label not in index})
-  if bad:
-    raise ValueError(f"{where}: labels {bad} are not in the label set of task {task.name} "
-                     f"{list(task.labels)}")
-  return np.asarray([index[label] for label in labels], np.int32)

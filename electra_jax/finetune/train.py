@@ -23,8 +23,8 @@ scored `evals_per_epoch` times per epoch and at the last step. Each seed reports
 evaluations, chosen by `FinetuneConfig.select`: "final" (default, the paper's protocol: the
 model at the last step) or "best" (the highest primary metric; dev-selected, optimistic). Its
 model goes to WORKDIR/seed_S/{select}/ (electra_jax.json + params.safetensors, the format
-`electra_jax.load_pretrained` and `python -m electra_jax.io.convert` read; `load_finetuned` adds the
-task record) and its predictions to prediction files;
+`electra_jax.load_pretrained` and `python -m electra_jax.io.convert` read;
+electra_jax.finetune.runner.load_finetuned adds the task record) and its predictions to prediction files;
 test splits present on disk are predicted with it (GLUE submission TSVs).
 
 WORKDIR/results.json: task, metric names, the selection rule, per-seed values, and their median,
@@ -40,37 +40,32 @@ import json
 import math
 import shlex
 import sys
+import warnings
 from typing import Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from data_pipelines import glue, tokenizers
 from electra_jax.finetune.config import (FinetuneConfig, Hparams, resolve_config, resolve_hparams,
                                          resolve_task)
-from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, TaskKind, has_split
+from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, has_split
+from electra_jax.finetune.runner import Runner
 from electra_jax.finetune.tasks import Task, get_task
 from electra_jax.floor import cli, fs
 from electra_jax.io.load import load_pretrained, resolve_hub_id
-from electra_jax.io.native import load_safetensors, read_finetune_info, save_safetensors
+from electra_jax.io.native import save_safetensors
 from electra_jax.model.config import ModelConfig
 from electra_jax.runtime import mesh as shd
-from electra_jax.runtime import state as ts
 from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
 from electra_jax.runtime.layerwise_lr import layerwise_lr_multipliers
 from electra_jax.runtime.metrics import (CURVES_FILE, MetricsWriter, WandbRun, itstime,
                                          wandb_enabled)
 from electra_jax.runtime.optim import OptimizerConfig, make_optimizer
-from electra_jax.runtime.step import make_train_step
 
-SEQUENCE_KINDS = ("classification", "regression", "multilabel")
-PIPELINES = {"classification": "text-classification", "regression": "text-classification",
-             "multilabel": "text-classification", "tagging": "token-classification",
-             "span": "question-answering"}
 RUN_RECORD = "finetune_config.json"  # WORKDIR's config: what its seeds were trained with
 SEED_RECORD = "result.json"  # WORKDIR/seed_S's finished result, written last
 # FinetuneConfig fields that change only how a run is shown or spread, not its results: a rerun
@@ -199,85 +194,6 @@ def _merge_initial(params: dict, initial: Optional[dict], shardings: dict) -> tu
 
 
 # ---------------------------------------------------------------------------------------------
-# Steps
-
-
-def _to_host(x) -> np.ndarray:
-  if jax.process_count() > 1:
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-  return np.asarray(x)
-
-
-def _local_rows(batch: dict) -> dict:
-  """This process's contiguous share of a global host batch."""
-  n, p = jax.process_count(), jax.process_index()
-  if n == 1:
-    return batch
-  return {k: v[p * (len(v) // n):(p + 1) * (len(v) // n)] for k, v in batch.items()}
-
-
-class Runner:
-  """The jitted train and predict steps of one task model on one mesh.
-
-  Training runs electra_jax.runtime's step (the pre-training one) with this task's loss:
-  one TrainState, parameters and optimizer slots laid out by their logical axis names, batches
-  split over the data axes; the predict step is a `mesh.MeshJit` on the same layout. With
-  tx=None there is only the predict step (electra_jax.finetune.predict)."""
-
-  def __init__(self, model, kind: TaskKind, mesh, tx, max_seq_length: int):
-    self.model, self.mesh = model, mesh
-    dummy = jnp.zeros((1, max_seq_length), jnp.int32)
-    init_fn = lambda key: model.init(key, dummy, dummy, dummy)["params"]
-    if tx is None:
-      self.param_shardings = shd.param_shardings(jax.eval_shape(init_fn, jax.random.key(0)), mesh)
-    else:
-      self.shardings = ts.state_shardings(init_fn, tx, mesh)
-      self.param_shardings = self.shardings.params
-    self.batch_sharding = shd.batch_sharding(mesh)
-
-    def loss_fn(params, batch, rng):
-      out = model.apply({"params": params}, *(batch[k] for k in MODEL_INPUTS),
-                        deterministic=False, rngs={"dropout": rng})
-      return kind.loss(out, batch), {}
-
-    def predict_step(params, batch):
-      out = model.apply({"params": params}, *(batch[k] for k in MODEL_INPUTS),
-                        deterministic=True)
-      return kind.eval_outputs(out)
-
-    # Compiled once and shared by every seed.
-    if tx is not None:
-      self.init_params = ts.params_initializer(init_fn, self.shardings)
-      self.init_state = ts.state_initializer(tx, self.shardings)
-      self._train = make_train_step(loss_fn, tx, mesh, self.shardings)
-    self._predict = shd.MeshJit(predict_step, mesh,
-                                in_shardings=(self.param_shardings, self.batch_sharding),
-                                out_shardings=self.batch_sharding)
-
-  def _global(self, batch: dict) -> dict:
-    return shd.global_batch(_local_rows(batch), self.mesh)
-
-  def train_step(self, state: ts.TrainState, batch: dict):
-    """(new state, metrics: loss, grad_norm, learning_rate) after one step on a host batch."""
-    return self._train(state, self._global(batch))
-
-  def predict(self, params, arrays: dict, batch_size: int):
-    """Outputs for every row of `arrays`: the last batch is padded to `batch_size` (so each
-    split compiles once) and the padding rows are dropped, so each row counts exactly once."""
-    n = len(arrays["input_ids"])
-    chunks = []
-    for start in range(0, n, batch_size):
-      rows = {k: arrays[k][start:start + batch_size] for k in MODEL_INPUTS}
-      valid = len(rows["input_ids"])
-      if valid < batch_size:
-        rows = {k: np.concatenate([v, np.zeros((batch_size - valid,) + v.shape[1:], v.dtype)])
-                for k, v in rows.items()}
-      out = self._predict(params, self._global(rows))
-      chunks.append(jax.tree.map(lambda x: _to_host(x)[:valid], out))
-    return jax.tree.map(lambda *xs: np.concatenate(xs), *chunks)
-
-
-# ---------------------------------------------------------------------------------------------
 # Scoring and prediction files
 
 
@@ -286,22 +202,6 @@ def _suffixed(task: Task, split_name: str, scores: dict) -> dict:
     return scores
   suffix = split_name.removeprefix("dev_")
   return {f"{k}_{suffix}": v for k, v in scores.items()}
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints (safetensors, never pickle)
-
-
-def load_finetuned(path: str) -> tuple[nn.Module, dict, dict]:
-  """(task model, params, its "finetune" record: task, labels, select, step, scores,
-  max_seq_length) from a fine-tuning output WORKDIR/seed_S/{select} (an electra_jax-safetensors
-  directory; `electra_jax.load_pretrained` reads it too)."""
-  meta = read_finetune_info(path)
-  if meta is None:
-    raise FileNotFoundError(f"{path} is not a fine-tuned model written by electra_jax.finetune "
-                            "(no electra_jax.json with a 'finetune' record)")
-  model, params, _ = load_safetensors(path)
-  return model, params, meta
 
 
 # ---------------------------------------------------------------------------------------------
@@ -581,14 +481,14 @@ def closing_message(workdir: str, results: dict) -> str:
   if fs.glob(fs.join(workdir, "seed_*", "wandb", "offline-run-*")):
     lines.append(f"  upload offline W&B runs: wandb sync {q(workdir)}/seed_*/wandb/offline-run-*")
   if models:
-    kind = get_task(results["task"]).kind
-    if kind in SEQUENCE_KINDS and results["config"]["head"] == "official":
+    kind = KINDS[get_task(results["task"]).kind]
+    if kind.sequence_level and results["config"]["head"] == "official":
       lines += ["next:", f"  export the encoder (the paper's head has no transformers class): "
                 f"electra-convert {q(models[0])} OUT_DIR --architecture ElectraModel"]
     else:
       lines += ["next:", f"  export to Hugging Face: electra-convert {q(models[0])} OUT_DIR",
-                f"  then in Python: transformers.pipeline({PIPELINES[kind]!r}, model='OUT_DIR')"]
-    if kind in SEQUENCE_KINDS:
+                f"  then in Python: transformers.pipeline({kind.pipeline!r}, model='OUT_DIR')"]
+    if kind.sequence_level:
       lines.append(f"  score new text: electra-predict --model={q(workdir)} --input=FILE.tsv "
                    "--output=predictions.tsv")
   return "\n".join(lines)
@@ -660,3 +560,16 @@ def _run(args: argparse.Namespace) -> int:
     print(f"results: {fs.join(args.workdir, 'results.json')}", flush=True)
     print(closing_message(args.workdir, results), file=sys.stderr, flush=True)
   return 0
+
+
+def __getattr__(name: str):
+  """`load_finetuned` moved to electra_jax.finetune.runner (issue 22), which inference imports
+  without the training loop: the old name still works, with a DeprecationWarning, for one
+  release."""
+  if name == "load_finetuned":
+    warnings.warn("electra_jax.finetune.train.load_finetuned moved to "
+                  "electra_jax.finetune.runner.load_finetuned; the old name goes in the next "
+                  "release", DeprecationWarning, stacklevel=2)
+    from electra_jax.finetune import runner
+    return runner.load_finetuned
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,7 +34,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -43,12 +42,9 @@ from pathlib import Path
 
 from data_pipelines import tokenizers
 from electra_jax.floor import cli, fs
-from electra_jax.io import native
-from electra_jax.io import hf as hf_io
 from electra_jax.io import load as pretrained
 from electra_jax.io.common import CheckpointError
-from electra_jax.io.native import NATIVE_CONFIG
-from electra_jax.model import heads
+from electra_jax.io.formats import FORMATS
 
 
 class _ProgressLine:
@@ -74,26 +70,13 @@ class _ProgressLine:
     self.stream.flush()
 
 
-PROBLEM_TYPES = {"classification": "single_label_classification", "regression": "regression",
-                 "multilabel": "multi_label_classification"}  # transformers' config.problem_type
-
-
 def _write(model, params, src: str, dst: str, to: str, tokenizer, finetune) -> dict:
-  if to == "hf":
-    if isinstance(model, heads.ElectraForSequenceClassification) and model.head != "hf":
-      raise CheckpointError(
-          f"{src}: a classifier fine-tuned with head='official' (dropout + linear on [CLS]) has "
-          "no Hugging Face class (transformers' ElectraForSequenceClassification applies dense "
-          "-> GELU -> dense): fine-tune with --set \"FinetuneConfig.head = 'hf'\" to export "
-          "the classifier, or pass --architecture ElectraModel to export the encoder alone "
-          "(or --to electra_jax-safetensors to keep the whole model)")
-    finetune = finetune or {}
-    labels = finetune.get("label_names") or finetune.get("labels") or []
-    id2label = {i: str(label) for i, label in enumerate(labels)} if labels else None
-    return hf_io.export_hf(model, params, dst, id2label=id2label, tokenizer=tokenizer,
-                           progress=_ProgressLine(f"writing {dst}"),
-                           problem_type=PROBLEM_TYPES.get(finetune.get("kind")))
-  return native.save_safetensors(model, params, dst, tokenizer=tokenizer, finetune=finetune)
+  return FORMATS[to].save(model, params, src, dst, tokenizer, finetune,
+                          progress=_ProgressLine(f"writing {dst}"))
+
+
+def _writable() -> list[str]:
+  return [name for name, fmt in FORMATS.items() if fmt.writable]
 
 
 def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=False,
@@ -104,24 +87,25 @@ def convert(src: str, dst: str, src_format=None, to="hf", which=None, force=Fals
   place when every file is written, so a failure (a full disk, a bad source) leaves no partial
   output, and an existing DST (with `force`) keeps its old files. A remote DST is written in
   place."""
-  if to not in ("hf", "electra_jax-safetensors"):
-    raise CheckpointError(f"--to {to!r}; expected 'hf' or 'electra_jax-safetensors'")
+  if to not in _writable():
+    raise CheckpointError(f"--to {to!r}; expected one of {_writable()}")
   fmt = src_format or pretrained.detect_format(src)
+  if fmt not in FORMATS:
+    raise CheckpointError(f"format={fmt!r}; expected one of {tuple(FORMATS)}")
   if fs.exists(dst) and (not fs.isdir(dst) or fs.listdir(dst)) and not force:
     raise CheckpointError(f"{dst} exists and is not empty (pass --force to write into it)")
-  if which == "pretraining" and to == "hf":
-    raise CheckpointError("--which pretraining: Hugging Face has no joint generator + "
+  if which == "pretraining" and not FORMATS[to].joint_model:
+    raise CheckpointError(f"--which pretraining: {FORMATS[to].title} has no joint generator + "
                           "discriminator class; convert 'discriminator' and 'generator' (the "
                           "default 'both' does)")
-  two_networks = fmt in ("tf1", "electra_jax") or (
-      fmt == "electra_jax-safetensors" and _native_is_pretraining(src))
+  two_networks = FORMATS[fmt].two_networks(src)
   if which is None or which == "both":
     targets = [("discriminator", fs.join(dst, "discriminator")),
                ("generator", fs.join(dst, "generator"))] if two_networks else [(None, dst)]
   else:
     targets = [(which, dst)]
   tokenizer = tokenizers.find_saved(src)
-  finetune = native.read_finetune_info(src) if fmt == "electra_jax-safetensors" else None
+  finetune = FORMATS[fmt].finetune_record(src)
   overrides = {}
   if num_attention_heads:
     overrides["num_attention_heads"] = num_attention_heads
@@ -189,24 +173,14 @@ def _convert_targets(src: str, fmt: str, to: str, targets: list, architecture, s
   return lines
 
 
-def _native_is_pretraining(src: str) -> bool:
-  directory = src if fs.isdir(src) else fs.dirname(src) or "."
-  try:
-    return json.loads(fs.read_text(fs.join(directory, NATIVE_CONFIG))).get(
-        "architecture") == "ElectraPretrainingModel"
-  except (OSError, ValueError):
-    return False
-
-
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="python -m electra_jax.io.convert", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("src", help="source checkpoint (directory, TF prefix or file)")
   p.add_argument("dst", help="destination directory")
-  p.add_argument("--from", dest="src_format",
-                 choices=["hf", "tf1", "electra_jax", "electra_jax-safetensors"],
+  p.add_argument("--from", dest="src_format", choices=list(FORMATS),
                  help="source format (default: detected)")
-  p.add_argument("--to", default="hf", choices=["hf", "electra_jax-safetensors"],
+  p.add_argument("--to", default="hf", choices=_writable(),
                  help="destination format (default: hf)")
   p.add_argument("--which", choices=["discriminator", "generator", "both", "pretraining"],
                  help="network of a two-network source (default: both, into DST/discriminator "

@@ -121,32 +121,66 @@ def backbone_entries(cfg: ModelConfig, prefix: str = "electra.",
   return e
 
 
-def head_entries(architecture: str) -> list[Entry]:
-  if architecture == "ElectraModel":
-    return []
-  if architecture == "ElectraForPreTraining":
-    return (_linear("discriminator_predictions.dense", ("discriminator_predictions", "dense"))
-            + _linear("discriminator_predictions.dense_prediction",
-                      ("discriminator_predictions", "dense_prediction")))
-  if architecture == "ElectraForMaskedLM":
-    return (_linear("generator_predictions.dense", ("generator_predictions", "dense"))
-            + _layer_norm("generator_predictions.LayerNorm", ("generator_predictions", "LayerNorm"))
-            + [Entry("generator_lm_head.bias", ("generator_predictions", "output_bias"), "vector")])
-  if architecture == "ElectraForSequenceClassification":
-    return _linear("classifier.dense", ("dense",)) + _linear("classifier.out_proj", ("classifier",))
-  if architecture == "ElectraForTokenClassification":
-    return _linear("classifier", ("classifier",))
-  if architecture == "ElectraForQuestionAnswering":
-    return _linear("qa_outputs", ("qa_outputs",))
-  if architecture == "ElectraForMultipleChoice":
-    return _linear("sequence_summary.summary", ("summary",)) + _linear("classifier", ("classifier",))
-  raise CheckpointError(f"unknown architecture {architecture!r}; expected one of {ARCHITECTURES}")
+@dataclasses.dataclass(frozen=True)
+class HFClass:
+  """How one transformers ELECTRA class maps onto the electra_jax class of the same name.
+
+  head: the entries of its head tensors (after the encoder's); prefix: its encoder tensors'
+  prefix; marks: tensor-name prefixes that only it (of the classes after it in HF_CLASSES)
+  carries, which identify it when config.json names no class (none: the class of last resort);
+  config: (config.json key, the one value electra_jax supports) pairs.
+  """
+
+  name: str
+  head: tuple[Entry, ...]
+  marks: tuple[str, ...]
+  prefix: str = "electra."
+  config: tuple = ()
+
+
+# In detection order: the first whose marks a checkpoint's tensor names carry.
+HF_CLASSES: dict[str, HFClass] = {c.name: c for c in [
+    HFClass("ElectraForPreTraining",
+            tuple(_linear("discriminator_predictions.dense", ("discriminator_predictions", "dense"))
+                  + _linear("discriminator_predictions.dense_prediction",
+                            ("discriminator_predictions", "dense_prediction"))),
+            marks=("discriminator_predictions.",)),
+    HFClass("ElectraForMaskedLM",
+            tuple(_linear("generator_predictions.dense", ("generator_predictions", "dense"))
+                  + _layer_norm("generator_predictions.LayerNorm",
+                                ("generator_predictions", "LayerNorm"))
+                  + [Entry("generator_lm_head.bias", ("generator_predictions", "output_bias"),
+                           "vector")]),
+            marks=("generator_predictions.", "generator_lm_head.")),
+    HFClass("ElectraForSequenceClassification",
+            tuple(_linear("classifier.dense", ("dense",))
+                  + _linear("classifier.out_proj", ("classifier",))),
+            marks=("classifier.out_proj.", "classifier.dense.")),
+    HFClass("ElectraForMultipleChoice",
+            tuple(_linear("sequence_summary.summary", ("summary",))
+                  + _linear("classifier", ("classifier",))),
+            marks=("sequence_summary.",),
+            config=(("summary_type", "first"), ("summary_use_proj", True),
+                    ("summary_activation", "gelu"))),
+    HFClass("ElectraForQuestionAnswering", tuple(_linear("qa_outputs", ("qa_outputs",))),
+            marks=("qa_outputs.",)),
+    HFClass("ElectraForTokenClassification", tuple(_linear("classifier", ("classifier",))),
+            marks=("classifier.",)),
+    HFClass("ElectraModel", (), marks=(), prefix=""),
+]}
+
+
+def hf_class(architecture: str) -> HFClass:
+  if architecture not in HF_CLASSES:
+    raise CheckpointError(f"unknown architecture {architecture!r}; expected one of "
+                          f"{tuple(ARCHITECTURES)}")
+  return HF_CLASSES[architecture]
 
 
 def entries(cfg: ModelConfig, architecture: str) -> list[Entry]:
   """The full table for one HF class (ElectraModel's tensors carry no `electra.` prefix)."""
-  prefix = "" if architecture == "ElectraModel" else "electra."
-  return backbone_entries(cfg, prefix) + head_entries(architecture)
+  c = hf_class(architecture)
+  return backbone_entries(cfg, c.prefix) + list(c.head)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,7 +191,8 @@ def architecture_of(model) -> str:
   name = type(model).__name__
   if name not in ARCHITECTURES or not isinstance(model, getattr(heads, name)):
     raise CheckpointError(
-        f"cannot export {type(model).__name__} to Hugging Face: expected one of {ARCHITECTURES} "
+        f"cannot export {type(model).__name__} to Hugging Face: expected one of "
+        f"{tuple(ARCHITECTURES)} "
         "(for ElectraPretrainingModel pass which='discriminator' or which='generator')")
   if name == "ElectraForSequenceClassification" and model.head != "hf":
     raise CheckpointError(
@@ -231,22 +266,10 @@ def detect_architecture(config: dict, names: Iterable[str]) -> str:
   archs = config.get("architectures")
   if archs:
     raise CheckpointError(f"config.json architectures={archs}: not an ELECTRA class electra_jax "
-                          f"reads (one of {ARCHITECTURES})")
+                          f"reads (one of {tuple(ARCHITECTURES)})")
   names = set(names)
-  has = lambda prefix: any(n.startswith(prefix) for n in names)
-  if has("discriminator_predictions."):
-    return "ElectraForPreTraining"
-  if has("generator_predictions.") or has("generator_lm_head."):
-    return "ElectraForMaskedLM"
-  if has("classifier.out_proj.") or has("classifier.dense."):
-    return "ElectraForSequenceClassification"
-  if has("sequence_summary."):
-    return "ElectraForMultipleChoice"
-  if has("qa_outputs."):
-    return "ElectraForQuestionAnswering"
-  if has("classifier."):
-    return "ElectraForTokenClassification"
-  return "ElectraModel"
+  return next(c.name for c in HF_CLASSES.values()
+              if not c.marks or any(n.startswith(c.marks) for n in names))
 
 
 def _normalize_names(state: dict[str, np.ndarray], architecture: str, report: ImportReport,
@@ -263,7 +286,7 @@ def _normalize_names(state: dict[str, np.ndarray], architecture: str, report: Im
     out[name] = arr
   base = [n for n in out if n.startswith("embeddings.") or n.startswith("encoder.")]
   prefixed = [n for n in out if n.startswith("electra.")]
-  if architecture == "ElectraModel" and prefixed and not base:
+  if not hf_class(architecture).prefix and prefixed and not base:
     # A task checkpoint read as the bare encoder: keep `electra.*`, drop the heads (requested).
     heads = [n for n in out if not n.startswith("electra.")]
     if heads:
@@ -337,15 +360,11 @@ def import_hf(directory: str, architecture: Optional[str] = None, progress: Prog
   for f in files:
     names += list(read_safetensors_header(f)[0])
   arch = architecture or detect_architecture(config, names)
-  if arch not in ARCHITECTURES:
-    raise CheckpointError(f"unknown architecture {arch!r}; expected one of {ARCHITECTURES}")
   cfg = config_from_hf_dict(config, fs.join(directory, CONFIG_NAME), **config_overrides)
-  if arch == "ElectraForMultipleChoice":
-    for key, want in (("summary_type", "first"), ("summary_use_proj", True),
-                      ("summary_activation", "gelu")):
-      if config.get(key, want) != want:
-        raise CheckpointError(f"{directory}/config.json: {key}={config[key]!r} is not supported "
-                              f"for ElectraForMultipleChoice (only {want!r})")
+  for key, want in hf_class(arch).config:
+    if config.get(key, want) != want:
+      raise CheckpointError(f"{directory}/config.json: {key}={config[key]!r} is not supported "
+                            f"for {arch} (only {want!r})")
   num_labels = len(config["id2label"]) if config.get("id2label") else config.get("num_labels", 2)
   try:
     model = heads.build(arch, cfg, num_labels=num_labels,
@@ -399,8 +418,6 @@ def hf_config_dict(model, architecture: str, id2label: Optional[dict] = None,
       "add_cross_attention": False,
   })
   num_labels = getattr(model, "num_labels", None)
-  if architecture == "ElectraForQuestionAnswering":
-    num_labels = 2
   if id2label is not None:
     id2label = {str(k): v for k, v in id2label.items()}
     if num_labels is not None and len(id2label) != num_labels:

@@ -1,6 +1,6 @@
 """`load_pretrained(path)`: one entry point for every checkpoint format electra_jax reads.
 
-Formats (detected from the path, or given with `format=`):
+Formats (electra_jax.io.formats.FORMATS; detected from the path, or given with `format=`):
 
   "hf"                       a Hugging Face ELECTRA directory: config.json + model.safetensors
                              (ElectraModel, ElectraForPreTraining, ElectraForMaskedLM,
@@ -41,15 +41,12 @@ from huggingface_hub import is_offline_mode, snapshot_download
 
 from data_pipelines import tokenizers
 from electra_jax.floor import fs
-from electra_jax.io import native
-from electra_jax.io import hf as hf_io
 from electra_jax.io import tf1 as tf1_io
 from electra_jax.io.common import CheckpointError, Progress, refuse_pickle
-from electra_jax.io.native import NATIVE_CONFIG
+from electra_jax.io.formats import FORMATS
 from electra_jax.model import heads
 from electra_jax.model.config import ModelConfig
 
-FORMATS = ("hf", "tf1", "electra_jax", "electra_jax-safetensors")
 HUB_FILES = ("config.json", "model.safetensors*", "model-*.safetensors", "vocab.txt", "tokenizer*")
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -103,33 +100,19 @@ def resolve_hub_id(path: str) -> str:
 
 
 def detect_format(path: str) -> str:
-  """Which of FORMATS `path` is; CheckpointError if none."""
+  """The name of the first of FORMATS (electra_jax.io.formats) that recognises `path`; a
+  directory none recognises, the one that claims other directories. CheckpointError for a
+  pickle file (never unpickled), an unrecognised file or a missing path."""
+  if fs.isfile(path) and path.endswith((".bin", ".pt", ".pth", ".ckpt")) \
+      and not tf1_io.is_tf1_checkpoint(path):
+    refuse_pickle(path)
+  for fmt in FORMATS.values():
+    if fmt.detect(path):
+      return fmt.name
   if fs.isfile(path):
-    directory = fs.dirname(path) or "."
-    if path.endswith((".bin", ".pt", ".pth", ".ckpt")) and not tf1_io.is_tf1_checkpoint(path):
-      refuse_pickle(path)
-    if path.endswith(".safetensors"):
-      if fs.exists(fs.join(directory, NATIVE_CONFIG)):
-        return "electra_jax-safetensors"
-      return "hf"
-    if tf1_io.is_tf1_checkpoint(path):
-      return "tf1"
     raise CheckpointError(f"{path}: unrecognised checkpoint file")
   if fs.isdir(path):
-    has = lambda name: fs.exists(fs.join(path, name))
-    if has(NATIVE_CONFIG):
-      return "electra_jax-safetensors"
-    if has("checkpoints") or has("_CHECKPOINT_METADATA"):
-      # a trainer workdir (its config.json is the run's config, not an HF one) or a step dir
-      return "electra_jax"
-    if has("config.json") or has("model.safetensors") or has("model.safetensors.index.json") \
-        or has("pytorch_model.bin"):
-      return "hf"
-    if has("checkpoint"):
-      return "tf1"
-    return "electra_jax"
-  if tf1_io.is_tf1_checkpoint(path):
-    return "tf1"
+    return next(f.name for f in FORMATS.values() if f.claims_other_directories)
   raise CheckpointError(f"{path}: no such file or directory")
 
 
@@ -155,35 +138,23 @@ def load_pretrained(path: str, which: Optional[str] = None, *, format: Optional[
   A Hugging Face Hub model id (ORG/NAME, `resolve_hub_id`) loads from the Hub cache.
   """
   path = resolve_hub_id(path)
-  fmt = format or detect_format(path)
-  if fmt not in FORMATS:
-    raise CheckpointError(f"format={fmt!r}; expected one of {FORMATS}")
+  name = format or detect_format(path)
+  if name not in FORMATS:
+    raise CheckpointError(f"format={name!r}; expected one of {tuple(FORMATS)}")
   if which not in (None, "discriminator", "generator", "pretraining"):
     raise CheckpointError(f"which={which!r}; expected 'discriminator', 'generator' or "
                           "'pretraining'")
-  if fmt == "hf":
-    model, params, report = hf_io.import_hf(path, architecture=architecture, progress=progress,
-                                            **config_overrides)
-    native.check_which(which, model, path)
-  elif fmt == "tf1":
-    if which == "pretraining":
-      raise CheckpointError("which='pretraining' is not available for TF1 checkpoints: load "
-                            "'discriminator' and 'generator' separately")
-    model, params, report = tf1_io.import_tf1(path, which or "discriminator", config=config,
-                                              strict=strict, progress=progress,
-                                              **config_overrides)
-  elif fmt == "electra_jax":
-    model, params, report = native.load_pretraining_checkpoint(path, which, **config_overrides)
-  else:
-    model, params, report = native.load_safetensors(path, which, **config_overrides)
+  fmt = FORMATS[name]
+  model, params, report = fmt.load(path, which, architecture=architecture, config=config,
+                                   strict=strict, progress=progress, **config_overrides)
   if architecture == "ElectraModel" and type(model).__name__ != "ElectraModel":
     if "electra" not in params:  # the joint pre-training model: two encoders
       raise CheckpointError(f"{path}: architecture='ElectraModel' reads one encoder; pass "
                             "which='discriminator' or 'generator'")
     model, params = heads.ElectraModel(model.config), {"electra": params["electra"]}
-  elif architecture is not None and fmt != "hf":
+  elif architecture is not None and not fmt.architectures:
     raise CheckpointError(f"architecture={architecture!r} applies to Hugging Face sources; "
-                          f"from {fmt} only 'ElectraModel' (the encoder alone)")
+                          f"from {name} only 'ElectraModel' (the encoder alone)")
   if not as_numpy:
     params = jax.tree.map(jnp.asarray, params)
   return (model, params, report) if return_report else (model, params)

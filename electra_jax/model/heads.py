@@ -7,7 +7,8 @@ K choices, P predicted positions.
 
 from __future__ import annotations
 
-from typing import Optional
+import dataclasses
+from typing import ClassVar, Optional
 
 import flax.linen as nn
 import jax
@@ -144,6 +145,7 @@ class ElectraForQuestionAnswering(nn.Module):
   """Span logits (start [B,L], end [B,L]): linear(H -> 2)."""
 
   config: ModelConfig
+  num_labels: ClassVar[int] = 2  # start and end: fixed, not a field
 
   @nn.compact
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, deterministic=True):
@@ -176,27 +178,25 @@ class ElectraForMultipleChoice(nn.Module):
 
 
 # The standalone classes by their Hugging Face names (what `build` makes).
-ARCHITECTURES = ("ElectraModel", "ElectraForPreTraining", "ElectraForMaskedLM",
-                 "ElectraForSequenceClassification", "ElectraForTokenClassification",
-                 "ElectraForQuestionAnswering", "ElectraForMultipleChoice")
+ARCHITECTURES: dict[str, type] = {cls.__name__: cls for cls in (
+    ElectraModel, ElectraForPreTraining, ElectraForMaskedLM, ElectraForSequenceClassification,
+    ElectraForTokenClassification, ElectraForQuestionAnswering, ElectraForMultipleChoice)}
 
 
 def build(architecture: str, cfg: ModelConfig, num_labels: int = 2, head: str = "hf",
           classifier_dropout: Optional[float] = None) -> nn.Module:
   """The one model factory: the class named `architecture` (one of ARCHITECTURES) on `cfg`.
   num_labels, head (sequence classification: "hf" or "official") and classifier_dropout go to
-  the classes that take them. ValueError for an unknown name or span QA with num_labels != 2."""
+  the classes that have those fields. ValueError for an unknown name, or a num_labels other than
+  the fixed output count of a class that has one (span QA: 2)."""
   if architecture not in ARCHITECTURES:
-    raise ValueError(f"unknown architecture {architecture!r}; expected one of {ARCHITECTURES}")
-  if architecture == "ElectraForSequenceClassification":
-    return ElectraForSequenceClassification(cfg, num_labels=num_labels, head=head,
-                                            classifier_dropout=classifier_dropout)
-  if architecture == "ElectraForTokenClassification":
-    return ElectraForTokenClassification(cfg, num_labels=num_labels,
-                                         classifier_dropout=classifier_dropout)
-  if architecture == "ElectraForMultipleChoice":
-    return ElectraForMultipleChoice(cfg, classifier_dropout=classifier_dropout)
-  if architecture == "ElectraForQuestionAnswering" and num_labels != 2:
-    raise ValueError(f"ElectraForQuestionAnswering with num_labels={num_labels} is not supported "
-                     "(span QA has exactly 2 outputs: start and end)")
-  return globals()[architecture](cfg)
+    raise ValueError(f"unknown architecture {architecture!r}; expected one of "
+                     f"{tuple(ARCHITECTURES)}")
+  cls = ARCHITECTURES[architecture]
+  fields = {f.name for f in dataclasses.fields(cls)}
+  fixed = getattr(cls, "num_labels", None)
+  if "num_labels" not in fields and fixed is not None and num_labels != fixed:
+    raise ValueError(f"{architecture} with num_labels={num_labels} is not supported (it has "
+                     f"exactly {fixed} outputs)")
+  options = {"num_labels": num_labels, "head": head, "classifier_dropout": classifier_dropout}
+  return cls(cfg, **{k: v for k, v in options.items() if k in fields})

@@ -14,6 +14,7 @@ import pytest
 from electra_jax.finetune import kinds as task_kinds
 from electra_jax.finetune import metrics as glue_metrics
 from electra_jax.finetune import train as ft
+from electra_jax.finetune.runner import load_finetuned
 from finetune_testlib import finetune_config, sst2_dir, vocab  # noqa: F401 (fixture)
 from train_testlib import read_jsonl, read_wandb_run, wandb_offline
 
@@ -85,7 +86,7 @@ def test_final_checkpoint_and_transformers_parity(sst2_run, tmp_path, vocab):
   from electra_jax.io.hf import export_hf
 
   results, workdir, cfg = sst2_run
-  model, params, meta = ft.load_finetuned(str(workdir / "seed_3" / "final"))
+  model, params, meta = load_finetuned(str(workdir / "seed_3" / "final"))
   assert meta["task"] == "sst2" and model.head == "hf"
   tok = tokenizers.load(cfg.tokenizer)
   examples = glue.read_tsv(str(Path(cfg.data_dir) / "SST-2" / "dev.tsv"), "sst2", ("0", "1"))
@@ -158,7 +159,7 @@ def test_select_final_or_best_evaluation(tmp_path, vocab, monkeypatch, select):
   assert results["select"] == select
   assert results["per_seed"]["accuracy"] == [want] and results["median"]["accuracy"] == want
   assert results["selected_step"] == [step]
-  _, _, meta = ft.load_finetuned(str(tmp_path / "work" / "seed_1" / select))
+  _, _, meta = load_finetuned(str(tmp_path / "work" / "seed_1" / select))
   assert (meta["select"], meta["step"], meta["scores"]) == (select, step, {"accuracy": want})
   with open(tmp_path / "work" / "seed_1" / "dev_predictions.tsv") as f:
     predicted = {r["prediction"] for r in csv.DictReader(f, delimiter="\t")}

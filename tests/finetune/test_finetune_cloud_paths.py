@@ -15,6 +15,7 @@ from data_pipelines import fs, glue, squad, tagging, tokenizers
 from electra_jax import export_hf
 from electra_jax.finetune import predict, sweep
 from electra_jax.finetune import train as ft
+from electra_jax.finetune.runner import load_finetuned
 from electra_jax.model import heads
 from electra_jax.model.config import ModelConfig
 from finetune_testlib import TINY, WORDS, finetune_config, sst2_dir, vocab  # noqa: F401 (fixture)
@@ -81,7 +82,7 @@ def test_data_dir_and_workdir_on_ram_give_the_local_run(local_and_ram_runs):
     assert fs.read_text(fs.join(work, "seed_1", name)) == \
         fs.read_text(os.path.join(local, "seed_1", name)), name
   assert tokenizers.find_saved(work).fingerprint() == tokenizers.find_saved(local).fingerprint()
-  _, _, record = ft.load_finetuned(fs.join(work, "seed_1", "final"))
+  _, _, record = load_finetuned(fs.join(work, "seed_1", "final"))
   assert {k: [v] for k, v in record["scores"].items()} == results["per_seed"]
   closing = ft.closing_message(work, results)
   assert f"  results: {work}/results.json" in closing

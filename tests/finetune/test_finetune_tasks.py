@@ -11,6 +11,7 @@ import pytest
 from electra_jax.finetune import squad_eval
 from electra_jax.finetune import metrics as glue_metrics
 from electra_jax.finetune import train as ft
+from electra_jax.finetune.runner import load_finetuned
 from electra_jax.finetune.tasks import get_task
 from finetune_testlib import TINY, WORDS, finetune_config, sst2_dir, vocab  # noqa: F401 (fixture)
 
@@ -33,7 +34,7 @@ def test_init_from_hf_directory_keeps_encoder(tmp_path, vocab):
   cfg = finetune_config(vocab, data, init=str(src), tokenizer=None, size=None, model_overrides=(),
                         learning_rate=1e-12, num_epochs=1.0, write_predictions=False)
   ft.finetune_and_evaluate(cfg, str(tmp_path / "work"))
-  model, params, _ = ft.load_finetuned(str(tmp_path / "work" / "seed_1" / "final"))
+  model, params, _ = load_finetuned(str(tmp_path / "work" / "seed_1" / "final"))
   _, source = load_pretrained(str(src), as_numpy=True)
   assert model.config.hidden_size == 32 and model.head == "hf"  # the default head
   got, want = jax.tree.leaves(params["electra"]), jax.tree.leaves(source["electra"])
