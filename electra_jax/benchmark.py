@@ -1,7 +1,7 @@
 """Throughput of the pre-training step: tokens/s, step time and MFU, optionally against PyTorch.
 
   python -m electra_jax.benchmark --size small --batch 32 --seq_len 128 [--steps N]
-      [--dtype bfloat16] [--compare_torch] [--data SHARD_DIR]
+      [--dtype bfloat16] [--compare_torch] [--data SHARD_DIR] [--set FIELD=VALUE ...]
 
 Times our jitted, sharded train step (ELECTRA objective, official optimizer) after compilation and
 warm-up, with block_until_ready, on a synthetic batch whose every token is real, or with --data on
@@ -22,7 +22,9 @@ synthetic batch of that shape). Quote the ratios: absolute numbers move with mac
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -51,6 +53,23 @@ def synthetic_batch(batch: int, seq_len: int, vocab: int, seed: int = 0) -> dict
   ids = rs.randint(1000, vocab, (batch, seq_len)).astype(np.int32)
   ids[:, 0], ids[:, -1] = SPECIAL.cls, SPECIAL.sep
   return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+
+
+def model_overrides(settings: list[str]) -> dict:
+  """["num_hidden_layers=4", "vocab_size=8000", ...] -> {field: Python literal} for
+  ModelConfig.replace; ValueError naming the fields for an unknown one."""
+  fields = {f.name for f in dataclasses.fields(config_lib.ModelConfig)}
+  changes = {}
+  for setting in settings:
+    name, sep, value = setting.partition("=")
+    if not sep or name not in fields:
+      raise ValueError(f"--set {setting!r}: expected FIELD=VALUE with FIELD one of "
+                       f"{sorted(fields)}")
+    try:
+      changes[name] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      changes[name] = value  # a bare string such as attention=explicit
+  return changes
 
 
 def measure_matmul_flops(n: int, dtype: str, repeats: int = 10) -> float:
@@ -198,6 +217,9 @@ def main(argv=None):
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
   parser.add_argument("--sampler", choices=ob.SAMPLERS, default="gumbel",
                       help="ObjectiveConfig.sampler of the timed step")
+  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                      help="override a ModelConfig field of the size's discriminator before its "
+                      "generator is derived (repeatable), e.g. --set num_hidden_layers=4")
   parser.add_argument("--compare_torch", action="store_true")
   parser.add_argument("--data", help="time the first batch of this shard directory's train split "
                       "(its seq_len and vocabulary) instead of a synthetic all-real batch")
@@ -209,7 +231,7 @@ def main(argv=None):
     shd.set_cpu_xla_flags()
 
   size = config_lib.PRESETS[args.size]
-  disc = size.model.replace(dtype=args.dtype)
+  disc = size.model.replace(dtype=args.dtype, **model_overrides(args.set))
   if args.data:
     batch, special = shard_batch(args.data, args.batch)
     args.seq_len = batch["input_ids"].shape[1]
@@ -217,12 +239,14 @@ def main(argv=None):
     layout = "packed rows" if "example_ids" in batch else "one example a row"
     source = f"the first batch of {args.data} ({layout})"
   else:
-    batch, special = synthetic_batch(args.batch, args.seq_len, disc.vocab_size), SPECIAL
+    batch = synthetic_batch(args.batch, args.seq_len, disc.vocab_size)
+    special = dataclasses.replace(SPECIAL, vocab_size=disc.vocab_size)
     source = "a synthetic batch, every token real"
   gen = config_lib.generator_config(disc, size.generator_hidden_fraction)
   devices = jax.devices()
   print(f"devices: {len(devices)} x {devices[0].device_kind} ({jax.default_backend()}); "
-        f"ELECTRA-{args.size} {args.dtype}, sampler {args.sampler}, "
+        f"ELECTRA-{args.size}{''.join(' ' + s for s in args.set)} {args.dtype}, "
+        f"sampler {args.sampler}, "
         f"batch {args.batch} x {args.seq_len} of {source}; "
         f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
   on_cpu = jax.default_backend() == "cpu"

@@ -128,3 +128,26 @@ def test_benchmark_reports_real_tokens_of_a_shard_batch(tmp_path, monkeypatch):
     assert r["real_tokens_per_s"] == pytest.approx(r["tokens_per_s"] * r["real_token_fraction"])
     fractions[layout] = r["real_token_fraction"]
   assert fractions["packed"] > fractions["unpacked"]
+
+
+def test_benchmark_set_overrides_the_discriminator(monkeypatch):
+  """--set FIELD=VALUE changes the size's discriminator before the generator is derived (the
+  4-layer x 128 quality model with an 8000-piece vocabulary); an unknown field is an error."""
+  timed = []
+  monkeypatch.setattr(benchmark, "measure_matmul_flops", lambda n, dtype: 1e11)
+  monkeypatch.setattr(benchmark, "time_jax_step",
+                      lambda disc, gen, batch, steps, warmup, sampler, special: timed.append(
+                          (disc, gen, batch, special)) or {"step_s": 0.5, "compile_s": 1.0,
+                                                           "loss": 1.0, "flops": 1e9})
+  benchmark.main(["--size", "small", "--batch", "2", "--seq_len", "16", "--no_cpu_flags",
+                  "--set", "num_hidden_layers=4", "--set", "hidden_size=128",
+                  "--set", "num_attention_heads=2", "--set", "intermediate_size=512",
+                  "--set", "vocab_size=8000", "--set", "attention=explicit"])
+  disc, gen, batch, special = timed[-1]
+  assert (disc.num_hidden_layers, disc.hidden_size, disc.num_attention_heads,
+          disc.intermediate_size, disc.vocab_size, disc.attention) == (4, 128, 2, 512, 8000,
+                                                                       "explicit")
+  assert (gen.hidden_size, gen.num_hidden_layers, gen.vocab_size) == (32, 4, 8000)
+  assert special.vocab_size == 8000 and batch["input_ids"].max() < 8000
+  with pytest.raises(ValueError, match="num_layers"):
+    benchmark.main(["--size", "tiny", "--no_cpu_flags", "--set", "num_layers=4"])
