@@ -85,12 +85,38 @@ def dense(cfg: ModelConfig, features, in_axes: tuple, out_axes: tuple, name: str
       init_std=cfg.initializer_range, dtype=dtype or cfg.compute_dtype, name=name)
 
 
-def layer_norm(cfg: ModelConfig, axis_name: str, name: str, dtype=None) -> nn.LayerNorm:
+class LayerNorm(nn.Module):
+  """LayerNorm over the last axis with float32 statistics, in two passes: the mean, then the mean
+  square of x - mean (nn.LayerNorm takes E[x^2] - E[x]^2). x [..., F] -> `dtype` [..., F];
+  parameters `scale` (ones) and `bias` (zeros), float32 [F], named as nn.LayerNorm's.
+
+  The same function as nn.LayerNorm to float32 rounding (closer to PyTorch's, which also
+  centres first), and cheaper to differentiate on CPU: for ELECTRA-Small's [32,128,256] the
+  forward and backward took 12.8 ms against nn.LayerNorm's 20.2 ms (one core, 2026-12-07), whose
+  gradient through E[x^2] - E[x]^2 keeps more full-size intermediates."""
+
+  epsilon: float
+  axis_name: str
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    features = x.shape[-1]
+    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones_init(),
+                                                             (self.axis_name,)),
+                       (features,), jnp.float32)
+    bias = self.param("bias", zeros_init((self.axis_name,)), (features,), jnp.float32)
+    x = x.astype(jnp.float32)
+    centred = x - jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(centred), axis=-1, keepdims=True)
+    y = centred * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
+    return y.astype(self.dtype)
+
+
+def layer_norm(cfg: ModelConfig, axis_name: str, name: str, dtype=None) -> LayerNorm:
   """LayerNorm with epsilon `layer_norm_eps`; statistics are always float32."""
-  return nn.LayerNorm(
-      epsilon=cfg.layer_norm_eps, dtype=dtype or cfg.compute_dtype, param_dtype=jnp.float32,
-      scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), (axis_name,)),
-      bias_init=zeros_init((axis_name,)), name=name)
+  return LayerNorm(epsilon=cfg.layer_norm_eps, axis_name=axis_name,
+                   dtype=dtype or cfg.compute_dtype, name=name)
 
 
 def activation(name: str):
