@@ -65,6 +65,7 @@ from electra_jax.runtime.layerwise_lr import layerwise_lr_multipliers
 from electra_jax.runtime.metrics import (CURVES_FILE, MetricsWriter, WandbRun, itstime,
                                          wandb_enabled)
 from electra_jax.runtime.optim import OptimizerConfig, make_optimizer
+from electra_jax.runtime.state import warm_start
 
 RUN_RECORD = "finetune_config.json"  # WORKDIR's config: what its seeds were trained with
 SEED_RECORD = "result.json"  # WORKDIR/seed_S's finished result, written last
@@ -170,27 +171,18 @@ def load_initial(config: FinetuneConfig, vocab_size: int) -> tuple[ModelConfig, 
   return model_config, params
 
 
-def _merge_initial(params: dict, initial: Optional[dict], shardings: dict) -> tuple[dict, list]:
-  """Replaces the fresh encoder (and any head whose shapes match) by the initial weights."""
+def warm_start_task_model(params: dict, initial: Optional[dict], shardings: dict
+                          ) -> tuple[dict, list]:
+  """(params, names of the top-level parts taken): the fresh encoder, and any head whose
+  tensors and shapes match, replaced by the initial weights (runtime.state.warm_start); an
+  encoder that does not match is a ValueError."""
   if initial is None:
     return params, []
-  taken = []
-  merged = dict(params)
-  for key in params:
-    if key not in initial:
-      continue
-    fresh_shapes = jax.tree.map(lambda x: x.shape, params[key])
-    init_shapes = jax.tree.map(lambda x: tuple(np.shape(x)), initial[key])
-    if jax.tree.structure(fresh_shapes) != jax.tree.structure(init_shapes) or \
-        jax.tree.leaves(fresh_shapes) != jax.tree.leaves(init_shapes):
-      if key == "electra":
-        raise ValueError("the initial encoder's parameters do not match the task model's "
-                         "(structure or shapes differ)")
-      continue
-    merged[key] = jax.device_put(
-        jax.tree.map(lambda x: np.asarray(x, np.float32), initial[key]), shardings[key])
-    taken.append(key)
-  return merged, taken
+  start = warm_start(params, initial, shardings, depth=1)
+  if "electra" in start.mismatched:
+    raise ValueError("the initial encoder's parameters do not match the task model's "
+                     f"({start.mismatched['electra']})")
+  return start.params, start.taken
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +239,7 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
     return json.loads(fs.read_text(record_path))
   init_key, dropout_key = jax.random.split(jax.random.key(seed))
   params = runner.init_params(init_key)
-  params, taken = _merge_initial(params, initial, runner.param_shardings)
+  params, taken = warm_start_task_model(params, initial, runner.param_shardings)
   if taken and seed == config.seeds[0]:
     _log(f"initialised {taken} from {config.init}")
   state = runner.init_state(params, dropout_key)

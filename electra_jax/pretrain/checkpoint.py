@@ -46,7 +46,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
-from flax import traverse_util
 from orbax.checkpoint import checkpoint_managers as policies
 
 from electra_jax.floor import fs
@@ -54,6 +53,7 @@ from electra_jax.io.load import detect_format, load_pretrained
 from electra_jax.io.native import orbax_path, step_problem
 from electra_jax.pretrain.config import CheckpointConfig
 from electra_jax.runtime.metrics import itstime
+from electra_jax.runtime.state import warm_start
 
 ITEMS = ("state", "config", "data")
 # Orbax's suffix of a step directory being written (renamed away when the step is complete).
@@ -430,29 +430,18 @@ def load_init_params(config, fresh_params: dict, param_shardings: dict, say=prin
   gen = None
   if gen_path is not None:
     _, gen = load_pretrained(gen_path, "generator", as_numpy=True)
-  source = traverse_util.flatten_dict(_joint_from_networks(disc, gen, config.embedding_sharing))
-  fresh = traverse_util.flatten_dict(fresh_params)
-  shardings = traverse_util.flatten_dict(param_shardings)
-  out, kept = {}, []
-  for key, value in fresh.items():
-    if key in source:
-      if tuple(source[key].shape) != tuple(value.shape):
-        raise ValueError(f"init_from {path}: {'/'.join(key)} has shape {source[key].shape}, the "
-                         f"configured model needs {tuple(value.shape)}: set ModelConfig / "
-                         "generator fractions to the checkpoint's sizes")
-      array = np.asarray(source[key], dtype=value.dtype)
-      out[key] = jax.make_array_from_callback(array.shape, shardings[key],
-                                              lambda index, a=array: a[index])
-    else:
-      out[key] = value
-      kept.append("/".join(key))
-  backbone = [k for k in kept if k.startswith("discriminator/electra/") or
+  source = _joint_from_networks(disc, gen, config.embedding_sharing)
+  start = warm_start(fresh_params, source, param_shardings)
+  if start.mismatched:
+    raise ValueError(f"init_from {path}: {next(iter(start.mismatched.values()))}: set "
+                     "ModelConfig / generator fractions to the checkpoint's sizes")
+  backbone = [k for k in start.fresh if k.startswith("discriminator/electra/") or
               k.startswith("embeddings/")]
   if backbone:
     raise ValueError(f"init_from {path}: the source lacks discriminator tensors "
                      f"{backbone[:5]}{' ...' if len(backbone) > 5 else ''}")
-  unused = sorted("/".join(k) for k in set(source) - set(fresh))
-  say(f"initialised {len(fresh) - len(kept)} of {len(fresh)} tensors from {path} ({fmt})"
-      + (f"; fresh: {', '.join(kept)}" if kept else "")
-      + (f"; unused from the source: {', '.join(unused)}" if unused else ""))
-  return traverse_util.unflatten_dict(out)
+  total = len(start.taken) + len(start.fresh)
+  say(f"initialised {len(start.taken)} of {total} tensors from {path} ({fmt})"
+      + (f"; fresh: {', '.join(start.fresh)}" if start.fresh else "")
+      + (f"; unused from the source: {', '.join(start.unused)}" if start.unused else ""))
+  return start.params

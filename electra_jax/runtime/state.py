@@ -9,13 +9,16 @@ from those names (`electra_jax.runtime.mesh`). Parameters and optimizer slots ar
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import dataclasses
+from typing import Any, Callable, Optional
 
 import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from flax import traverse_util
 
 from electra_jax.runtime import mesh as shd
 
@@ -100,3 +103,74 @@ def abstract_train_state(init_fn: InitFn, optimizer: optax.GradientTransformatio
   abstract = jax.tree_util.tree_map(
       lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), abstract, shardings)
   return abstract, shardings
+
+
+@dataclasses.dataclass
+class WarmStart:
+  """What `warm_start` did. Groups and tensors are named by their "/"-joined parameter paths.
+
+  params: the fresh params with each taken group replaced by the source's arrays;
+  taken: groups that came from the source; fresh: groups the source has no tensor of (kept
+  fresh); mismatched: {group: why} for groups the source holds with other shapes or tensors
+  (kept fresh; the caller decides whether that is an error); unused: source tensors that no
+  group took."""
+
+  params: Any
+  taken: list
+  fresh: list
+  mismatched: dict
+  unused: list
+
+
+def warm_start(fresh_params: Any, source: dict, param_shardings: Any,
+               depth: Optional[int] = None) -> WarmStart:
+  """The one warm start of both pipelines: params that take the host arrays of `source` (a
+  nested dict of numpy arrays, e.g. a loaded checkpoint) where they fit `fresh_params`, placed
+  on `param_shardings` (the params' shardings tree; works with several processes, each holding
+  the whole source on the host), in the fresh params' dtype.
+
+  A group is the subtree at the first `depth` keys of a parameter path (None: each tensor on
+  its own); it is taken whole when the source holds exactly its tensors with the same shapes.
+  """
+  flat_fresh = traverse_util.flatten_dict(fresh_params)
+  flat_source = traverse_util.flatten_dict(source)
+  flat_shardings = traverse_util.flatten_dict(param_shardings)
+  group_of = lambda key: key if depth is None else key[:depth]
+  groups: dict = {}
+  for key in flat_fresh:
+    groups.setdefault(group_of(key), []).append(key)
+  source_groups: dict = {}
+  for key in flat_source:
+    source_groups.setdefault(group_of(key), []).append(key)
+  out, report = dict(flat_fresh), WarmStart(None, [], [], {}, [])
+  for group, keys in groups.items():
+    name = "/".join(group)
+    offered = source_groups.get(group, [])
+    if not offered:
+      report.fresh.append(name)
+      continue
+    why = _mismatch(keys, offered, flat_fresh, flat_source)
+    if why is not None:
+      report.mismatched[name] = why
+      continue
+    for key in keys:
+      array = np.asarray(flat_source[key], dtype=flat_fresh[key].dtype)
+      out[key] = jax.make_array_from_callback(array.shape, flat_shardings[key],
+                                              lambda index, a=array: a[index])
+    report.taken.append(name)
+  report.unused = sorted("/".join(k) for k in set(flat_source) - set(flat_fresh))
+  report.params = traverse_util.unflatten_dict(out)
+  return report
+
+
+def _mismatch(keys: list, offered: list, fresh: dict, source: dict) -> Optional[str]:
+  """Why the source's tensors `offered` cannot replace the fresh tensors `keys` of one group
+  (None when they can)."""
+  for key in keys:
+    if key not in source:
+      return f"{'/'.join(key)} is missing from the source"
+    if tuple(np.shape(source[key])) != tuple(fresh[key].shape):
+      return (f"{'/'.join(key)} has shape {tuple(np.shape(source[key]))}, the configured model "
+              f"needs {tuple(fresh[key].shape)}")
+  extra = sorted(set(offered) - set(keys))
+  return f"the source has {'/'.join(extra[0])}, which the model lacks" if extra else None

@@ -6,7 +6,7 @@ import numpy as np
 
 from electra_jax.finetune.config import FinetuneConfig
 from electra_jax.finetune.kinds import KINDS
-from electra_jax.finetune.train import _merge_initial, load_initial
+from electra_jax.finetune.train import load_initial, warm_start_task_model
 from electra_jax.model.pretraining import split_pretraining_params
 from tests.io.test_convert import _pretraining, _write_electra_jax_checkpoint
 
@@ -25,7 +25,7 @@ def test_every_encoder_tensor_of_the_task_model_is_the_pretrained_one(tmp_path):
   fresh = jax.tree.map(lambda x: getattr(x, "value", x), fresh,
                        is_leaf=lambda x: hasattr(x, "value"))
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  merged, taken = _merge_initial(fresh, initial, {k: device for k in fresh})
+  merged, taken = warm_start_task_model(fresh, initial, jax.tree.map(lambda _: device, fresh))
 
   assert taken == ["electra"]
   want = jax.tree_util.tree_leaves_with_path(disc["electra"])
