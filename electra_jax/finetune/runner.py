@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
 from electra_jax.finetune.kinds import MODEL_INPUTS, TaskKind
 from electra_jax.io.native import load_safetensors, read_finetune_info
+from electra_jax.model.init import init_on_dummy
 from electra_jax.runtime import mesh as shd
 from electra_jax.runtime import state as ts
 from electra_jax.runtime.step import make_train_step
@@ -42,8 +42,7 @@ class Runner:
 
   def __init__(self, model, kind: TaskKind, mesh, tx, max_seq_length: int):
     self.model, self.mesh = model, mesh
-    dummy = jnp.zeros((1, max_seq_length), jnp.int32)
-    init_fn = lambda key: model.init(key, dummy, dummy, dummy)["params"]
+    init_fn = init_on_dummy(model, max_seq_length)
     if tx is None:
       self.param_shardings = shd.param_shardings(jax.eval_shape(init_fn, jax.random.key(0)), mesh)
     else:

@@ -45,9 +45,7 @@ from typing import Optional
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from data_pipelines import glue, tokenizers
 from electra_jax.finetune.config import (FinetuneConfig, Hparams, resolve_config, resolve_hparams,
@@ -59,10 +57,11 @@ from electra_jax.floor import cli, fs
 from electra_jax.io.load import load_pretrained, resolve_hub_id
 from electra_jax.io.native import save_safetensors
 from electra_jax.model.config import ModelConfig
+from electra_jax.model.init import init_on_dummy
 from electra_jax.runtime import mesh as shd
 from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
 from electra_jax.runtime.layerwise_lr import layerwise_lr_multipliers
-from electra_jax.runtime.metrics import (CURVES_FILE, MetricsWriter, WandbRun, itstime,
+from electra_jax.runtime.metrics import (CURVES_FILE, MetricsWriter, WandbRun, itstime, note,
                                          wandb_enabled)
 from electra_jax.runtime.optim import OptimizerConfig, make_optimizer
 from electra_jax.runtime.state import warm_start
@@ -166,8 +165,7 @@ def load_initial(config: FinetuneConfig, vocab_size: int) -> tuple[ModelConfig, 
                      f"from {config.init}; only dropout/dtype/remat may be overridden")
   model_config = model.config.replace(**overrides)
   if model_config.vocab_size != vocab_size:
-    print(f"note: tokenizer has {vocab_size} ids, the model {model_config.vocab_size}",
-          file=sys.stderr)
+    note(f"note: tokenizer has {vocab_size} ids, the model {model_config.vocab_size}")
   return model_config, params
 
 
@@ -200,19 +198,12 @@ def _suffixed(task: Task, split_name: str, scores: dict) -> dict:
 # One seed, then all seeds
 
 
-def _log(message: str) -> None:
-  if jax.process_index() == 0:
-    tqdm.write(message, file=sys.stderr)
-
-
 def build_runner(task: Task, config: FinetuneConfig, hp: Hparams, model_config: ModelConfig,
                  num_labels: int, n_train: int, mesh) -> tuple["Runner", int]:
   """The task model, optimizer and jitted steps, shared by every seed; and the step count."""
   kind = KINDS[task.kind]
   model = kind.model(model_config, num_labels, config.head, config.classifier_dropout)
-  dummy = jnp.zeros((1, hp.max_seq_length), jnp.int32)
-  abstract = jax.eval_shape(lambda k: model.init(k, dummy, dummy, dummy)["params"],
-                            jax.random.key(0))
+  abstract = jax.eval_shape(init_on_dummy(model, hp.max_seq_length), jax.random.key(0))
   total_steps = max(1, math.ceil(hp.num_epochs * n_train / config.batch_size))
   multipliers = layerwise_lr_multipliers(abstract, hp.layerwise_lr_decay,
                                          model_config.num_hidden_layers, config.layerwise_lr_mode)
@@ -235,13 +226,13 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
   seed_dir = fs.join(workdir, f"seed_{seed}")
   record_path = fs.join(seed_dir, SEED_RECORD)
   if fs.exists(record_path):
-    _log(f"{task.name} seed {seed}: finished earlier ({record_path}); not run again")
+    note(f"{task.name} seed {seed}: finished earlier ({record_path}); not run again")
     return json.loads(fs.read_text(record_path))
   init_key, dropout_key = jax.random.split(jax.random.key(seed))
   params = runner.init_params(init_key)
   params, taken = warm_start_task_model(params, initial, runner.param_shardings)
   if taken and seed == config.seeds[0]:
-    _log(f"initialised {taken} from {config.init}")
+    note(f"initialised {taken} from {config.init}")
   state = runner.init_state(params, dropout_key)
   n_train = data.train.size
   eval_every = max(1, math.ceil(n_train / config.batch_size) // config.evals_per_epoch)
@@ -264,7 +255,7 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
                          progress_bar=config.progress,
                          curves=("loss", task.primary) if config.curves else (), wandb=wandb_run,
                          references=kind.references(task, data.labels, data.train, data.dev[0]))
-  writer.print(f"{task.name} seed {seed}: {total_steps} steps")
+  note(f"{task.name} seed {seed}: {total_steps} steps")
   try:
     for step in range(total_steps):
       done = step + 1
@@ -394,7 +385,7 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str, overwrite: bool 
   """
   task = resolve_task(config)
   if claim_workdir(config, workdir, overwrite):
-    _log(f"resuming the fine-tuning run in {workdir}: finished seeds are read back")
+    note(f"resuming the fine-tuning run in {workdir}: finished seeds are read back")
   tokenizer = resolve_tokenizer(config)
   if jax.process_index() == 0:  # the fine-tuned models in WORKDIR/seed_S find it here
     tokenizer.save(fs.join(workdir, tokenizers.SAVED_DIR))
@@ -404,9 +395,9 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str, overwrite: bool 
   mesh = shd.make_mesh(config.mesh)
   for name in ("batch_size", "eval_batch_size"):
     shd.check_batch(mesh, getattr(config, name), f"FinetuneConfig.{name}")
-  _log(f"devices: {jax.device_count()} x {jax.devices()[0].platform} over "
+  note(f"devices: {jax.device_count()} x {jax.devices()[0].platform} over "
        f"{jax.process_count()} process(es); mesh {dict(mesh.shape)}")
-  _log(f"{task.name}: {data.train.size} train rows, "
+  note(f"{task.name}: {data.train.size} train rows, "
        + ", ".join(f"{s.name} {s.size}" for s in data.dev) + f"; {hp}")
 
   num_labels = KINDS[task.kind].num_outputs(data.labels)

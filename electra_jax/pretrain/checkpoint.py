@@ -52,7 +52,7 @@ from electra_jax.floor import fs
 from electra_jax.io.load import detect_format, load_pretrained
 from electra_jax.io.native import orbax_path, step_problem
 from electra_jax.pretrain.config import CheckpointConfig
-from electra_jax.runtime.metrics import itstime
+from electra_jax.runtime.metrics import itstime, note
 from electra_jax.runtime.state import warm_start
 
 ITEMS = ("state", "config", "data")
@@ -282,7 +282,7 @@ class Checkpointer:
                                       data=ocp.args.JsonRestore()))
     return restored.state, restored.config, restored.data
 
-  def restore_newest(self, abstract_state: Any, say=print) -> Optional[tuple[int, Any, dict,
+  def restore_newest(self, abstract_state: Any, say=note) -> Optional[tuple[int, Any, dict,
                                                                            dict]]:
     """(step, state, config_dict, data_position) of the newest step that restores; None when
     there is no step.
@@ -415,7 +415,7 @@ def _joint_from_networks(disc: dict, gen: Optional[dict], sharing: str) -> dict:
   return joint
 
 
-def load_init_params(config, fresh_params: dict, param_shardings: dict, say=print) -> dict:
+def load_init_params(config, fresh_params: dict, param_shardings: dict, say=note) -> dict:
   """Params for continued pre-training from `config.init_from` (and `init_generator_from`).
 
   Every tensor of the joint model that the source provides replaces the fresh one (shapes must

@@ -67,6 +67,7 @@ import jax
 import jax.numpy as jnp
 
 from electra_jax.model.config import ModelConfig
+from electra_jax.model.init import init_on_dummy
 from electra_jax.model.pretraining import EMBEDDING_SHARING, ElectraPretrainingModel
 from electra_jax.pretrain.kinds import (GENERATOR, KINDS, UNIFORM, LossInputs, ObjectiveKind,
                                         Replacements)
@@ -427,13 +428,12 @@ def init_fn(model: nn.Module, seq_len: int, objective: Optional[ObjectiveConfig]
   """key -> the joint model's parameters boxed with logical axis names, from a dummy batch of one
   `seq_len`-token row (electra_jax.runtime.state's `init_fn`); with `objective.prior_bias` the
   replaced-token head's output bias starts at logit(mask_prob)."""
-  ids = jnp.zeros((1, seq_len), jnp.int32)
-  inputs = (ids, jnp.ones_like(ids), jnp.zeros_like(ids), jnp.zeros((1, 1), jnp.int32))
+  init_params = init_on_dummy(model, seq_len)
   bias = (math.log(objective.mask_prob / (1 - objective.mask_prob))
           if objective is not None and objective.prior_bias else None)
 
   def init(key):
-    params = model.init({"params": key}, *inputs, deterministic=True)["params"]
+    params = init_params(key)
     head = params["discriminator"].get("discriminator_predictions")
     if bias is not None and head is not None:
       box = head["dense_prediction"]["bias"]

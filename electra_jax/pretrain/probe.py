@@ -35,6 +35,7 @@ from data_pipelines import glue
 from electra_jax.floor import fs
 from electra_jax.model.config import ModelConfig
 from electra_jax.model.heads import ElectraModel
+from electra_jax.model.init import init_on_dummy
 from electra_jax.model.pretraining import split_pretraining_params
 
 POOLINGS = ("cls", "mean")
@@ -248,8 +249,7 @@ class Probe:
   def random_baseline(self, seed: int = 0) -> dict:
     """The probe on a randomly initialised encoder of the same shape ("probe_random_*")."""
     model = ElectraModel(self.model_config)
-    ids = jnp.zeros((1, self.config.max_seq_length), jnp.int32)
-    params = model.init(jax.random.key(seed), ids, jnp.ones_like(ids), jnp.zeros_like(ids))
-    encoder = jax.tree.map(np.asarray, nn.meta.unbox(params)["params"]["electra"])
+    params = init_on_dummy(model, self.config.max_seq_length)(jax.random.key(seed))
+    encoder = jax.tree.map(np.asarray, nn.meta.unbox(params)["electra"])
     return self(encoder, prefix="probe_random_")
 

@@ -58,7 +58,7 @@ from electra_jax.pretrain.objective import (SpecialIds, build_pretraining_model,
                                             make_eval_step)
 from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
 from electra_jax.runtime.mesh import check_batch, global_batch, make_mesh, set_cpu_xla_flags
-from electra_jax.runtime.metrics import (CURVES_FILE, MetricsWriter, WandbRun, itstime,
+from electra_jax.runtime.metrics import (CURVES_FILE, MetricsWriter, WandbRun, itstime, note,
                                          wandb_enabled)
 from electra_jax.runtime.optim import make_optimizer
 from electra_jax.runtime.state import abstract_train_state, init_train_state
@@ -243,8 +243,8 @@ def lock_workdir(workdir):
     except OSError as err:
       raise ValueError(f"cannot write to workdir {workdir} ({err.strerror or err}); give a "
                        "writable --workdir") from None
-    print(f"note: workdir {workdir} is not on a local file system: no {LOCK_FILE} (flock) "
-          "guards it, so make sure no other trainer uses it", file=sys.stderr, flush=True)
+    note(f"note: workdir {workdir} is not on a local file system: no {LOCK_FILE} (flock) "
+         "guards it, so make sure no other trainer uses it")
     yield
     return
   workdir = Path(workdir)
@@ -401,7 +401,7 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
         _start_over(workdir)
       else:
         for warning in check_resume_config(config, workdir):
-          print(warning, file=sys.stderr, flush=True)
+          note(warning)
         keep_config_history(workdir, config_json(config))
       fs.write_atomically(fs.join(workdir, "config.json"), config_json(config))
       fs.write_atomically(fs.join(workdir, "config.gin"), to_gin(config))
@@ -414,7 +414,6 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
 def _train(config, workdir: str) -> dict:
   """The run of `train_and_evaluate` in a claimed workdir."""
   is_main = jax.process_index() == 0
-  say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if is_main else (lambda msg: None)
   mesh = make_mesh(config.mesh)
   seq_len, batch_size = config.data.seq_len, config.data.global_batch_size
   model = build_pretraining_model(config.model, config.generator, config.embedding_sharing,
@@ -423,9 +422,9 @@ def _train(config, workdir: str) -> dict:
   check_batch(mesh, batch_size)
   init = init_fn(model, seq_len, config.objective)
   abstract, shardings = abstract_train_state(init, optimizer, mesh)
-  note = check_free_space(checkpoint_dir(workdir), config.checkpoint, abstract)
-  if note:
-    say(note)
+  space = check_free_space(checkpoint_dir(workdir), config.checkpoint, abstract)
+  if space:
+    note(space)
   train_data, eval_data, special, data_dir = open_data(config)
   checkpointer = Checkpointer(workdir, config.checkpoint)
   last_step = config.train_steps
@@ -433,26 +432,26 @@ def _train(config, workdir: str) -> dict:
     tokenizer = tokenizers.of_shards(data_dir, train_data.manifest["tokenizer"])
   except ValueError as err:
     tokenizer = None
-    say(f"warning: {err}; this run's checkpoints carry no tokenizer")
+    note(f"warning: {err}; this run's checkpoints carry no tokenizer")
   if is_main and tokenizer is not None:  # WORKDIR/tokenizer: where finetune and convert find it
     tokenizer.save(fs.join(workdir, tokenizers.SAVED_DIR))
   probe = _make_probe(config, tokenizer)
-  say(f"devices: {jax.device_count()} x {jax.devices()[0].platform} over "
+  note(f"devices: {jax.device_count()} x {jax.devices()[0].platform} over "
       f"{jax.process_count()} process(es); mesh {dict(mesh.shape)}; data {data_dir} "
       f"({train_data.layout} rows, real-token fraction {train_data.real_token_fraction:.3f})")
 
-  restored = checkpointer.restore_newest(abstract, say)
+  restored = checkpointer.restore_newest(abstract)
   position = {}
   if restored is not None:
     restored_step, state, _, position = restored
     if position["seed"] != config.data.seed or position["global_batch_size"] != batch_size:
-      say(f"warning: checkpoint data position {position} differs from this run's data seed "
+      note(f"warning: checkpoint data position {position} differs from this run's data seed "
           f"{config.data.seed} / batch {batch_size}; the data order changes from here")
-    say(f"restored step {restored_step} from {checkpointer.directory}")
+    note(f"restored step {restored_step} from {checkpointer.directory}")
   else:
     state = init_train_state(init, optimizer, shardings, seed=config.data.seed)
     if config.init_from:
-      params = load_init_params(config, state.params, shardings.params, say)
+      params = load_init_params(config, state.params, shardings.params)
       state = state.replace(params=params)
   start_step = int(jax.device_get(state.step))
 
@@ -460,7 +459,7 @@ def _train(config, workdir: str) -> dict:
                               seed=config.data.seed) if eval_data is not None else None)
   warning = health.amplification_warning(config.optimizer)
   if warning and start_step < last_step:
-    say(warning)
+    note(warning)
   prior_batches = ([eval_data.batch(i) for i in range(config.data.eval_batches)] if eval_data
                    else [train_data.batch(start_step + i) for i in range(4)])
   priors = health.unigram_prior(prior_batches, special)
@@ -492,12 +491,12 @@ def _train(config, workdir: str) -> dict:
   try:
     if (eval_step is not None and itstime(start_step, config.data.eval_every, last_step)
         and start_step > 0 and _eval_missing(writer, start_step)):
-      say(f"evaluating step {start_step}: its checkpoint was saved but the run stopped before "
+      note(f"evaluating step {start_step}: its checkpoint was saved but the run stopped before "
           "its evaluation was recorded")
       result["eval"] = evaluate(state)
       writer.write_eval(start_step, result["eval"])
     if start_step >= last_step:
-      say(f"nothing to do: step {start_step} >= num_train_steps {last_step}; these are its final "
+      note(f"nothing to do: step {start_step} >= num_train_steps {last_step}; these are its final "
           f"metrics (from {fs.join(workdir, 'metrics.jsonl')} and eval_metrics.jsonl)")
       result["train"], last_eval = writer.last_records()
       result["eval"] = result["eval"] or last_eval
@@ -507,7 +506,7 @@ def _train(config, workdir: str) -> dict:
                                  shardings)
     first_batch = global_batch(train_data.batch(start_step), mesh)
     compiled = train_step.lower(state, first_batch).compile()
-    say(_memory_report(compiled))
+    note(_memory_report(compiled))
     timer = _StepTimer(start_step, batch_size * seq_len)
     profile = config.log.profile_steps
 
@@ -525,7 +524,7 @@ def _train(config, workdir: str) -> dict:
                              f"the run stopped without saving the corrupted state; {where}")
       message = monitor.update(step, metrics)
       if message:
-        say(message)
+        note(message)
       if itstime(step, config.log.log_every, last_step):
         metrics.update(timer.rates(step))
         metrics["real_tokens_per_sec"] = (metrics["tokens_per_sec"]
@@ -553,7 +552,7 @@ def _train(config, workdir: str) -> dict:
         if profile and done == profile[1]:
           jax.block_until_ready(state)
           stack.close()
-          say(f"profiler trace of steps {profile[0]}..{profile[1]} in "
+          note(f"profiler trace of steps {profile[0]}..{profile[1]} in "
               f"{fs.join(workdir, 'profile')}")
         preempted = preemption.reached(done)
         if preempted or checkpointer.should_save(done, last_step):
@@ -571,7 +570,7 @@ def _train(config, workdir: str) -> dict:
         result["step"] = done
         if preempted:
           result["preempted"] = True
-          say(f"preempted: saved step {done} to {checkpointer.directory}; exiting")
+          note(f"preempted: saved step {done} to {checkpointer.directory}; exiting")
           break
       if pending is not None:
         record(*pending)

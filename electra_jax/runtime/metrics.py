@@ -31,8 +31,9 @@ import json
 import math
 import os
 import sys
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence, TextIO
 
+import jax
 from tqdm.auto import tqdm
 
 from electra_jax.floor import fs
@@ -65,6 +66,17 @@ def itstime(step: int, every: int, last: int) -> bool:
   """The one periodic predicate of both training loops: after step `step` (steps completed),
   is it time for what happens every `every` steps (0: never) and always after the `last`?"""
   return step == last or (every > 0 and step % every == 0)
+
+
+def note(message: str, file: Optional[TextIO] = None) -> None:
+  """The process-0 note of both pipelines: one console line on `file` (default stderr) from
+  process 0 only, written through tqdm so that an open progress bar is redrawn below it, not
+  broken by it."""
+  if jax.process_index() != 0:
+    return
+  file = sys.stderr if file is None else file
+  tqdm.write(message, file=file)
+  file.flush()
 
 
 def _truncate_jsonl(path: str, last_step: int) -> None:
@@ -279,9 +291,9 @@ class MetricsWriter:
       return
     prefixed = {f"eval_{k}": v for k, v in metrics.items()}
     self._write(self.eval_path, "eval", step, prefixed, metrics)
-    self.print(f"eval at step {step}: " + ", ".join(
+    note(f"eval at step {step}: " + ", ".join(
         f"{k}={v}" if isinstance(v, str) else f"{k}={float(v):.4g}"
-        for k, v in sorted(metrics.items())))
+        for k, v in sorted(metrics.items())), sys.stderr if self._bar is not None else sys.stdout)
 
   def has_eval(self, step: int) -> bool:
     """Whether eval_metrics.jsonl holds a record of `step` (True on processes other than 0)."""
@@ -298,15 +310,6 @@ class MetricsWriter:
     train = {k: v for k, v in last(self.train_path).items() if k != "step"}
     evals = {k.removeprefix("eval_"): v for k, v in last(self.eval_path).items() if k != "step"}
     return train, evals
-
-  def print(self, message: str) -> None:
-    """A console line that does not break the progress bar (process 0 only)."""
-    if not self.is_main:
-      return
-    if self._bar is not None:
-      self._bar.write(message, file=sys.stderr)
-    else:
-      print(message, flush=True)
 
   def _write(self, path: str, split: str, step: int, metrics: Mapping[str, float],
              tags: Mapping[str, float]) -> None:

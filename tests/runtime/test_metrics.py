@@ -11,8 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util.tensor_util import make_ndarray
 
 from data_pipelines import fs
-from electra_jax.runtime.metrics import (MetricsWriter, WandbRun, reference_values, wandb_enabled,
-                                        write_curves)
+from electra_jax.runtime.metrics import (MetricsWriter, WandbRun, note, reference_values,
+                                        wandb_enabled, write_curves)
 from train_testlib import read_jsonl, read_wandb_run, wandb_offline
 
 TRAIN = [(1, {"loss": 9.0, "disc_auc": 0.5, "gen_accuracy": 0.0, "health": "warmup"}),
@@ -185,3 +185,16 @@ def test_curves_draw_reference_lines(tmp_path, monkeypatch):
   assert write_curves(str(tmp_path / "c.png"), train, evals, ("disc_loss", "gen_accuracy"), refs)
   assert drawn == [(pytest.approx(0.41), "prior 0.41"), (0.06, "unigram 0.06")]
   assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_a_note_is_one_stderr_line_and_keeps_the_progress_bar_whole(tmp_path, capsys):
+  writer = MetricsWriter(tmp_path, start_step=0, total_steps=4, is_main=True, tensorboard=False,
+                         progress_bar=True)
+  writer.advance(1)
+  note("restored step 1")
+  writer.write_eval(1, {"loss": 2.0})
+  writer.close()
+  out, err = capsys.readouterr()
+  assert out == ""
+  lines = err.replace("\r", "\n").splitlines()
+  assert "restored step 1" in lines and "eval at step 1: loss=2" in lines
