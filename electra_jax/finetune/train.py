@@ -56,7 +56,7 @@ from electra_jax.finetune.tasks import Task, get_task
 from electra_jax.floor import cli, fs
 from electra_jax.io.load import load_pretrained, resolve_hub_id
 from electra_jax.io.native import save_safetensors
-from electra_jax.model.config import ModelConfig
+from electra_jax.model.config import ARCHITECTURE_FIELDS, ModelConfig
 from electra_jax.model.init import init_on_dummy
 from electra_jax.runtime import mesh as shd
 from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
@@ -74,9 +74,6 @@ _NOT_COMPARED = ("seeds", "eval_batch_size", "mesh", "progress", "log_every", "t
                  "curves", "wandb_project", "wandb_mode")
 SELECTION = {"final": "dev score of the final checkpoint",
              "best": "best dev score over the evaluations"}
-_SHAPE_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
-                 "num_attention_heads", "intermediate_size", "max_position_embeddings",
-                 "type_vocab_size")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,9 +156,9 @@ def load_initial(config: FinetuneConfig, vocab_size: int) -> tuple[ModelConfig, 
   if "electra" not in params:
     raise ValueError(f"{config.init}: the loaded {type(model).__name__} has no 'electra' "
                      f"encoder parameters (top-level keys {sorted(params)})")
-  shape_changes = [k for k in overrides if k in _SHAPE_FIELDS]
-  if shape_changes:
-    raise ValueError(f"model_overrides {shape_changes} change the shape of the loaded model "
+  changed = [k for k in overrides if k in ARCHITECTURE_FIELDS]
+  if changed:
+    raise ValueError(f"model_overrides {changed} change the architecture of the loaded model "
                      f"from {config.init}; only dropout/dtype/remat may be overridden")
   model_config = model.config.replace(**overrides)
   if model_config.vocab_size != vocab_size:

@@ -16,6 +16,12 @@ import jax.numpy as jnp
 _DTYPES = ("float32", "bfloat16", "float16")
 # Self-attention implementations (electra_jax.model.layers.attention_path picks one per call).
 ATTENTION_CHOICES = ("auto", "explicit", "xla", "cudnn")
+# The architecture of a network: the ModelConfig fields its parameter shapes follow, and its
+# activation. A resumed pre-training run keeps every one (pretrain.train.RESUME_FIXED); a
+# fine-tuning run from a loaded model may override none (finetune.train.load_initial).
+ARCHITECTURE_FIELDS = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
+                       "num_attention_heads", "intermediate_size", "hidden_act",
+                       "max_position_embeddings", "type_vocab_size")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,6 +47,7 @@ from data_pipelines import tokenizers
 from data_pipelines.default_data import ensure_default_pretraining_data
 from data_pipelines.pretraining_reader import PretrainingData
 from electra_jax.floor import cli, fs
+from electra_jax.model.config import ARCHITECTURE_FIELDS
 from electra_jax.pretrain import health
 from electra_jax.pretrain import flops as flops_lib
 from electra_jax.pretrain.checkpoint import (CheckpointWriteError, Checkpointer, PreemptionWatcher,
@@ -74,12 +75,9 @@ CURVES = ("loss", "disc_loss", "disc_auc", "gen_accuracy")  # the panels of WORK
 REFERENCES = {"disc_loss": [("prior", "disc_prior_loss")],
               "disc_auc": [("chance", 0.5)], "gen_accuracy": [("unigram", "unigram_accuracy")]}
 
-_ARCHITECTURE = ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers",
-                 "num_attention_heads", "intermediate_size", "hidden_act",
-                 "max_position_embeddings", "type_vocab_size")
 # What a resumed run must keep of WORKDIR/config.json: {gin name: its path in the JSON}.
 RESUME_FIXED = {
-    **{f"ModelConfig.{f}": ("model", f) for f in _ARCHITECTURE},
+    **{f"ModelConfig.{f}": ("model", f) for f in ARCHITECTURE_FIELDS},
     "TrainConfig.generator_hidden_fraction": ("generator_hidden_fraction",),
     "TrainConfig.generator_layer_fraction": ("generator_layer_fraction",),
     "TrainConfig.embedding_sharing": ("embedding_sharing",),

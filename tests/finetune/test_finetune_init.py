@@ -3,6 +3,7 @@ model trains from is the checkpoint's discriminator encoder, bit for bit."""
 
 import jax
 import numpy as np
+import pytest
 
 from electra_jax.finetune.config import FinetuneConfig
 from electra_jax.finetune.kinds import KINDS
@@ -36,3 +37,16 @@ def test_every_encoder_tensor_of_the_task_model_is_the_pretrained_one(tmp_path):
                                   err_msg=jax.tree_util.keystr(path))
   # the head is fresh: a classifier has no pre-trained counterpart
   assert set(merged) - {"electra"} and not set(merged) - {"electra"} & set(initial)
+
+
+def test_a_loaded_model_refuses_architecture_overrides(tmp_path):
+  joint, params = _pretraining("tied")
+  _write_electra_jax_checkpoint(tmp_path, joint, params)
+  for field, value in (("hidden_act", "relu"), ("num_hidden_layers", 1)):
+    config = FinetuneConfig(task="sst2", init=str(tmp_path), data_dir=str(tmp_path),
+                            model_overrides=((field, value),))
+    with pytest.raises(ValueError, match=rf"model_overrides \['{field}'\] change the architecture"):
+      load_initial(config, joint.disc_config.vocab_size)
+  config = FinetuneConfig(task="sst2", init=str(tmp_path), data_dir=str(tmp_path),
+                          model_overrides=(("hidden_dropout_prob", 0.0),))
+  assert load_initial(config, joint.disc_config.vocab_size)[0].hidden_dropout_prob == 0.0
