@@ -18,8 +18,10 @@ electra_jax.floor.fs; the workdir local or gs://, where orbax writes checkpoints
 has no train.lock (flock needs a local file system) and no free-space check; each is skipped
 with a one-line note.
 
-Metrics of step s are read from the device after step s + 1 is dispatched, so the host never
-waits on the device except when it has to (before a checkpoint, an evaluation or the end).
+Metrics of step s are read from the device after step s + 1 is dispatched (runtime.metrics.
+LaggedMetrics), so the host never waits on the device except when it has to (before a
+checkpoint, an evaluation or the end). `_train` reads in sections: mesh, model and shardings;
+data; state (restore or init); evaluation, health and metrics; the step and the loop.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import numpy as np
@@ -59,8 +61,8 @@ from electra_jax.pretrain.objective import (SpecialIds, build_pretraining_model,
                                             make_eval_step)
 from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
 from electra_jax.runtime.mesh import check_batch, global_batch, make_mesh, set_cpu_xla_flags
-from electra_jax.runtime.metrics import (CURVES_FILE, MetricsWriter, WandbRun, itstime, note,
-                                         wandb_enabled)
+from electra_jax.runtime.metrics import (CURVES_FILE, LaggedMetrics, MetricsWriter, WandbRun,
+                                         itstime, note, wandb_enabled)
 from electra_jax.runtime.optim import make_optimizer
 from electra_jax.runtime.state import abstract_train_state, init_train_state
 from electra_jax.runtime.step import make_train_step
@@ -410,54 +412,91 @@ def train_and_evaluate(config, workdir, overwrite: bool = False) -> dict:
 
 
 def _train(config, workdir: str) -> dict:
-  """The run of `train_and_evaluate` in a claimed workdir."""
-  is_main = jax.process_index() == 0
+  """The run of `train_and_evaluate` in a claimed workdir, section by section."""
+  # ---- Mesh, model and shardings: the state's layout, before any array exists.
   mesh = make_mesh(config.mesh)
-  seq_len, batch_size = config.data.seq_len, config.data.global_batch_size
   model = build_pretraining_model(config.model, config.generator, config.embedding_sharing,
                                   config.objective)
   optimizer = make_optimizer(config.optimizer)
-  check_batch(mesh, batch_size)
-  init = init_fn(model, seq_len, config.objective)
+  check_batch(mesh, config.data.global_batch_size)
+  init = init_fn(model, config.data.seq_len, config.objective)
   abstract, shardings = abstract_train_state(init, optimizer, mesh)
   space = check_free_space(checkpoint_dir(workdir), config.checkpoint, abstract)
   if space:
     note(space)
+
+  # ---- Data, its tokenizer, and the probe that needs it.
   train_data, eval_data, special, data_dir = open_data(config)
   checkpointer = Checkpointer(workdir, config.checkpoint)
-  last_step = config.train_steps
-  try:
-    tokenizer = tokenizers.of_shards(data_dir, train_data.manifest["tokenizer"])
-  except ValueError as err:
-    tokenizer = None
-    note(f"warning: {err}; this run's checkpoints carry no tokenizer")
-  if is_main and tokenizer is not None:  # WORKDIR/tokenizer: where finetune and convert find it
-    tokenizer.save(fs.join(workdir, tokenizers.SAVED_DIR))
-  probe = _make_probe(config, tokenizer)
+  probe = _make_probe(config, _save_tokenizer(workdir, data_dir, train_data))
   note(f"devices: {jax.device_count()} x {jax.devices()[0].platform} over "
-      f"{jax.process_count()} process(es); mesh {dict(mesh.shape)}; data {data_dir} "
-      f"({train_data.layout} rows, real-token fraction {train_data.real_token_fraction:.3f})")
+       f"{jax.process_count()} process(es); mesh {dict(mesh.shape)}; data {data_dir} "
+       f"({train_data.layout} rows, real-token fraction {train_data.real_token_fraction:.3f})")
 
-  restored = checkpointer.restore_newest(abstract)
-  position = {}
-  if restored is not None:
-    restored_step, state, _, position = restored
-    if position["seed"] != config.data.seed or position["global_batch_size"] != batch_size:
-      note(f"warning: checkpoint data position {position} differs from this run's data seed "
-          f"{config.data.seed} / batch {batch_size}; the data order changes from here")
-    note(f"restored step {restored_step} from {checkpointer.directory}")
-  else:
-    state = init_train_state(init, optimizer, shardings, seed=config.data.seed)
-    if config.init_from:
-      params = load_init_params(config, state.params, shardings.params)
-      state = state.replace(params=params)
+  # ---- State: restored from WORKDIR/checkpoints, else fresh (and maybe warm-started).
+  state, position = _restore_or_init(config, checkpointer, abstract, init, optimizer, shardings)
   start_step = int(jax.device_get(state.step))
 
+  # ---- Evaluation, health and metrics out.
   eval_step = (make_eval_step(model, config.objective, special, mesh, shardings,
                               seed=config.data.seed) if eval_data is not None else None)
   warning = health.amplification_warning(config.optimizer)
-  if warning and start_step < last_step:
+  if warning and start_step < config.train_steps:
     note(warning)
+  priors, monitor = _health(config, train_data, eval_data, special, probe, start_step, position)
+  run = _Run(config, workdir, mesh, train_data, eval_data, eval_step, probe, priors, monitor,
+             checkpointer, _metrics_writer(config, workdir, start_step),
+             {"step": start_step, "preempted": False, "train": {}, "eval": {}})
+
+  # ---- The step and the loop (after the evaluation a restored step may lack).
+  try:
+    if _catch_up(run, state, start_step):
+      return run.result
+    train_step = make_train_step(loss_fn(model, config.objective, special), optimizer, mesh,
+                                 shardings)
+    _loop(run, train_step, state, start_step)
+  finally:
+    run.writer.close()
+    checkpointer.close()
+  return run.result
+
+
+def _save_tokenizer(workdir: str, data_dir: str, train_data: PretrainingData):
+  """The shards' tokenizer, saved (by process 0) to WORKDIR/tokenizer, where fine-tuning and
+  electra-convert find it; None, with a warning, when the shards name none that loads."""
+  try:
+    tokenizer = tokenizers.of_shards(data_dir, train_data.manifest["tokenizer"])
+  except ValueError as err:
+    note(f"warning: {err}; this run's checkpoints carry no tokenizer")
+    return None
+  if jax.process_index() == 0:
+    tokenizer.save(fs.join(workdir, tokenizers.SAVED_DIR))
+  return tokenizer
+
+
+def _restore_or_init(config, checkpointer: Checkpointer, abstract, init, optimizer,
+                     shardings) -> tuple:
+  """(state, its data position; {} for a fresh state): the newest intact checkpoint, else a
+  fresh state from DataConfig.seed whose params come from TrainConfig.init_from when set."""
+  restored = checkpointer.restore_newest(abstract)
+  if restored is None:
+    state = init_train_state(init, optimizer, shardings, seed=config.data.seed)
+    if config.init_from:
+      state = state.replace(params=load_init_params(config, state.params, shardings.params))
+    return state, {}
+  step, state, _, position = restored
+  batch_size = config.data.global_batch_size
+  if position["seed"] != config.data.seed or position["global_batch_size"] != batch_size:
+    note(f"warning: checkpoint data position {position} differs from this run's data seed "
+         f"{config.data.seed} / batch {batch_size}; the data order changes from here")
+  note(f"restored step {step} from {checkpointer.directory}")
+  return state, position
+
+
+def _health(config, train_data, eval_data, special: SpecialIds, probe: Optional[Probe],
+            start_step: int, position: dict) -> tuple:
+  """(the no-learning baselines: unigram prior, the probe on a random network; the
+  HealthMonitor, with the state a restored checkpoint saved)."""
   prior_batches = ([eval_data.batch(i) for i in range(config.data.eval_batches)] if eval_data
                    else [train_data.batch(start_step + i) for i in range(4)])
   priors = health.unigram_prior(prior_batches, special)
@@ -466,116 +505,149 @@ def _train(config, workdir: str) -> dict:
   monitor = health.HealthMonitor(config.optimizer, config.objective, priors["unigram_accuracy"])
   if position.get("health"):
     monitor.load_state(position["health"])
+  return priors, monitor
 
-  step_flops, peak = _flops_and_peak(config)
+
+def _metrics_writer(config, workdir: str, start_step: int) -> MetricsWriter:
+  """The run's MetricsWriter: jsonl, TensorBoard, progress bar, curves, W&B as LogConfig says."""
   wandb_run = (WandbRun(config.log.wandb_project, config.log.wandb_mode,
                         name=fs.basename(fs.abspath(workdir)), config=config.to_dict())
                if wandb_enabled(config.log.wandb_project) else None)
-  writer = MetricsWriter(workdir, start_step=start_step, total_steps=last_step, is_main=is_main,
-                         tensorboard=config.log.tensorboard,
-                         progress_bar=config.log.progress_bar,
-                         curves=CURVES if config.log.curves else (), wandb=wandb_run,
-                         references=REFERENCES)
-  result = {"step": start_step, "preempted": False, "train": {}, "eval": {}}
+  return MetricsWriter(workdir, start_step=start_step, total_steps=config.train_steps,
+                       is_main=jax.process_index() == 0, tensorboard=config.log.tensorboard,
+                       progress_bar=config.log.progress_bar,
+                       curves=CURVES if config.log.curves else (), wandb=wandb_run,
+                       references=REFERENCES)
 
-  def evaluate(state) -> dict:
-    """Held-out metrics of `state`, the no-learning baselines beside them, and the probe."""
-    metrics = {**_evaluate(eval_step, state, eval_data, mesh, config.data.eval_batches),
-               **priors}
-    if probe is not None:
-      metrics.update(probe(encoder_params(state.params, config.embedding_sharing)))
-    return metrics
 
-  try:
-    if (eval_step is not None and itstime(start_step, config.data.eval_every, last_step)
-        and start_step > 0 and _eval_missing(writer, start_step)):
-      note(f"evaluating step {start_step}: its checkpoint was saved but the run stopped before "
-          "its evaluation was recorded")
-      result["eval"] = evaluate(state)
-      writer.write_eval(start_step, result["eval"])
-    if start_step >= last_step:
-      note(f"nothing to do: step {start_step} >= num_train_steps {last_step}; these are its final "
-          f"metrics (from {fs.join(workdir, 'metrics.jsonl')} and eval_metrics.jsonl)")
-      result["train"], last_eval = writer.last_records()
-      result["eval"] = result["eval"] or last_eval
-      return result
+@dataclasses.dataclass
+class _Run:
+  """What the loop of one run works with (assembled by `_train`), and its result so far."""
 
-    train_step = make_train_step(loss_fn(model, config.objective, special), optimizer, mesh,
-                                 shardings)
-    first_batch = global_batch(train_data.batch(start_step), mesh)
-    compiled = train_step.lower(state, first_batch).compile()
-    note(_memory_report(compiled))
-    timer = _StepTimer(start_step, batch_size * seq_len)
-    profile = config.log.profile_steps
+  config: Any
+  workdir: str
+  mesh: Any
+  train_data: PretrainingData
+  eval_data: Optional[PretrainingData]
+  eval_step: Optional[Callable]  # (state, batch) -> metrics; None: no evaluation
+  probe: Optional[Probe]
+  priors: dict
+  monitor: health.HealthMonitor
+  checkpointer: Checkpointer
+  writer: MetricsWriter
+  result: dict  # what train_and_evaluate returns
 
-    def record(step: int, device_metrics) -> dict:
-      """Host copy of step `step`'s metrics; stops the run if one is not finite."""
-      metrics = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
-      bad = _first_nonfinite(metrics)
-      if bad is not None:
-        checkpointer.wait()
-        saved = checkpointer.latest_step()
-        where = (f"the last checkpoint (step {saved}) in {checkpointer.directory} is intact"
-                 if saved is not None else "no checkpoint was saved")
-        raise NonFiniteError(f"non-finite {bad} = {metrics[bad]} at step {step} "
-                             f"(loss={metrics.get('loss')}, grad_norm={metrics.get('grad_norm')}); "
-                             f"the run stopped without saving the corrupted state; {where}")
-      message = monitor.update(step, metrics)
-      if message:
-        note(message)
-      if itstime(step, config.log.log_every, last_step):
-        metrics.update(timer.rates(step))
-        metrics["real_tokens_per_sec"] = (metrics["tokens_per_sec"]
-                                          * metrics["real_token_fraction"])
-        metrics["health"] = monitor.status
-        if peak:
-          metrics["mfu"] = flops_lib.mfu(step_flops, metrics["step_time"], peak)
-        writer.write_train(step, metrics)
-        result["train"] = metrics
-      return metrics
+  def evaluates_at(self, step: int) -> bool:
+    return self.eval_step is not None and itstime(step, self.config.data.eval_every,
+                                                  self.config.train_steps)
 
-    pending = None  # (step, device metrics) of the last dispatched step, not yet read
-    with PreemptionWatcher() as preemption, contextlib.ExitStack() as stack:
-      for step in range(start_step, last_step):
-        if profile and step + 1 == profile[0]:
-          jax.profiler.start_trace(fs.join(workdir, "profile"))
-          stack.callback(jax.profiler.stop_trace)
-        batch = first_batch if step == start_step else global_batch(train_data.batch(step), mesh)
-        state, metrics = compiled(state, batch)
-        done = step + 1
-        if pending is not None:
-          record(*pending)
-        pending = (done, metrics)
-        writer.advance(done)
-        if profile and done == profile[1]:
-          jax.block_until_ready(state)
-          stack.close()
-          note(f"profiler trace of steps {profile[0]}..{profile[1]} in "
-              f"{fs.join(workdir, 'profile')}")
-        preempted = preemption.reached(done)
-        if preempted or checkpointer.should_save(done, last_step):
-          record(*pending)
-          pending = None
-          checkpointer.save(done, state, config.to_dict(),
-                            {**_data_position(config, done), "health": monitor.state_dict()})
-        if eval_step is not None and itstime(done, config.data.eval_every, last_step):
-          if pending is not None:
-            record(*pending)
-            pending = None
-          result["eval"] = evaluate(state)
-          writer.write_eval(done, result["eval"])
-          timer.reset(done)  # keep evaluation time out of the next step_time
-        result["step"] = done
-        if preempted:
-          result["preempted"] = True
-          note(f"preempted: saved step {done} to {checkpointer.directory}; exiting")
-          break
-      if pending is not None:
-        record(*pending)
-  finally:
-    writer.close()
-    checkpointer.close()
-  return result
+  def evaluate(self, state, step: int) -> None:
+    """Held-out metrics of `state`, the no-learning baselines beside them, and the probe: into
+    the result and eval_metrics.jsonl as step `step`'s."""
+    data = self.config.data
+    metrics = {**_evaluate(self.eval_step, state, self.eval_data, self.mesh, data.eval_batches),
+               **self.priors}
+    if self.probe is not None:
+      metrics.update(self.probe(encoder_params(state.params, self.config.embedding_sharing)))
+    self.result["eval"] = metrics
+    self.writer.write_eval(step, metrics)
+
+
+def _catch_up(run: _Run, state, start_step: int) -> bool:
+  """Evaluates `start_step` when its checkpoint was saved but the run stopped before that
+  evaluation was recorded; True, with the final metrics in the result, when no step is left."""
+  if run.evaluates_at(start_step) and start_step > 0 and _eval_missing(run.writer, start_step):
+    note(f"evaluating step {start_step}: its checkpoint was saved but the run stopped before "
+         "its evaluation was recorded")
+    run.evaluate(state, start_step)
+  if start_step < run.config.train_steps:
+    return False
+  note(f"nothing to do: step {start_step} >= num_train_steps {run.config.train_steps}; these "
+       f"are its final metrics (from {fs.join(run.workdir, 'metrics.jsonl')} and "
+       "eval_metrics.jsonl)")
+  run.result["train"], last_eval = run.writer.last_records()
+  run.result["eval"] = run.result["eval"] or last_eval
+  return True
+
+
+class _Recorder:
+  """Reads one step's metrics on the host (LaggedMetrics's `read`): stops the run on a
+  non-finite one, feeds the health monitor, and every log_every steps writes them with the step
+  rates and the MFU."""
+
+  def __init__(self, run: _Run, start_step: int):
+    self.run = run
+    self.timer = _StepTimer(start_step, run.config.data.global_batch_size
+                            * run.config.data.seq_len)
+    self.step_flops, self.peak = _flops_and_peak(run.config)
+
+  def __call__(self, step: int, device_metrics) -> None:
+    run = self.run
+    metrics = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+    bad = _first_nonfinite(metrics)
+    if bad is not None:
+      run.checkpointer.wait()
+      saved = run.checkpointer.latest_step()
+      where = (f"the last checkpoint (step {saved}) in {run.checkpointer.directory} is intact"
+               if saved is not None else "no checkpoint was saved")
+      raise NonFiniteError(f"non-finite {bad} = {metrics[bad]} at step {step} "
+                           f"(loss={metrics.get('loss')}, grad_norm={metrics.get('grad_norm')}); "
+                           f"the run stopped without saving the corrupted state; {where}")
+    message = run.monitor.update(step, metrics)
+    if message:
+      note(message)
+    if itstime(step, run.config.log.log_every, run.config.train_steps):
+      metrics.update(self.timer.rates(step))
+      metrics["real_tokens_per_sec"] = metrics["tokens_per_sec"] * metrics["real_token_fraction"]
+      metrics["health"] = run.monitor.status
+      if self.peak:
+        metrics["mfu"] = flops_lib.mfu(self.step_flops, metrics["step_time"], self.peak)
+      run.writer.write_train(step, metrics)
+      run.result["train"] = metrics
+
+
+def _loop(run: _Run, train_step, state, start_step: int) -> None:
+  """Steps start_step + 1 .. TrainConfig.train_steps, each step's metrics read one step late
+  (LaggedMetrics), with the checkpoints, evaluations, profile and preemption stop they call for;
+  the result goes to run.result. A step's metrics are read before its checkpoint (a non-finite
+  one is never saved) and its evaluation; the last step, and a preempted one, always save, so
+  nothing is left unread when the loop ends."""
+  config, last_step, data = run.config, run.config.train_steps, run.train_data
+  first_batch = global_batch(data.batch(start_step), run.mesh)
+  compiled = train_step.lower(state, first_batch).compile()
+  note(_memory_report(compiled))
+  recorder = _Recorder(run, start_step)
+  lagged = LaggedMetrics(recorder)
+  profile = config.log.profile_steps
+  with PreemptionWatcher() as preemption, contextlib.ExitStack() as profiling:
+    for step in range(start_step, last_step):
+      if profile and step + 1 == profile[0]:
+        jax.profiler.start_trace(fs.join(run.workdir, "profile"))
+        profiling.callback(jax.profiler.stop_trace)
+      batch = first_batch if step == start_step else global_batch(data.batch(step), run.mesh)
+      state, metrics = compiled(state, batch)
+      done = step + 1
+      lagged.push(done, metrics)
+      run.writer.advance(done)
+      if profile and done == profile[1]:
+        jax.block_until_ready(state)
+        profiling.close()
+        note(f"profiler trace of steps {profile[0]}..{profile[1]} in "
+             f"{fs.join(run.workdir, 'profile')}")
+      preempted = preemption.reached(done)
+      if preempted or run.checkpointer.should_save(done, last_step):
+        lagged.flush()
+        run.checkpointer.save(done, state, config.to_dict(),
+                              {**_data_position(config, done), "health": run.monitor.state_dict()})
+      if run.evaluates_at(done):
+        lagged.flush()
+        run.evaluate(state, done)
+        recorder.timer.reset(done)  # keep evaluation time out of the next step_time
+      run.result["step"] = done
+      if preempted:
+        run.result["preempted"] = True
+        note(f"preempted: saved step {done} to {run.checkpointer.directory}; exiting")
+        break
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ import json
 import math
 import os
 import sys
-from typing import Mapping, Optional, Sequence, TextIO
+from typing import Any, Callable, Mapping, Optional, Sequence, TextIO
 
 import jax
 from tqdm.auto import tqdm
@@ -77,6 +77,28 @@ def note(message: str, file: Optional[TextIO] = None) -> None:
   file = sys.stderr if file is None else file
   tqdm.write(message, file=file)
   file.flush()
+
+
+class LaggedMetrics:
+  """The device metrics of the last dispatched step, read one step late (as MaxText does): `push`
+  hands step s's metrics over and reads step s - 1's, which the device has finished by then
+  while it runs step s, so the host never waits on the device; `flush` reads what is held (before
+  a checkpoint, an evaluation or the end). `read(step, device_metrics)` does the reading."""
+
+  def __init__(self, read: Callable[[int, Any], Any]):
+    self._read = read
+    self._held: Optional[tuple] = None
+
+  def push(self, step: int, device_metrics: Any) -> None:
+    """Reads the metrics held (if any), then holds step `step`'s."""
+    self.flush()
+    self._held = (step, device_metrics)
+
+  def flush(self) -> None:
+    """Reads the metrics held, if any; nothing is held afterwards."""
+    if self._held is not None:
+      held, self._held = self._held, None
+      self._read(*held)
 
 
 def _truncate_jsonl(path: str, last_step: int) -> None:

@@ -11,8 +11,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util.tensor_util import make_ndarray
 
 from data_pipelines import fs
-from electra_jax.runtime.metrics import (MetricsWriter, WandbRun, note, reference_values,
-                                        wandb_enabled, write_curves)
+from electra_jax.runtime.metrics import (LaggedMetrics, MetricsWriter, WandbRun, note,
+                                        reference_values, wandb_enabled, write_curves)
 from train_testlib import read_jsonl, read_wandb_run, wandb_offline
 
 TRAIN = [(1, {"loss": 9.0, "disc_auc": 0.5, "gen_accuracy": 0.0, "health": "warmup"}),
@@ -198,3 +198,19 @@ def test_a_note_is_one_stderr_line_and_keeps_the_progress_bar_whole(tmp_path, ca
   assert out == ""
   lines = err.replace("\r", "\n").splitlines()
   assert "restored step 1" in lines and "eval at step 1: loss=2" in lines
+
+
+def test_lagged_metrics_are_read_one_step_late_and_once():
+  read = []
+  lagged = LaggedMetrics(lambda step, metrics: read.append((step, metrics)))
+  lagged.flush()  # nothing held: nothing read
+  lagged.push(1, "m1")
+  assert read == []
+  lagged.push(2, "m2")
+  assert read == [(1, "m1")]
+  lagged.flush()
+  lagged.flush()
+  lagged.push(3, "m3")
+  assert read == [(1, "m1"), (2, "m2")]
+  lagged.flush()
+  assert read == [(1, "m1"), (2, "m2"), (3, "m3")]
