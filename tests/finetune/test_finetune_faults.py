@@ -38,7 +38,7 @@ def test_killed_run_resumes_per_seed_and_a_rerun_reports_the_finished_result(
   resumed = ft.finetune_and_evaluate(cfg, str(work))
   out, err = capsys.readouterr()
   assert f"sst2 seed 1: finished earlier ({work}/seed_1/result.json); not run again" in err, err
-  assert "sst2 seed 2: 4 steps" in out and "seed 2: finished earlier" not in err, (out, err)
+  assert "sst2 seed 2: 4 steps" in err and "seed 2: finished earlier" not in err, (out, err)
   assert resumed == straight
   assert (work / "results.json").read_text() == (tmp_path / "straight" / "results.json").read_text()
 
