@@ -44,6 +44,7 @@ from data_pipelines import glue, hf_source, labelled, squad, tables, tagging
 from electra_jax.finetune import metrics as gm
 from electra_jax.finetune import squad_eval
 from electra_jax.floor import fs
+from electra_jax.floor.registry import Registry
 from electra_jax.model import heads
 from electra_jax.model.config import ModelConfig
 
@@ -598,15 +599,9 @@ class Tagging(TaskKind):
     return path
 
 
-KINDS: dict[str, TaskKind] = {}
-
-
-def register(kind: TaskKind) -> TaskKind:
-  """Makes `kind` available as Task.kind = kind.name; a taken name is refused."""
-  if not kind.name or kind.name in KINDS:
-    raise ValueError(f"task kind name {kind.name!r} is empty or taken: {sorted(KINDS)}")
-  KINDS[kind.name] = kind
-  return kind
+KINDS: Registry = Registry("task kind")
+# register(kind) makes `kind` available as Task.kind = kind.name; a taken name is refused
+register = KINDS.register
 
 
 for built_in in (Classification(), Regression(), MultiLabel(), Span(), Tagging()):

@@ -21,6 +21,7 @@ import json
 from typing import Optional
 
 from electra_jax.floor import fs
+from electra_jax.floor.registry import Registry
 from electra_jax.io import hf as hf_io
 from electra_jax.io import native
 from electra_jax.io import tf1 as tf1_io
@@ -174,16 +175,10 @@ class TF1(CheckpointFormat):
                              progress=progress, **overrides)
 
 
-FORMATS: dict[str, CheckpointFormat] = {}
-
-
-def register(fmt: CheckpointFormat) -> CheckpointFormat:
-  """Makes `fmt` readable as format=fmt.name, detected after the formats registered before it;
-  a taken name is refused."""
-  if not fmt.name or fmt.name in FORMATS:
-    raise ValueError(f"checkpoint format name {fmt.name!r} is empty or taken: {sorted(FORMATS)}")
-  FORMATS[fmt.name] = fmt
-  return fmt
+FORMATS: Registry = Registry("checkpoint format")
+# makes a format readable as format=fmt.name, detected after the formats registered before it;
+# a taken name is refused
+register = FORMATS.register
 
 
 # Detection order: a native export's directory may also hold HF files; a trainer workdir holds

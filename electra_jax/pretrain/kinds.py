@@ -42,6 +42,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from electra_jax.floor.registry import Registry
 from electra_jax.pretrain.losses import (binary_entropy, copy_mlm_loss, detection_metrics,
                                          safe_div, sigmoid_cross_entropy, weighted_cross_entropy)
 
@@ -296,15 +297,9 @@ class AllTokensMLM(ObjectiveKind):
     return {"rtd": batch * seq_len, "mlm": batch * seq_len}
 
 
-KINDS: dict[str, ObjectiveKind] = {}
-
-
-def register(kind: ObjectiveKind) -> ObjectiveKind:
-  """Makes `kind` available as ObjectiveConfig.kind = kind.name; a taken name is refused."""
-  if not kind.name or kind.name in KINDS:
-    raise ValueError(f"objective kind name {kind.name!r} is empty or taken: {sorted(KINDS)}")
-  KINDS[kind.name] = kind
-  return kind
+KINDS: Registry = Registry("objective kind")
+# register(kind) makes `kind` available as ObjectiveConfig.kind = kind.name; a taken name is refused
+register = KINDS.register
 
 
 for built_in in (Electra(), Electra15(), ReplaceMLM(), AllTokensMLM(), BertMLM()):
