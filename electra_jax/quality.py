@@ -135,10 +135,13 @@ CURVE_METRICS = {"loss": "loss (each run's own objective)",
                  "disc_auc": "replaced-token detection AUC",
                  "probe_mean_accuracy": "linear probe, mean-pooled features (dev accuracy)",
                  "probe_cls_accuracy": "linear probe, [CLS] features (dev accuracy)"}
-# Metric -> the eval record's key of what the metric is without learning (a dotted line).
-BASELINES = {"gen_accuracy": "eval_unigram_accuracy", "mlm_accuracy": "eval_unigram_accuracy",
-             "probe_mean_accuracy": "eval_probe_random_mean_accuracy",
-             "probe_cls_accuracy": "eval_probe_random_cls_accuracy"}
+# Metric -> (the eval record's key of a no-learning reference, its label): dotted lines.
+BASELINES = {"gen_accuracy": (("eval_unigram_accuracy", "unigram (no context)"),),
+             "mlm_accuracy": (("eval_unigram_accuracy", "unigram (no context)"),),
+             "probe_mean_accuracy": (("eval_probe_random_mean_accuracy", "random-init network"),
+                                     ("eval_probe_bow_accuracy", "bag of words (no network)")),
+             "probe_cls_accuracy": (("eval_probe_random_cls_accuracy", "random-init network"),
+                                    ("eval_probe_bow_accuracy", "bag of words (no network)"))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,9 +359,8 @@ def plot_curves(summary: dict, path: Path, x: str = "flops") -> Path:
       xs, ys = zip(*points)
       style = {"alpha": 0.5} if train else {"marker": "o", "linestyle": "--"}
       ax.plot(xs, ys, label=label, color=color, **style)
-    baseline = _baseline(summary, metric)
-    if baseline is not None:
-      ax.axhline(baseline[1], color="gray", linestyle=":", label=baseline[0])
+    for (label, value), color in zip(_baselines(summary, metric), ("gray", "black")):
+      ax.axhline(value, color=color, linestyle=":", label=label)
     ax.set_title(title, fontsize="medium")
     ax.set_xlabel("pre-training FLOPs (analytic)" if x == "flops" else "pre-training steps")
     ax.grid(True, alpha=0.3)
@@ -370,18 +372,20 @@ def plot_curves(summary: dict, path: Path, x: str = "flops") -> Path:
   return path
 
 
-def _baseline(summary: dict, metric: str) -> Optional[tuple]:
-  """(label, value) of `metric` without learning, from the first run whose evals record it:
-  0.5 for the AUC, the unigram accuracy, the random network's probe."""
+def _baselines(summary: dict, metric: str) -> list:
+  """[(label, value)] of `metric`'s no-learning references, each from the first run whose evals
+  record it: chance for the AUC, the unigram accuracy, the probe on a random network and on bags
+  of words."""
   if metric == "disc_auc":
-    return ("chance (0.5)", 0.5)
-  key = BASELINES.get(metric)
-  for run in summary.values():
-    values = [r[key] for r in run["eval"] if r.get(key) is not None]
-    if values:
-      label = "random-init network" if "probe" in metric else "unigram (no context)"
-      return (label, values[-1])
-  return None
+    return [("chance (0.5)", 0.5)]
+  found = []
+  for key, label in BASELINES.get(metric, ()):
+    for run in summary.values():
+      values = [r[key] for r in run["eval"] if r.get(key) is not None]
+      if values:
+        found.append((label, values[-1]))
+        break
+  return found
 
 
 def probe_bindings(base_config, task_name: str, data_dirs: Optional[dict] = None) -> list:

@@ -8,7 +8,11 @@ multinomial logistic regression is fit on the training examples' standardized fe
 batch, L2 penalty, a fixed number of L-BFGS steps: deterministic) and scored on the dev examples.
 The same probe on a randomly initialised network of the same shape is the baseline that a useful
 pre-training must beat: a random transformer's mean-pooled states are already a bag of random
-word features, which a linear classifier uses well on sentiment.
+word features, which a linear classifier uses well on sentiment. A second reference needs no
+network: the same classifier on each example's bag of words (which vocabulary entries occur in
+it), what the labels teach from word identity alone; a fine-tuned random-init model with a few
+thousand labels scores about as well as it (README, "Does pre-training pay?"), so features that
+beat it carry knowledge the labels do not.
 
 `feature_cosine` is the mean cosine similarity of the mean-pooled features of different inputs:
 near 1 when the network maps every input to nearly one vector (a collapsed encoder).
@@ -200,6 +204,18 @@ def _fit(x, y, num_classes: int, l2: float, steps: int):
   return w
 
 
+def bag_of_words(arrays: dict, vocabulary: np.ndarray) -> np.ndarray:
+  """[N, len(vocabulary)] float32: 1 where the example's real tokens hold that vocabulary id."""
+  column = np.full(int(max(vocabulary.max(), arrays["input_ids"].max())) + 1, -1, np.int64)
+  column[vocabulary] = np.arange(len(vocabulary))
+  out = np.zeros((len(arrays["input_ids"]), len(vocabulary)), np.float32)
+  rows, positions = np.nonzero(arrays["attention_mask"])
+  columns = column[arrays["input_ids"][rows, positions]]
+  seen = columns >= 0
+  out[rows[seen], columns[seen]] = 1.0
+  return out
+
+
 def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, dev_x: np.ndarray,
                    dev_y: np.ndarray, num_classes: int, l2: float = 1e-2,
                    steps: int = 100) -> float:
@@ -252,4 +268,14 @@ class Probe:
     params = init_on_dummy(model, self.config.max_seq_length)(jax.random.key(seed))
     encoder = jax.tree.map(np.asarray, nn.meta.unbox(params)["electra"])
     return self(encoder, prefix="probe_random_")
+
+  def bag_of_words_baseline(self) -> dict:
+    """{"probe_bow_accuracy"}: the same classifier on bag-of-words features (bag_of_words over
+    the ids the training examples use: no network, word identity only)."""
+    train_ids = self.train["input_ids"][self.train["attention_mask"].astype(bool)]
+    vocabulary = np.unique(train_ids)
+    return {"probe_bow_accuracy": probe_accuracy(
+        bag_of_words(self.train, vocabulary), self.train_labels,
+        bag_of_words(self.dev, vocabulary), self.dev_labels, self.num_classes, self.config.l2,
+        self.config.steps)}
 

@@ -495,13 +495,14 @@ def _restore_or_init(config, checkpointer: Checkpointer, abstract, init, optimiz
 
 def _health(config, train_data, eval_data, special: SpecialIds, probe: Optional[Probe],
             start_step: int, position: dict) -> tuple:
-  """(the no-learning baselines: unigram prior, the probe on a random network; the
-  HealthMonitor, with the state a restored checkpoint saved)."""
+  """(the no-learning baselines: unigram prior, the probe on a random network and on bags of
+  words; the HealthMonitor, with the state a restored checkpoint saved)."""
   prior_batches = ([eval_data.batch(i) for i in range(config.data.eval_batches)] if eval_data
                    else [train_data.batch(start_step + i) for i in range(4)])
   priors = health.unigram_prior(prior_batches, special)
   if probe is not None:  # the same probe on a random network of the same shape: the baseline
     priors.update(probe.random_baseline(config.data.seed))
+    priors.update(probe.bag_of_words_baseline())
   monitor = health.HealthMonitor(config.optimizer, config.objective, priors["unigram_accuracy"])
   if position.get("health"):
     monitor.load_state(position["health"])

@@ -79,6 +79,25 @@ def test_probe_reads_the_task_and_reports_both_poolings(tmp_path, word_tokenizer
   assert 0 < got["probe_random_feature_cosine"] < 1
 
 
+def test_bag_of_words_marks_the_real_tokens_of_each_row_in_vocabulary_order():
+  arrays = {"input_ids": np.array([[2, 7, 9, 7, 3, 0], [2, 11, 3, 0, 0, 0]]),
+            "attention_mask": np.array([[1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]])}
+  got = probe_lib.bag_of_words(arrays, np.array([0, 3, 7, 9]))
+  # padding (id 0 under mask 0) is not a word; 11 is outside the vocabulary; 7 twice is one
+  np.testing.assert_array_equal(got, [[0, 1, 1, 1], [0, 1, 0, 0]])
+
+
+def test_bag_of_words_baseline_finds_the_deciding_word_and_not_noise(tmp_path, word_tokenizer):
+  data = _sst_like(tmp_path / "glue")
+  probe = Probe.from_config(_probe_config(data), word_tokenizer, _model_config(word_tokenizer))
+  assert probe.bag_of_words_baseline()["probe_bow_accuracy"] >= 0.95
+  # labels independent of the words: no better than chance
+  shuffled = np.random.default_rng(0).permutation(probe.train_labels)
+  noise = Probe(probe.config, probe.model_config, probe.train, shuffled, probe.dev,
+                probe.dev_labels, probe.num_classes)
+  assert noise.bag_of_words_baseline()["probe_bow_accuracy"] <= 0.75
+
+
 def test_probe_config_and_file_errors(tmp_path, word_tokenizer):
   with pytest.raises(ValueError, match="needs both train_file and dev_file"):
     ProbeConfig(train_file="x.tsv")
