@@ -60,8 +60,8 @@ def _warn_deprecated(name: str) -> None:
   new = DEPRECATED_LOG_FIELDS[name]
   warnings.warn(f"FinetuneConfig.{name} is deprecated and goes in the next release; write "
                 f"LogConfig.{new} (gin: `LogConfig.{new} = ...`; Python: "
-                f"FinetuneConfig(log=LogConfig({new}=...)), read as config.log.{new})",
-                DeprecationWarning, stacklevel=3)
+                f"FinetuneConfig(log=dataclasses.replace(FINETUNE_LOG, {new}=...)), read as "
+                f"config.log.{new})", DeprecationWarning, stacklevel=3)
 
 
 def _accepts_deprecated_log_fields(cls):
@@ -144,13 +144,15 @@ class FinetuneConfig:
   save_checkpoint: write the selected model to WORKDIR/seed_S/{select}/ (native format).
   log: what each seed logs to WORKDIR/seed_S (electra_jax.runtime.metrics.LogConfig, the one
     pre-training uses, bound as `LogConfig.progress_bar = False` etc.; default FINETUNE_LOG,
-    LogConfig's defaults with log_every 10): a progress bar; a metrics.jsonl record (loss,
-    grad_norm, learning_rate) every `log.log_every` steps and an eval_metrics.jsonl record per
-    dev evaluation, mirrored in tensorboard/; curves.png at the end (loss and the task's primary
-    dev metric against the step); with `log.wandb_project` one W&B run per seed, grouped by the
-    workdir's name. `log.profile_steps` is refused (ValueError): fine-tuning writes no profiler
-    trace. The flat names of before (progress, log_every, tensorboard, curves, wandb_project,
-    wandb_mode: DEPRECATED_LOG_FIELDS) still work for one release, with a DeprecationWarning.
+    LogConfig's defaults with log_every 10, so in Python start from it:
+    `log=dataclasses.replace(FINETUNE_LOG, progress_bar=False)`): a progress bar; a
+    metrics.jsonl record (loss, grad_norm, learning_rate) every `log.log_every` steps and an
+    eval_metrics.jsonl record per dev evaluation, mirrored in tensorboard/; curves.png at the
+    end (loss and the task's primary dev metric against the step); with `log.wandb_project` one
+    W&B run per seed, grouped by the workdir's name. `log.profile_steps` is refused
+    (ValueError): fine-tuning writes no profiler trace. The flat names of before (progress,
+    log_every, tensorboard, curves, wandb_project, wandb_mode: DEPRECATED_LOG_FIELDS) still work
+    for one release, with a DeprecationWarning.
   squad_null_threshold: SQuAD 2.0 predicts no answer when null score - best span score exceeds it.
   mesh: the device mesh (electra_jax.runtime.mesh.MeshConfig), bound as `MeshConfig.fsdp = 2`
     etc.; by default every device does data parallelism.
