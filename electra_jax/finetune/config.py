@@ -18,9 +18,9 @@ config.PRESETS for CPU demos and tests (for random init); it fine-tunes with the
 Library code takes a `FinetuneConfig`; gin is read only by `resolve_config` at the command line:
 bindings look like `FinetuneConfig.learning_rate = 1e-4`, `MeshConfig.fsdp = 2` or
 `LogConfig.progress_bar = False` (the runtime's MeshConfig and LogConfig, which pre-training
-shares, nested as `mesh` and `log`); one gin would
-ignore (a bare `learning_rate = 1e-4`), a value of the wrong type or a syntax error is a ValueError
-with the right spelling (electra_jax.runtime.gin, the gin edge pre-training shares).
+shares, nested as `mesh` and `log`); one gin would ignore (a bare `learning_rate = 1e-4`), a
+value of the wrong type or a syntax error is a ValueError with the right spelling
+(electra_jax.runtime.gin, the gin edge pre-training shares).
 """
 
 from __future__ import annotations

@@ -271,7 +271,7 @@ def query(name: str) -> Any:
 
 def bound_fields(selector: str, names: Sequence[str]) -> list[str]:
   """Those of `names` that gin binds for `selector` (to any value, None included) while `build`
-  runs: the fields a configurable's caller must not take from elsewhere."""
+  runs, e.g. to lay just those over defaults other than the class's own."""
   bound = []
   for name in names:
     try:

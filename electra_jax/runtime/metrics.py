@@ -1,5 +1,6 @@
 """Training metrics out: console progress bar, WORKDIR/metrics.jsonl, TensorBoard events,
-optionally Weights & Biases, and a plot of the curves at the end.
+optionally Weights & Biases, and a plot of the curves at the end. `LogConfig` says which, for
+both pipelines (TrainConfig.log, FinetuneConfig.log).
 
 Only process 0 writes; on every other process each method is a no-op, so callers need no
 `if jax.process_index() == 0` of their own.
