@@ -133,6 +133,12 @@ class FinetuneConfig:
   bias_correction: Adam's bias correction (default on, as pre-training; the official code has
     none, and under fine-tuning's 10% warmup of a short run its update overshoots the peak rate
     several-fold: electra_jax.runtime.optim.uncorrected_amplification).
+  learning_rate, warmup_fraction, weight_decay, clip_norm, bias_correction: the optimizer
+    fields build_runner passes to runtime.optim.OptimizerConfig (b1, b2, eps: its defaults).
+    They stay flat rather than a nested OptimizerConfig because four of its fields have no
+    value a fine-tuning config can hold: learning_rate (here None: the per-size default of the
+    model loaded later), warmup_steps (here a fraction of a step count known once the data is
+    read), total_steps (computed from num_epochs) and schedule_offset.
   double_unordered: for tasks whose pairs are unordered (Task.unordered_pair: MRPC, STS-B) train
     on each pair in both orders (the training set doubles, and so do the steps of an epoch);
     the official code's option, on by default there (configure_finetuning.py line 76 at
