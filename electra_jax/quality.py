@@ -46,7 +46,9 @@ Both modes print one table: each seed's primary dev metric and the median over s
 (init, task), and per init the mean of its medians over the tasks. Scores are those of the final
 checkpoint, as in the paper (FinetuneConfig.select = "final"); `--select best` reports the best
 of the dev evaluations instead (optimistic; the table says which). `--gin_bindings` (e.g.
-'FinetuneConfig.max_train_examples = 2000') apply to every fine-tuning run.
+'FinetuneConfig.max_train_examples = 2000', 'LogConfig.progress_bar = False') apply to every
+fine-tuning run; `--pretrain_set` bindings to pre-training (a LogConfig binding there is
+pre-training's).
 
 The hour-long CPU run (2 otherwise idle cores) on the shared corpus (BERT uncased WordPiece,
 seq 128): a 4-layer, hidden-128 model pre-trained for 1500 ELECTRA steps at batch 32 (~0.6 s a
@@ -75,7 +77,7 @@ from step times measured on a loaded machine; 1200 steps save ~5 min):
         --gin_bindings='FinetuneConfig.train_sample_seed = 0' \
         --gin_bindings='FinetuneConfig.max_seq_length = 64' \
         --gin_bindings='FinetuneConfig.num_epochs = 2.0' \
-        --gin_bindings='FinetuneConfig.progress = False' \
+        --gin_bindings='LogConfig.progress_bar = False' \
         --workdir=workdirs/claim_cpu
 
 The in-domain CPU protocol (README, "Does pre-training pay?"): general text plus the unlabelled
@@ -93,7 +95,7 @@ every evaluation, then 2,000 labelled examples of each task, 3 seeds:
         --gin_bindings='FinetuneConfig.num_epochs = 3.0' \
         --gin_bindings='FinetuneConfig.learning_rate = 1e-3' \
         --gin_bindings='FinetuneConfig.layerwise_lr_decay = 1.0' \
-        --gin_bindings='FinetuneConfig.progress = False' \
+        --gin_bindings='LogConfig.progress_bar = False' \
         --workdir=workdirs/quality_cpu
 """
 

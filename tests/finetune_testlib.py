@@ -2,12 +2,13 @@
 (fixture `vocab`), a synthetic SST-2 directory whose label is readable from one word, and a tiny
 FinetuneConfig."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from electra_jax.finetune.config import FinetuneConfig
+from electra_jax.finetune.config import FINETUNE_LOG, FinetuneConfig
 
 WORDS = ("good great fine bad awful poor movie film plot the a is was very not what who "
          "where paris france capital city of big red dog ran . ? ,").split()
@@ -47,6 +48,6 @@ def finetune_config(vocab, data_dir, **kw) -> FinetuneConfig:
   base = dict(task="sst2", init="random", data_dir=str(data_dir), tokenizer=f"wordpiece:{vocab}",
               size="tiny", model_overrides=TINY, max_seq_length=16, batch_size=16,
               eval_batch_size=16, num_epochs=4.0, learning_rate=3e-3, layerwise_lr_decay=1.0,
-              progress=False)
+              log=dataclasses.replace(FINETUNE_LOG, progress_bar=False))
   base.update(kw)
   return FinetuneConfig(**base)

@@ -2,6 +2,7 @@
 data), fine-tune from the workdir, convert to Hugging Face, and run transformers' AutoTokenizer
 and fill-mask pipeline on the export."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from data_pipelines import tokenizers
 from electra_jax import load_tokenizer
 from electra_jax.finetune import train as ft
-from electra_jax.finetune.config import FinetuneConfig
+from electra_jax.finetune.config import FINETUNE_LOG, FinetuneConfig
 from electra_jax.io import convert
 from electra_jax.pretrain.config import resolve_config
 from electra_jax.pretrain.train import train_and_evaluate
@@ -39,7 +40,8 @@ def test_finetune_from_the_workdir_needs_no_tokenizer_flag(pretrained, tmp_path)
   data = sst2_dir(tmp_path / "glue", n_train=16, n_dev=8, n_test=0)
   config = FinetuneConfig(task="sst2", init=str(pretrained), data_dir=str(data), seeds=(1,),
                           num_epochs=1.0, batch_size=8, eval_batch_size=8, max_seq_length=32,
-                          progress=False, tensorboard=False)
+                          log=dataclasses.replace(FINETUNE_LOG, progress_bar=False,
+                                                  tensorboard=False))
   results = ft.finetune_and_evaluate(config, str(tmp_path / "work"))
   assert results["train_rows"] == 16 and len(results["per_seed"]["accuracy"]) == 1
   saved = load_tokenizer(str(tmp_path / "work" / "seed_1" / "final"))

@@ -16,16 +16,20 @@ small, <= 768 base, larger large). `size="tiny"` is the 2-layer, hidden-32 model
 config.PRESETS for CPU demos and tests (for random init); it fine-tunes with the small defaults.
 
 Library code takes a `FinetuneConfig`; gin is read only by `resolve_config` at the command line:
-bindings look like `FinetuneConfig.learning_rate = 1e-4` or `MeshConfig.fsdp = 2`; one gin would
-ignore (a bare `learning_rate = 1e-4`), a value of the wrong type or a syntax error is a ValueError
-with the right spelling (electra_jax.runtime.gin, the gin edge pre-training shares).
+bindings look like `FinetuneConfig.learning_rate = 1e-4`, `MeshConfig.fsdp = 2` or
+`LogConfig.progress_bar = False` (the runtime's MeshConfig and LogConfig, which pre-training
+shares, nested as `mesh` and `log`); one gin would ignore (a bare `learning_rate = 1e-4`), a
+value of the wrong type or a syntax error is a ValueError with the right spelling
+(electra_jax.runtime.gin, the gin edge pre-training shares).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import typing
+import warnings
 from typing import Any, Optional, Sequence
 
 from data_pipelines import hf_source
@@ -34,14 +38,53 @@ from electra_jax.model import config as model_configs
 from electra_jax.model.config import ModelConfig
 from electra_jax.runtime import gin as gin_edge
 from electra_jax.runtime.mesh import MeshConfig
-from electra_jax.runtime.metrics import WANDB_MODES
+from electra_jax.runtime.metrics import LogConfig
 
 LEARNING_RATE = {"small": 3e-4, "base": 1e-4, "large": 5e-5}
 LAYERWISE_LR_DECAY = {"small": 0.8, "base": 0.8, "large": 0.9}
 SIZES = tuple(model_configs.PRESETS)
 SELECT = ("final", "best")
+# Fine-tuning's logging defaults: LogConfig's, but a record every 10 steps (pre-training: 100).
+FINETUNE_LOG = LogConfig(log_every=10)
+# The flat logging fields FinetuneConfig had before it nested LogConfig as `log`: old name ->
+# LogConfig field. For one release they still work (keywords, attribute reads and gin bindings
+# such as `FinetuneConfig.progress = False`), with a DeprecationWarning naming the new spelling.
+DEPRECATED_LOG_FIELDS = {"progress": "progress_bar", "log_every": "log_every",
+                         "tensorboard": "tensorboard", "curves": "curves",
+                         "wandb_project": "wandb_project", "wandb_mode": "wandb_mode"}
 
 
+def _warn_deprecated(name: str) -> None:
+  """The DeprecationWarning for the old flat field `name` (DEPRECATED_LOG_FIELDS), attributed to
+  the caller of the FinetuneConfig method that met it."""
+  new = DEPRECATED_LOG_FIELDS[name]
+  warnings.warn(f"FinetuneConfig.{name} is deprecated and goes in the next release; write "
+                f"LogConfig.{new} (gin: `LogConfig.{new} = ...`; Python: "
+                f"FinetuneConfig(log=dataclasses.replace(FINETUNE_LOG, {new}=...)), read as "
+                f"config.log.{new})", DeprecationWarning, stacklevel=3)
+
+
+def _accepts_deprecated_log_fields(cls):
+  """Lets `cls.__init__` (and so `replace`) take the DEPRECATED_LOG_FIELDS keywords: each is
+  applied to `log` (the one given, else the config's own default) with a DeprecationWarning."""
+  init = cls.__init__
+
+  @functools.wraps(init)
+  def __init__(self, *args, **fields):
+    flat = {name: fields.pop(name) for name in list(fields) if name in DEPRECATED_LOG_FIELDS}
+    for name in flat:
+      _warn_deprecated(name)
+    if flat:
+      fields["log"] = dataclasses.replace(
+          fields.get("log", FINETUNE_LOG),
+          **{DEPRECATED_LOG_FIELDS[name]: value for name, value in flat.items()})
+    init(self, *args, **fields)
+
+  cls.__init__ = __init__
+  return cls
+
+
+@_accepts_deprecated_log_fields
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
   """One fine-tuning run (several seeds) of one task.
@@ -90,6 +133,12 @@ class FinetuneConfig:
   bias_correction: Adam's bias correction (default on, as pre-training; the official code has
     none, and under fine-tuning's 10% warmup of a short run its update overshoots the peak rate
     several-fold: electra_jax.runtime.optim.uncorrected_amplification).
+  learning_rate, warmup_fraction, weight_decay, clip_norm, bias_correction: the optimizer
+    fields build_runner passes to runtime.optim.OptimizerConfig (b1, b2, eps: its defaults).
+    They stay flat rather than a nested OptimizerConfig because four of its fields have no
+    value a fine-tuning config can hold: learning_rate (here None: the per-size default of the
+    model loaded later), warmup_steps (here a fraction of a step count known once the data is
+    read), total_steps (computed from num_epochs) and schedule_offset.
   double_unordered: for tasks whose pairs are unordered (Task.unordered_pair: MRPC, STS-B) train
     on each pair in both orders (the training set doubles, and so do the steps of an epoch);
     the official code's option, on by default there (configure_finetuning.py line 76 at
@@ -99,16 +148,17 @@ class FinetuneConfig:
     with that seed (the same subset for every fine-tuning seed and init). Doubling comes after
     the cap (N pairs -> 2N rows).
   save_checkpoint: write the selected model to WORKDIR/seed_S/{select}/ (native format).
-  progress / log_every / tensorboard: a progress bar; a WORKDIR/seed_S/metrics.jsonl record
-    (loss, grad_norm, learning_rate) every `log_every` steps and WORKDIR/seed_S/eval_metrics.jsonl
-    per dev evaluation, mirrored in WORKDIR/seed_S/tensorboard/ (the pre-training MetricsWriter).
-  curves: WORKDIR/seed_S/curves.png at the end of each seed (loss and the task's primary dev
-    metric against the step).
-  wandb_project: also log each seed to this Weights & Biases project (one run per seed, grouped
-    by the workdir's name: the jsonl numbers by step and the resolved config; needs
-    `pip install "electra_jax[wandb]"`); None: $WANDB_PROJECT when set, else off. wandb_mode:
-    "online" or "offline" (runs stay in WORKDIR/seed_S/wandb/ until `wandb sync`); None:
-    $WANDB_MODE, else online. $WANDB_DIR moves the runs' files (metrics.WandbRun).
+  log: what each seed logs to WORKDIR/seed_S (electra_jax.runtime.metrics.LogConfig, the one
+    pre-training uses, bound as `LogConfig.progress_bar = False` etc.; default FINETUNE_LOG,
+    LogConfig's defaults with log_every 10, so in Python start from it:
+    `log=dataclasses.replace(FINETUNE_LOG, progress_bar=False)`): a progress bar; a
+    metrics.jsonl record (loss, grad_norm, learning_rate) every `log.log_every` steps and an
+    eval_metrics.jsonl record per dev evaluation, mirrored in tensorboard/; curves.png at the
+    end (loss and the task's primary dev metric against the step); with `log.wandb_project` one
+    W&B run per seed, grouped by the workdir's name. `log.profile_steps` is refused
+    (ValueError): fine-tuning writes no profiler trace. The flat names of before (progress,
+    log_every, tensorboard, curves, wandb_project, wandb_mode: DEPRECATED_LOG_FIELDS) still work
+    for one release, with a DeprecationWarning.
   squad_null_threshold: SQuAD 2.0 predicts no answer when null score - best span score exceeds it.
   mesh: the device mesh (electra_jax.runtime.mesh.MeshConfig), bound as `MeshConfig.fsdp = 2`
     etc.; by default every device does data parallelism.
@@ -155,12 +205,7 @@ class FinetuneConfig:
   dtype: str = "float32"
   save_checkpoint: bool = True
   write_predictions: bool = True
-  progress: bool = True
-  log_every: int = 10
-  tensorboard: bool = True
-  curves: bool = True
-  wandb_project: Optional[str] = None
-  wandb_mode: Optional[str] = None
+  log: LogConfig = FINETUNE_LOG
 
   def __post_init__(self):
     if not self.seeds:
@@ -171,13 +216,13 @@ class FinetuneConfig:
       raise ValueError(f"FinetuneConfig.head={self.head!r}; expected 'official' or 'hf'")
     if self.select not in SELECT:
       raise ValueError(f"FinetuneConfig.select={self.select!r}; expected one of {SELECT}")
-    if self.wandb_mode is not None and self.wandb_mode not in WANDB_MODES:
-      raise ValueError(f"FinetuneConfig.wandb_mode={self.wandb_mode!r}; expected one of "
-                       f"{WANDB_MODES}")
+    if self.log.profile_steps is not None:
+      raise ValueError(f"LogConfig.profile_steps={self.log.profile_steps}: fine-tuning writes no "
+                       "profiler trace (pre-training does); leave it unset")
     if self.layerwise_lr_mode not in ("correct", "official"):
       raise ValueError(f"FinetuneConfig.layerwise_lr_mode={self.layerwise_lr_mode!r}; "
                        "expected 'correct' or 'official'")
-    for name in ("batch_size", "eval_batch_size", "evals_per_epoch", "log_every", "doc_stride",
+    for name in ("batch_size", "eval_batch_size", "evals_per_epoch", "doc_stride",
                  "max_query_length", "n_best_size", "max_answer_length"):
       if getattr(self, name) <= 0:
         raise ValueError(f"FinetuneConfig.{name}={getattr(self, name)} must be positive")
@@ -198,6 +243,14 @@ class FinetuneConfig:
     bad = [k for k, _ in self.model_overrides if k not in known]
     if bad:
       raise ValueError(f"FinetuneConfig.model_overrides: unknown ModelConfig fields {bad}")
+
+  def __getattr__(self, name: str):
+    """The old flat logging names (DEPRECATED_LOG_FIELDS) read `log`'s fields, with a
+    DeprecationWarning, for one release."""
+    if name in DEPRECATED_LOG_FIELDS:
+      _warn_deprecated(name)
+      return getattr(self.log, DEPRECATED_LOG_FIELDS[name])
+    raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
   @property
   def hf_data(self) -> bool:
@@ -258,30 +311,51 @@ def resolve_hparams(config: FinetuneConfig, task: Task, model: ModelConfig) -> H
 # Gin at the command-line edge.
 
 
-_FIELDS = {"FinetuneConfig": [f for f in gin_edge.field_names(FinetuneConfig) if f != "mesh"],
-           "MeshConfig": gin_edge.field_names(MeshConfig)}
+_NESTED = {"mesh": MeshConfig, "log": LogConfig}  # bound through their own class
+_FIELDS = {"FinetuneConfig": [f for f in gin_edge.field_names(FinetuneConfig) if f not in _NESTED],
+           **{cls.__name__: gin_edge.field_names(cls) for cls in _NESTED.values()}}
 
 
 def _finetune_configurable():
-  """FinetuneConfig's configurable binds its fields except the nested mesh, as a dict."""
-  params = [p for n, p in inspect.signature(FinetuneConfig).parameters.items() if n != "mesh"]
-  return gin_edge.configurable("FinetuneConfig", inspect.Signature(params),
-                               typing.get_type_hints(FinetuneConfig), lambda **kw: kw)
+  """FinetuneConfig's configurable binds its fields except the nested ones, and for one release
+  the DEPRECATED_LOG_FIELDS (with their LogConfig types), as a dict."""
+  params = [p for n, p in inspect.signature(FinetuneConfig).parameters.items()
+            if n not in _NESTED]
+  params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
+             for name in DEPRECATED_LOG_FIELDS]
+  log_hints = typing.get_type_hints(LogConfig)
+  hints = {**typing.get_type_hints(FinetuneConfig),
+           **{old: log_hints[new] for old, new in DEPRECATED_LOG_FIELDS.items()}}
+  return gin_edge.configurable("FinetuneConfig", inspect.Signature(params), hints,
+                               lambda **kw: kw)
+
+
+def _bound_log(configurable) -> LogConfig:
+  """The LogConfig of the gin bindings (LogConfig's `configurable`) over FINETUNE_LOG: a field
+  no binding names keeps fine-tuning's default, not LogConfig's (log_every 10, not 100)."""
+  built = configurable()
+  names = gin_edge.bound_fields("LogConfig", gin_edge.field_names(LogConfig))
+  return dataclasses.replace(FINETUNE_LOG, **{name: getattr(built, name) for name in names})
 
 
 def resolve_config(gin_files: Sequence[str] = (), gin_bindings: Sequence[str] = (),
                    **fields: Any) -> FinetuneConfig:
   """FinetuneConfig from gin files, then bindings (`FinetuneConfig.FIELD = VALUE`,
-  `MeshConfig.FIELD = VALUE`), then `fields` (command-line flags; they win), through
-  `electra_jax.runtime.gin.parse` (unknown fields raise ValueError with close matches; so do
-  bindings gin would ignore, values of the wrong type and syntax errors)."""
+  `MeshConfig.FIELD = VALUE`, `LogConfig.FIELD = VALUE`), then `fields` (command-line flags;
+  they win), through `electra_jax.runtime.gin.parse` (unknown fields raise ValueError with close
+  matches; so do bindings gin would ignore, values of the wrong type and syntax errors). A
+  deprecated flat binding (`FinetuneConfig.progress = False`: DEPRECATED_LOG_FIELDS) applies over
+  the LogConfig bindings, and its DeprecationWarning is shown (at the command line too)."""
   finetune = _finetune_configurable()
   mesh = gin_edge.dataclass_configurable(MeshConfig)
+  log = gin_edge.dataclass_configurable(LogConfig)
   bound = gin_edge.parse(gin_files, gin_bindings, _FIELDS,
-                         lambda: {**finetune(), "mesh": mesh()}, {"mesh": MeshConfig})
+                         lambda: {**finetune(), "mesh": mesh(), "log": _bound_log(log)}, _NESTED)
   bound.update({k: v for k, v in fields.items() if v is not None})
   for key in ("seeds", "model_overrides"):
     if isinstance(bound.get(key), list):
       bound[key] = tuple(tuple(v) if isinstance(v, list) else v for v in bound[key])
   gin_edge.check_value_types("FinetuneConfig", typing.get_type_hints(FinetuneConfig), bound)
-  return FinetuneConfig(**bound)
+  with warnings.catch_warnings():
+    warnings.simplefilter("always", DeprecationWarning)
+    return FinetuneConfig(**bound)

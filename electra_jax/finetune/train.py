@@ -48,8 +48,8 @@ import jax
 import numpy as np
 
 from data_pipelines import glue, tokenizers
-from electra_jax.finetune.config import (FinetuneConfig, Hparams, resolve_config, resolve_hparams,
-                                         resolve_task)
+from electra_jax.finetune.config import (DEPRECATED_LOG_FIELDS, FinetuneConfig, Hparams,
+                                         resolve_config, resolve_hparams, resolve_task)
 from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, has_split
 from electra_jax.finetune.runner import Runner
 from electra_jax.finetune.tasks import Task, get_task
@@ -69,9 +69,9 @@ from electra_jax.runtime.state import warm_start
 RUN_RECORD = "finetune_config.json"  # WORKDIR's config: what its seeds were trained with
 SEED_RECORD = "result.json"  # WORKDIR/seed_S's finished result, written last
 # FinetuneConfig fields that change only how a run is shown or spread, not its results: a rerun
-# may change them and still resume the workdir.
-_NOT_COMPARED = ("seeds", "eval_batch_size", "mesh", "progress", "log_every", "tensorboard",
-                 "curves", "wandb_project", "wandb_mode")
+# may change them and still resume the workdir. The flat logging names are those of records
+# written before `log` nested them (a workdir of the last release resumes).
+_NOT_COMPARED = ("seeds", "eval_batch_size", "mesh", "log", *DEPRECATED_LOG_FIELDS)
 SELECTION = {"final": "dev score of the final checkpoint",
              "best": "best dev score over the evaluations"}
 
@@ -216,10 +216,10 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
              data: TaskData, initial: Optional[dict], workdir: str, hp: Hparams) -> dict:
   """Fine-tunes once; returns {"scores": the selected evaluation's dev metrics, "step": its step,
   "history": [{"step", **metrics} per evaluation]} (selection: `config.select`). Logs to
-  WORKDIR/seed_S (MetricsWriter: jsonl, TensorBoard, curves.png, W&B with
-  `config.wandb_project`) and writes that dict last to WORKDIR/seed_S/result.json (SEED_RECORD).
-  A seed whose result.json exists finished earlier in this workdir (`claim_workdir` checked its
-  config): its result is read back, and nothing is trained or written again."""
+  WORKDIR/seed_S as `config.log` says (MetricsWriter: jsonl, TensorBoard, curves.png, W&B) and
+  writes that dict last to WORKDIR/seed_S/result.json (SEED_RECORD). A seed whose result.json
+  exists finished earlier in this workdir (`claim_workdir` checked its config): its result is
+  read back, and nothing is trained or written again."""
   seed_dir = fs.join(workdir, f"seed_{seed}")
   record_path = fs.join(seed_dir, SEED_RECORD)
   if fs.exists(record_path):
@@ -242,15 +242,16 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
   chosen = {"primary": -math.inf, "scores": None, "step": 0, "params": None, "preds": None}
   history = []
   run_name = fs.basename(fs.abspath(workdir))
-  wandb_run = (WandbRun(config.wandb_project, config.wandb_mode,
+  log = config.log
+  wandb_run = (WandbRun(log.wandb_project, log.wandb_mode,
                         name=f"{run_name}/seed_{seed}", group=run_name,
                         config={**dataclasses.asdict(config), "seed": seed,
                                 "hparams": dataclasses.asdict(hp), "total_steps": total_steps})
-               if wandb_enabled(config.wandb_project) else None)
+               if wandb_enabled(log.wandb_project) else None)
   writer = MetricsWriter(seed_dir, start_step=0, total_steps=total_steps,
-                         is_main=jax.process_index() == 0, tensorboard=config.tensorboard,
-                         progress_bar=config.progress,
-                         curves=("loss", task.primary) if config.curves else (), wandb=wandb_run,
+                         is_main=jax.process_index() == 0, tensorboard=log.tensorboard,
+                         progress_bar=log.progress_bar,
+                         curves=("loss", task.primary) if log.curves else (), wandb=wandb_run,
                          references=kind.references(task, data.labels, data.train, data.dev[0]))
   note(f"{task.name} seed {seed}: {total_steps} steps")
   try:
@@ -259,7 +260,7 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
       idx = order[step * config.batch_size:done * config.batch_size]
       state, metrics = runner.train_step(state, {k: data.train.arrays[k][idx] for k in keys})
       writer.advance(done)
-      if itstime(done, config.log_every, total_steps):
+      if itstime(done, log.log_every, total_steps):
         writer.write_train(done, {k: float(v) for k, v in jax.device_get(metrics).items()})
       if itstime(done, eval_every, total_steps):
         scores, preds = {}, []

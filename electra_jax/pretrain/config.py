@@ -2,8 +2,10 @@
 
 `TrainConfig` composes the discriminator `ModelConfig` (the generator is derived from it by
 `generator_hidden_fraction` / `generator_layer_fraction`), the objective, optimizer, mesh, data,
-checkpoint and logging settings. Library code takes a `TrainConfig`; gin is read only by
-`resolve_config`, which the command line (`electra_jax.pretrain.train.main`) calls:
+checkpoint and logging settings (MeshConfig, OptimizerConfig and LogConfig are the runtime's,
+shared with fine-tuning: electra_jax.runtime.mesh, .optim, .metrics). Library code takes a
+`TrainConfig`; gin is read only by `resolve_config`, which the command line
+(`electra_jax.pretrain.train.main`) calls:
 
     config = resolve_config("small", gin_files=[], gin_bindings=["ModelConfig.hidden_size = 64"])
 
@@ -35,7 +37,7 @@ from electra_jax.pretrain.objective import ObjectiveConfig
 from electra_jax.pretrain.probe import ProbeConfig
 from electra_jax.runtime import gin as gin_edge
 from electra_jax.runtime.mesh import MeshConfig
-from electra_jax.runtime.metrics import WANDB_MODES
+from electra_jax.runtime.metrics import LogConfig
 from electra_jax.runtime.optim import OptimizerConfig
 
 
@@ -115,38 +117,6 @@ class CheckpointConfig:
                        f"keep_latest={self.keep_latest} >= 1")
     if self.keep_every is not None and self.keep_every <= 0:
       raise ValueError(f"CheckpointConfig.keep_every={self.keep_every} must be positive or None")
-
-
-@dataclasses.dataclass(frozen=True)
-class LogConfig:
-  """log_every: steps between metric records (metrics.jsonl, TensorBoard, W&B, console).
-  tensorboard: events in WORKDIR/tensorboard/{train,eval}; curves: WORKDIR/curves.png at the end
-  (loss, disc_auc, gen_accuracy, train and eval, against the step).
-  profile_steps: (first, last) step of a JAX profiler trace written to WORKDIR/profile; None: off.
-  wandb_project: also log to this Weights & Biases project (the metrics.jsonl and
-    eval_metrics.jsonl numbers by step, and the resolved config; needs
-    `pip install "electra_jax[wandb]"`); None: $WANDB_PROJECT when set, else off.
-    wandb_mode: "online" or "offline" (the run stays in WORKDIR/wandb/ until `wandb sync`);
-    None: $WANDB_MODE, else online. $WANDB_DIR moves the run's files (metrics.WandbRun).
-  """
-
-  log_every: int = 100
-  tensorboard: bool = True
-  progress_bar: bool = True
-  curves: bool = True
-  profile_steps: Optional[tuple] = None
-  wandb_project: Optional[str] = None
-  wandb_mode: Optional[str] = None
-
-  def __post_init__(self):
-    if self.log_every <= 0:
-      raise ValueError(f"LogConfig.log_every={self.log_every} must be positive")
-    if self.wandb_mode is not None and self.wandb_mode not in WANDB_MODES:
-      raise ValueError(f"LogConfig.wandb_mode={self.wandb_mode!r}; expected one of {WANDB_MODES}")
-    if self.profile_steps is not None:
-      if len(self.profile_steps) != 2 or not 0 < self.profile_steps[0] <= self.profile_steps[1]:
-        raise ValueError(f"LogConfig.profile_steps={self.profile_steps}: expected (first, last) "
-                         "with 0 < first <= last")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -269,6 +269,19 @@ def query(name: str) -> Any:
     return None
 
 
+def bound_fields(selector: str, names: Sequence[str]) -> list[str]:
+  """Those of `names` that gin binds for `selector` (to any value, None included) while `build`
+  runs, e.g. to lay just those over defaults other than the class's own."""
+  bound = []
+  for name in names:
+    try:
+      gin.query_parameter(f"{selector}.{name}")
+    except ValueError:
+      continue
+    bound.append(name)
+  return bound
+
+
 def parse(files: Sequence[str], bindings: Sequence[str], fields: dict, build: Callable[[], Any],
           nested: Optional[dict] = None) -> Any:
   """Parses gin `files`, then `bindings` (later wins), and returns `build()`, which calls the

@@ -1,5 +1,6 @@
 """Training metrics out: console progress bar, WORKDIR/metrics.jsonl, TensorBoard events,
-optionally Weights & Biases, and a plot of the curves at the end.
+optionally Weights & Biases, and a plot of the curves at the end. `LogConfig` says which, for
+both pipelines (TrainConfig.log, FinetuneConfig.log).
 
 Only process 0 writes; on every other process each method is a no-op, so callers need no
 `if jax.process_index() == 0` of their own.
@@ -43,6 +44,48 @@ from electra_jax.floor.tf_runtime import tensorflow  # TF with accelerators hidd
 _POSTFIX_KEYS = ("loss", "gen_accuracy", "disc_auc", "tokens_per_sec")
 WANDB_MODES = ("online", "offline")
 CURVES_FILE = "curves.png"
+
+
+@dataclasses.dataclass(frozen=True)
+class LogConfig:
+  """How a training run reports itself, in both pipelines (RUN below is the run's directory: a
+  pre-training WORKDIR, a fine-tuning WORKDIR/seed_S).
+
+  log_every: steps between training-metric records (RUN/metrics.jsonl, TensorBoard, W&B, the
+    progress bar's numbers). LogConfig's default, 100, is pre-training's; fine-tuning's default
+    instance (electra_jax.finetune.config.FINETUNE_LOG) has 10.
+  tensorboard: the same records as TensorBoard events in RUN/tensorboard/{train,eval}.
+  progress_bar: a console progress bar (process 0).
+  curves: RUN/curves.png at the end, training and evaluation values against the step
+    (pre-training: loss, disc_auc, gen_accuracy; fine-tuning: loss and the task's primary dev
+    metric).
+  profile_steps: (first, last) step of a JAX profiler trace written to RUN/profile; None: off.
+    Pre-training only: fine-tuning refuses it (ValueError).
+  wandb_project: also log to this Weights & Biases project (the metrics.jsonl and
+    eval_metrics.jsonl numbers by step, and the resolved config; needs
+    `pip install "electra_jax[wandb]"`; fine-tuning logs one run per seed, grouped by the
+    workdir's name); None: $WANDB_PROJECT when set, else off.
+  wandb_mode: "online" or "offline" (the run stays in RUN/wandb/ until `wandb sync`); None:
+    $WANDB_MODE, else online. $WANDB_DIR moves the run's files (WandbRun).
+  """
+
+  log_every: int = 100
+  tensorboard: bool = True
+  progress_bar: bool = True
+  curves: bool = True
+  profile_steps: Optional[tuple] = None
+  wandb_project: Optional[str] = None
+  wandb_mode: Optional[str] = None
+
+  def __post_init__(self):
+    if self.log_every <= 0:
+      raise ValueError(f"LogConfig.log_every={self.log_every} must be positive")
+    if self.wandb_mode is not None and self.wandb_mode not in WANDB_MODES:
+      raise ValueError(f"LogConfig.wandb_mode={self.wandb_mode!r}; expected one of {WANDB_MODES}")
+    if self.profile_steps is not None:
+      if len(self.profile_steps) != 2 or not 0 < self.profile_steps[0] <= self.profile_steps[1]:
+        raise ValueError(f"LogConfig.profile_steps={self.profile_steps}: expected (first, last) "
+                         "with 0 < first <= last")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -176,12 +176,13 @@ def test_cli_names_each_seeds_outputs_and_next_commands(tmp_path, vocab, monkeyp
   monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))  # main appends to it
   data = sst2_dir(tmp_path / "glue", n_train=16, n_dev=8, n_test=2)
   work = tmp_path / "w"
-  settings = {"max_seq_length": 16, "batch_size": 8, "eval_batch_size": 8, "num_epochs": 1.0,
-              "progress": False, "log_every": 1, "wandb_project": "electra-test",
-              "wandb_mode": "offline"}
+  settings = {"FinetuneConfig.max_seq_length": 16, "FinetuneConfig.batch_size": 8,
+              "FinetuneConfig.eval_batch_size": 8, "FinetuneConfig.num_epochs": 1.0,
+              "LogConfig.progress_bar": False, "LogConfig.log_every": 1,
+              "LogConfig.wandb_project": "electra-test", "LogConfig.wandb_mode": "offline"}
   assert ft.main(["--task=sst2", "--init=random", "--size=tiny", f"--data_dir={data}",
                   f"--workdir={work}", f"--tokenizer=wordpiece:{vocab}", "--seeds=2,5",
-                  *(f"--set=FinetuneConfig.{k} = {v!r}" for k, v in settings.items())]) == 0
+                  *(f"--set={k} = {v!r}" for k, v in settings.items())]) == 0
   out, err = capsys.readouterr()
   assert out.splitlines()[-1] == f"results: {work}/results.json"
   seed_lines = [f"  seed {s}: {work}/seed_{s}/final, {work}/seed_{s}/metrics.jsonl, "

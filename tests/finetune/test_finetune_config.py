@@ -1,14 +1,18 @@
 """The fine-tuning command line's config: gin bindings through the gin edge that pre-training
-shares (electra_jax.runtime.gin), the nested MeshConfig, flags winning over bindings, and clear
-errors."""
+shares (electra_jax.runtime.gin), the nested MeshConfig and LogConfig (and the deprecated flat
+logging names), flags winning over bindings, and clear errors."""
+
+import dataclasses
 
 import pytest
 
-from electra_jax.finetune.config import (LEARNING_RATE, FinetuneConfig, resolve_config,
-                                         resolve_hparams, size_of)
+from electra_jax.finetune.config import (FINETUNE_LOG, LEARNING_RATE, FinetuneConfig,
+                                         resolve_config, resolve_hparams, size_of)
 from electra_jax.finetune.tasks import get_task
 from electra_jax.model import config as config_module
+from electra_jax.pretrain import config as pretrain_config
 from electra_jax.runtime.mesh import MeshConfig
+from electra_jax.runtime.metrics import LogConfig
 
 FLAGS = dict(task="sst2", init="random", data_dir="/data/glue")
 
@@ -17,6 +21,45 @@ def test_mesh_binds_through_its_own_class():
   cfg = resolve_config((), ["MeshConfig.fsdp = 2", "MeshConfig.tensor = 1"], **FLAGS)
   assert cfg.mesh == MeshConfig(data=-1, fsdp=2, tensor=1)
   assert resolve_config((), [], **FLAGS).mesh == MeshConfig()
+
+
+def test_log_binds_through_the_shared_log_config():
+  """`LogConfig.FIELD = VALUE` sets fine-tuning's `log`, the LogConfig pre-training nests too; a
+  field left unbound keeps fine-tuning's default (log_every 10), not pre-training's (100)."""
+  assert pretrain_config.LogConfig is LogConfig
+  assert LogConfig().log_every == 100 and FINETUNE_LOG == LogConfig(log_every=10)
+  assert resolve_config((), [], **FLAGS).log == FINETUNE_LOG
+  cfg = resolve_config((), ["LogConfig.progress_bar = False", "LogConfig.tensorboard = False"],
+                       **FLAGS)
+  assert cfg.log == LogConfig(log_every=10, progress_bar=False, tensorboard=False)
+  assert resolve_config((), ["LogConfig.log_every = 100"], **FLAGS).log.log_every == 100
+
+
+@pytest.mark.parametrize("old, new, value", [
+    ("progress", "progress_bar", False), ("log_every", "log_every", 3),
+    ("tensorboard", "tensorboard", False), ("curves", "curves", False),
+    ("wandb_project", "wandb_project", "p"), ("wandb_mode", "wandb_mode", "offline")])
+def test_deprecated_flat_log_fields_warn_and_still_work(old, new, value):
+  """For one release the flat names of before (gin bindings, keywords, replace and attribute
+  reads) set and read `log`, each with a DeprecationWarning naming the new spelling."""
+  warning = (rf"FinetuneConfig\.{old} is deprecated and goes in the next release; write "
+             rf"LogConfig\.{new} \(gin: `LogConfig\.{new} = \.\.\.`")
+  with pytest.warns(DeprecationWarning, match=warning):
+    cfg = resolve_config((), [f"FinetuneConfig.{old} = {value!r}"], **FLAGS)
+  assert cfg.log == dataclasses.replace(FINETUNE_LOG, **{new: value})
+  with pytest.warns(DeprecationWarning, match=warning):
+    assert FinetuneConfig(**FLAGS, **{old: value}).log == cfg.log
+  with pytest.warns(DeprecationWarning, match=warning):
+    assert FinetuneConfig(**FLAGS).replace(**{old: value}).log == cfg.log
+  with pytest.warns(DeprecationWarning, match=warning):
+    assert getattr(cfg, old) == value
+
+
+def test_a_deprecated_flat_binding_applies_over_the_log_config_bindings():
+  with pytest.warns(DeprecationWarning, match="FinetuneConfig.progress is deprecated"):
+    cfg = resolve_config((), ["LogConfig.progress_bar = True", "LogConfig.curves = False",
+                              "FinetuneConfig.progress = False"], **FLAGS)
+  assert cfg.log == LogConfig(log_every=10, progress_bar=False, curves=False)
 
 
 def test_flags_win_over_bindings_and_files(tmp_path):
@@ -34,8 +77,12 @@ def test_flags_win_over_bindings_and_files(tmp_path):
     ("MeshConfig.fdsp = 2", "Did you mean fsdp"),
     ("FinetuneConfig.head = hf", "a string needs quotes"),
     ("MeshConfig.fsdp = '2'", "MeshConfig.fsdp = '2': expected int; without the quotes"),
-    ("FinetuneConfig.wandb_mode = 'sync'",
-     "FinetuneConfig.wandb_mode='sync'; expected one of ('online', 'offline')"),
+    ("LogConfig.wandb_mode = 'sync'",
+     "LogConfig.wandb_mode='sync'; expected one of ('online', 'offline')"),
+    ("log_every = 5", "did you mean 'LogConfig.log_every = 5'?"),
+    ("FinetuneConfig.log = 5", "nested configs are bound through their own class"),
+    ("LogConfig.profile_steps = (1, 2)",
+     "LogConfig.profile_steps=(1, 2): fine-tuning writes no profiler trace"),
 ])
 def test_bad_bindings_are_one_clear_error(binding, message):
   with pytest.raises(ValueError, match=None) as err:

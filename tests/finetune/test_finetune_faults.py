@@ -7,7 +7,8 @@ import json
 import pytest
 
 from electra_jax.finetune import train as ft
-from electra_jax.runtime.metrics import MetricsWriter
+from electra_jax.finetune.config import FinetuneConfig
+from electra_jax.runtime.metrics import LogConfig, MetricsWriter
 from finetune_testlib import finetune_config, sst2_dir, vocab  # noqa: F401 (fixture)
 
 
@@ -80,12 +81,23 @@ def test_another_task_or_config_in_the_workdir_is_refused_and_overwrite_starts_o
   assert (tmp_path / "work" / "results.json").read_text() == before  # untouched
 
   # Display settings and more seeds are not another run: seed 1 is read back, seed 2 runs.
-  more = ft.finetune_and_evaluate(cfg.replace(seeds=(1, 2), progress=False), work)
+  more = ft.finetune_and_evaluate(
+      cfg.replace(seeds=(1, 2), log=LogConfig(log_every=1, progress_bar=False)), work)
   assert more["per_seed"]["accuracy"][0] == json.loads(before)["per_seed"]["accuracy"][0]
 
   lr = ft.finetune_and_evaluate(cfg.replace(learning_rate=1e-2), work, overwrite=True)
   assert lr["config"]["learning_rate"] == 1e-2 and lr["seeds"] == [1]
   assert sorted(p.name for p in (tmp_path / "work").glob("seed_*")) == ["seed_1"]
+
+
+def test_a_workdir_of_the_last_release_resumes(tmp_path):
+  """A run record written before FinetuneConfig nested LogConfig holds the flat logging fields
+  (progress, log_every, ...): they are display settings, so the same run resumes."""
+  config = FinetuneConfig(task="sst2", init="random", data_dir=str(tmp_path))
+  flat = dict(progress=False, log_every=1, tensorboard=False, curves=False, wandb_project="p",
+              wandb_mode="offline")
+  (tmp_path / ft.RUN_RECORD).write_text(json.dumps({**ft._run_identity(config), **flat}))
+  assert ft.claim_workdir(config, str(tmp_path))
 
 
 def test_cli_refuses_another_task_in_one_line_and_names_the_flag(tmp_path, vocab, capsys):

@@ -19,8 +19,8 @@ TINY = ["FinetuneConfig.model_overrides = (('hidden_size', 32), ('embedding_size
         "('intermediate_size', 64), ('num_attention_heads', 2), ('num_hidden_layers', 2))",
         "FinetuneConfig.max_seq_length = 16", "FinetuneConfig.batch_size = 8",
         "FinetuneConfig.eval_batch_size = 8", "FinetuneConfig.num_epochs = 2.0",
-        "FinetuneConfig.learning_rate = 0.01", "FinetuneConfig.log_every = 1",
-        "FinetuneConfig.progress = False", "FinetuneConfig.tensorboard = False"]
+        "FinetuneConfig.learning_rate = 0.01", "LogConfig.log_every = 1",
+        "LogConfig.progress_bar = False", "LogConfig.tensorboard = False"]
 
 
 def _finetune(workdir, data, vocab, xla_flags, extra=()):

@@ -1,12 +1,13 @@
 """A tiny randomly initialised ELECTRA fine-tuned on a slice of real SST-2 (../shared/data)
 with the BERT uncased WordPiece vocab beats the majority class on the full dev set."""
 
+import dataclasses
 import json
 
 import pytest
 
 from electra_jax.finetune import train as ft
-from electra_jax.finetune.config import FinetuneConfig
+from electra_jax.finetune.config import FINETUNE_LOG, FinetuneConfig
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +20,8 @@ def test_tiny_sst2_beats_majority(shared_data, tmp_path):
   cfg = FinetuneConfig(task="sst2", init="random", size="tiny", data_dir=str(glue),
                        tokenizer=f"wordpiece:{vocab}", max_train_examples=2000,
                        max_seq_length=32, num_epochs=4.0, learning_rate=1e-3,
-                       layerwise_lr_decay=1.0, progress=False, save_checkpoint=False)
+                       layerwise_lr_decay=1.0, save_checkpoint=False,
+                       log=dataclasses.replace(FINETUNE_LOG, progress_bar=False))
   results = ft.finetune_and_evaluate(cfg, str(tmp_path))
   dev = (glue / "SST-2" / "dev.tsv").read_text().splitlines()[1:]
   labels = [line.rsplit("\t", 1)[1] for line in dev]

@@ -22,7 +22,7 @@ PRETRAIN_SET = ["ModelConfig.num_hidden_layers = 1", "DataConfig.global_batch_si
                 "LogConfig.tensorboard = False", "LogConfig.progress_bar = False"]
 FINETUNE_SET = ["FinetuneConfig.max_seq_length = 16", "FinetuneConfig.batch_size = 16",
                 "FinetuneConfig.eval_batch_size = 16", "FinetuneConfig.num_epochs = 1.0",
-                "FinetuneConfig.progress = False", "FinetuneConfig.write_predictions = False",
+                "LogConfig.progress_bar = False", "FinetuneConfig.write_predictions = False",
                 "FinetuneConfig.save_checkpoint = False"]
 
 
