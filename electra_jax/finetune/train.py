@@ -39,7 +39,6 @@ import dataclasses
 import json
 import math
 import shlex
-import sys
 import warnings
 from typing import Optional
 
@@ -53,13 +52,14 @@ from electra_jax.finetune.config import (DEPRECATED_LOG_FIELDS, FinetuneConfig, 
 from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, has_split
 from electra_jax.finetune.runner import Runner
 from electra_jax.finetune.tasks import Task, get_task
-from electra_jax.floor import cli, fs
+from electra_jax.floor import fs
 from electra_jax.io.load import load_pretrained, resolve_hub_id
 from electra_jax.io.native import save_safetensors
 from electra_jax.model.config import ARCHITECTURE_FIELDS, ModelConfig
 from electra_jax.model.init import init_on_dummy
 from electra_jax.runtime import mesh as shd
-from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
+from electra_jax.runtime.closing import Closing
+from electra_jax.runtime.launch import add_distributed_flags, run_pipeline
 from electra_jax.runtime.layerwise_lr import layerwise_lr_multipliers
 from electra_jax.runtime.metrics import (CURVES_FILE, MetricsWriter, WandbRun, itstime, note,
                                          wandb_enabled)
@@ -444,35 +444,34 @@ def format_results(results: dict) -> str:
 def closing_message(workdir: str, results: dict) -> str:
   """Where a finished run's outputs are in `workdir` (those that exist), per seed, and the
   commands that use a fine-tuned model next."""
-  q = lambda path: shlex.quote(str(path))
-  lines = [f"outputs in {workdir}:", f"  results: {fs.join(workdir, 'results.json')}"]
+  q = shlex.quote
+  closing = Closing(workdir)
+  closing.output("results", fs.join(workdir, "results.json"))
   models = []
   for seed in results["seeds"]:
     seed_dir = fs.join(workdir, f"seed_{seed}")
     parts = [fs.join(seed_dir, name) for name in (results["select"], "metrics.jsonl",
                                                   "eval_metrics.jsonl", CURVES_FILE, "wandb")
              if fs.exists(fs.join(seed_dir, name))]
-    lines.append(f"  seed {seed}: " + ", ".join(parts))
+    closing.output(f"seed {seed}", ", ".join(parts))
     if fs.isdir(fs.join(seed_dir, results["select"])):
       models.append(fs.join(seed_dir, results["select"]))
-  if fs.isdir(fs.join(workdir, tokenizers.SAVED_DIR)):
-    lines.append(f"  tokenizer: {fs.join(workdir, tokenizers.SAVED_DIR)}")
-  if fs.glob(fs.join(workdir, "seed_*", "tensorboard")):
-    lines.append(f"  TensorBoard (every seed): tensorboard --logdir {q(workdir)}")
-  if fs.glob(fs.join(workdir, "seed_*", "wandb", "offline-run-*")):
-    lines.append(f"  upload offline W&B runs: wandb sync {q(workdir)}/seed_*/wandb/offline-run-*")
+  closing.output_if_exists("tokenizer", fs.join(workdir, tokenizers.SAVED_DIR))
+  closing.tensorboard(workdir, runs=fs.join(workdir, "seed_*", "tensorboard"),
+                      what="TensorBoard (every seed)")
+  closing.wandb_offline(workdir, "seed_*/wandb/offline-run-*")
   if models:
     kind = KINDS[get_task(results["task"]).kind]
     if kind.sequence_level and results["config"]["head"] == "official":
-      lines += ["next:", f"  export the encoder (the paper's head has no transformers class): "
-                f"electra-convert {q(models[0])} OUT_DIR --architecture ElectraModel"]
+      closing.then("export the encoder (the paper's head has no transformers class)",
+                   f"electra-convert {q(models[0])} OUT_DIR --architecture ElectraModel")
     else:
-      lines += ["next:", f"  export to Hugging Face: electra-convert {q(models[0])} OUT_DIR",
-                f"  then in Python: transformers.pipeline({kind.pipeline!r}, model='OUT_DIR')"]
+      closing.then("export to Hugging Face", f"electra-convert {q(models[0])} OUT_DIR")
+      closing.then("then in Python", f"transformers.pipeline({kind.pipeline!r}, model='OUT_DIR')")
     if kind.sequence_level:
-      lines.append(f"  score new text: electra-predict --model={q(workdir)} --input=FILE.tsv "
+      closing.then("score new text", f"electra-predict --model={q(workdir)} --input=FILE.tsv "
                    "--output=predictions.tsv")
-  return "\n".join(lines)
+  return str(closing)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,28 +518,18 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 
 
 def main(argv=None) -> int:
-  """The command line; every failure is one `error:` line (data_pipelines.cli.run_command):
-  status 2 for bad input, configuration or files, 1 for anything else, 130 for Ctrl-C."""
+  """The command line (runtime.launch.run_pipeline); every failure is one `error:` line: status 2
+  for bad input, configuration or files, 1 for anything else, 130 for Ctrl-C. The seeds' results
+  table goes to stdout."""
   args = parse_args(argv)
-  shd.set_cpu_xla_flags()  # before JAX starts its backend; CPU-only flags
-  return cli.run_command(lambda: _run(args))
-
-
-def _run(args: argparse.Namespace) -> int:
-  """`main` after parsing: config, distributed init, the seeds, the results table."""
-  config = config_from_args(args)
-  initialize_distributed(args)
-  try:
-    results = finetune_and_evaluate(config, args.workdir, overwrite=args.overwrite)
-  except KeyboardInterrupt:
-    print(f"error: interrupted (Ctrl-C); the seeds that finished are kept in "
-          f"{args.workdir}/seed_*: run the same command to resume", file=sys.stderr)
-    return cli.EXIT_INTERRUPTED
-  if jax.process_index() == 0:
-    print(format_results(results))
-    print(f"results: {fs.join(args.workdir, 'results.json')}", flush=True)
-    print(closing_message(args.workdir, results), file=sys.stderr, flush=True)
-  return 0
+  return run_pipeline(
+      args, lambda: config_from_args(args),
+      lambda config: finetune_and_evaluate(config, args.workdir, overwrite=args.overwrite),
+      summary=lambda results: (f"{format_results(results)}\n"
+                               f"results: {fs.join(args.workdir, 'results.json')}"),
+      closing=lambda results: closing_message(args.workdir, results),
+      interrupted=f"; the seeds that finished are kept in {args.workdir}/seed_*: run the same "
+                  "command to resume")
 
 
 def __getattr__(name: str):
