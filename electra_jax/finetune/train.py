@@ -225,6 +225,7 @@ class _Seed:
 
   @property
   def kind(self):
+    """The task's registered TaskKind."""
     return KINDS[self.task.kind]
 
 
