@@ -39,9 +39,8 @@ import dataclasses
 import json
 import math
 import shlex
-import sys
 import warnings
-from typing import Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -53,13 +52,14 @@ from electra_jax.finetune.config import (DEPRECATED_LOG_FIELDS, FinetuneConfig, 
 from electra_jax.finetune.kinds import KINDS, MODEL_INPUTS, Split, has_split
 from electra_jax.finetune.runner import Runner
 from electra_jax.finetune.tasks import Task, get_task
-from electra_jax.floor import cli, fs
+from electra_jax.floor import fs
 from electra_jax.io.load import load_pretrained, resolve_hub_id
 from electra_jax.io.native import save_safetensors
 from electra_jax.model.config import ARCHITECTURE_FIELDS, ModelConfig
 from electra_jax.model.init import init_on_dummy
 from electra_jax.runtime import mesh as shd
-from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
+from electra_jax.runtime.closing import Closing
+from electra_jax.runtime.launch import add_distributed_flags, run_pipeline
 from electra_jax.runtime.layerwise_lr import layerwise_lr_multipliers
 from electra_jax.runtime.metrics import (CURVES_FILE, MetricsWriter, WandbRun, itstime, note,
                                          wandb_enabled)
@@ -212,6 +212,34 @@ def build_runner(task: Task, config: FinetuneConfig, hp: Hparams, model_config: 
   return Runner(model, kind, mesh, tx, hp.max_seq_length), total_steps
 
 
+@dataclasses.dataclass
+class _Seed:
+  """What one seed's steps, evaluations and outputs share."""
+  seed: int
+  seed_dir: str  # WORKDIR/seed_S
+  runner: Runner
+  total_steps: int
+  task: Task
+  config: FinetuneConfig
+  data: TaskData
+
+  @property
+  def kind(self):
+    """The task's registered TaskKind."""
+    return KINDS[self.task.kind]
+
+
+@dataclasses.dataclass
+class _Chosen:
+  """The evaluation a seed reports (config.select): its primary metric, dev scores and step, the
+  params it scored (host arrays) and its predictions (one per dev split)."""
+  primary: float = -math.inf
+  scores: Optional[dict] = None
+  step: int = 0
+  params: Any = None
+  preds: Optional[list] = None
+
+
 def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: FinetuneConfig,
              data: TaskData, initial: Optional[dict], workdir: str, hp: Hparams) -> dict:
   """Fine-tunes once; returns {"scores": the selected evaluation's dev metrics, "step": its step,
@@ -220,88 +248,124 @@ def run_seed(seed: int, runner: "Runner", total_steps: int, task: Task, config: 
   writes that dict last to WORKDIR/seed_S/result.json (SEED_RECORD). A seed whose result.json
   exists finished earlier in this workdir (`claim_workdir` checked its config): its result is
   read back, and nothing is trained or written again."""
-  seed_dir = fs.join(workdir, f"seed_{seed}")
-  record_path = fs.join(seed_dir, SEED_RECORD)
+  run = _Seed(seed, fs.join(workdir, f"seed_{seed}"), runner, total_steps, task, config, data)
+  record_path = fs.join(run.seed_dir, SEED_RECORD)
   if fs.exists(record_path):
     note(f"{task.name} seed {seed}: finished earlier ({record_path}); not run again")
     return json.loads(fs.read_text(record_path))
+
+  # ---- State: fresh task params, warm-started from the initial model where it matches.
   init_key, dropout_key = jax.random.split(jax.random.key(seed))
-  params = runner.init_params(init_key)
-  params, taken = warm_start_task_model(params, initial, runner.param_shardings)
+  params, taken = warm_start_task_model(runner.init_params(init_key), initial,
+                                        runner.param_shardings)
   if taken and seed == config.seeds[0]:
     note(f"initialised {taken} from {config.init}")
   state = runner.init_state(params, dropout_key)
-  n_train = data.train.size
-  eval_every = max(1, math.ceil(n_train / config.batch_size) // config.evals_per_epoch)
 
-  rng = np.random.default_rng(seed)
-  order = np.concatenate([rng.permutation(n_train)
-                          for _ in range(math.ceil(total_steps * config.batch_size / n_train))])
-  kind = KINDS[task.kind]
-  keys = MODEL_INPUTS + kind.targets
-  chosen = {"primary": -math.inf, "scores": None, "step": 0, "params": None, "preds": None}
-  history = []
-  run_name = fs.basename(fs.abspath(workdir))
-  log = config.log
-  wandb_run = (WandbRun(log.wandb_project, log.wandb_mode,
-                        name=f"{run_name}/seed_{seed}", group=run_name,
-                        config={**dataclasses.asdict(config), "seed": seed,
-                                "hparams": dataclasses.asdict(hp), "total_steps": total_steps})
-               if wandb_enabled(log.wandb_project) else None)
-  writer = MetricsWriter(seed_dir, start_step=0, total_steps=total_steps,
-                         is_main=jax.process_index() == 0, tensorboard=log.tensorboard,
-                         progress_bar=log.progress_bar,
-                         curves=("loss", task.primary) if log.curves else (), wandb=wandb_run,
-                         references=kind.references(task, data.labels, data.train, data.dev[0]))
+  # ---- The steps and their dev evaluations, logged to WORKDIR/seed_S.
+  writer = _seed_writer(run, workdir, hp)
   note(f"{task.name} seed {seed}: {total_steps} steps")
   try:
-    for step in range(total_steps):
-      done = step + 1
-      idx = order[step * config.batch_size:done * config.batch_size]
-      state, metrics = runner.train_step(state, {k: data.train.arrays[k][idx] for k in keys})
-      writer.advance(done)
-      if itstime(done, log.log_every, total_steps):
-        writer.write_train(done, {k: float(v) for k, v in jax.device_get(metrics).items()})
-      if itstime(done, eval_every, total_steps):
-        scores, preds = {}, []
-        for split in data.dev:
-          out = runner.predict(state.params, split.arrays, config.eval_batch_size)
-          s, p = kind.score(task, config, data.labels, split, out)
-          scores.update(_suffixed(task, split.name, s))
-          preds.append(p)
-        writer.write_eval(done, scores)
-        history.append({"step": done, **scores})
-        keep = (done == total_steps if config.select == "final"
-                else scores[task.primary] > chosen["primary"])
-        if keep:
-          chosen = {"primary": scores[task.primary], "scores": scores, "step": done,
-                    "params": jax.device_get(state.params), "preds": preds}
+    chosen, history = _steps(run, state, writer)
   finally:
     writer.close()
 
+  # ---- The chosen evaluation's model and predictions, then the seed's record.
+  _write_chosen(run, chosen)
+  result = {"scores": chosen.scores, "step": chosen.step, "history": history}
+  if jax.process_index() == 0:
+    fs.write_atomically(record_path, json.dumps(result) + "\n")
+  return result
+
+
+def _seed_writer(run: _Seed, workdir: str, hp: Hparams) -> MetricsWriter:
+  """The seed's MetricsWriter on WORKDIR/seed_S, with the W&B run `config.log` asks for (named
+  WORKDIR/seed_S, grouped by WORKDIR) and the task kind's reference lines."""
+  log, data = run.config.log, run.data
+  run_name = fs.basename(fs.abspath(workdir))
+  wandb_run = (WandbRun(log.wandb_project, log.wandb_mode,
+                        name=f"{run_name}/seed_{run.seed}", group=run_name,
+                        config={**dataclasses.asdict(run.config), "seed": run.seed,
+                                "hparams": dataclasses.asdict(hp),
+                                "total_steps": run.total_steps})
+               if wandb_enabled(log.wandb_project) else None)
+  return MetricsWriter(run.seed_dir, start_step=0, total_steps=run.total_steps,
+                       is_main=jax.process_index() == 0, tensorboard=log.tensorboard,
+                       progress_bar=log.progress_bar,
+                       curves=("loss", run.task.primary) if log.curves else (), wandb=wandb_run,
+                       references=run.kind.references(run.task, data.labels, data.train,
+                                                      data.dev[0]))
+
+
+def _example_order(seed: int, n_train: int, total_steps: int, batch_size: int) -> np.ndarray:
+  """The training examples' order: one permutation of range(n_train) per epoch (seeded by
+  `seed`), concatenated; step s trains on [s * batch_size, (s + 1) * batch_size)."""
+  rng = np.random.default_rng(seed)
+  return np.concatenate([rng.permutation(n_train)
+                         for _ in range(math.ceil(total_steps * batch_size / n_train))])
+
+
+def _steps(run: _Seed, state, writer: MetricsWriter) -> tuple[_Chosen, list]:
+  """Steps 1 .. total_steps; training metrics every log_every steps, a dev evaluation
+  evals_per_epoch times an epoch and at the last step. Returns the chosen evaluation and every
+  evaluation's {"step", **scores}."""
+  config, data, total_steps = run.config, run.data, run.total_steps
+  eval_every = max(1, math.ceil(data.train.size / config.batch_size) // config.evals_per_epoch)
+  order = _example_order(run.seed, data.train.size, total_steps, config.batch_size)
+  keys = MODEL_INPUTS + run.kind.targets
+  chosen, history = _Chosen(), []
+  for step in range(total_steps):
+    done = step + 1
+    idx = order[step * config.batch_size:done * config.batch_size]
+    state, metrics = run.runner.train_step(state, {k: data.train.arrays[k][idx] for k in keys})
+    writer.advance(done)
+    if itstime(done, config.log.log_every, total_steps):
+      writer.write_train(done, {k: float(v) for k, v in jax.device_get(metrics).items()})
+    if itstime(done, eval_every, total_steps):
+      scores, preds = _evaluate(run, state.params)
+      writer.write_eval(done, scores)
+      history.append({"step": done, **scores})
+      primary = scores[run.task.primary]
+      keep = done == total_steps if config.select == "final" else primary > chosen.primary
+      if keep:
+        chosen = _Chosen(primary, scores, done, jax.device_get(state.params), preds)
+  return chosen, history
+
+
+def _evaluate(run: _Seed, params) -> tuple[dict, list]:
+  """(the dev splits' scores, suffixed by split after the first; their predictions)."""
+  scores, preds = {}, []
+  for split in run.data.dev:
+    out = run.runner.predict(params, split.arrays, run.config.eval_batch_size)
+    s, p = run.kind.score(run.task, run.config, run.data.labels, split, out)
+    scores.update(_suffixed(run.task, split.name, s))
+    preds.append(p)
+  return scores, preds
+
+
+def _write_chosen(run: _Seed, chosen: _Chosen) -> None:
+  """The chosen evaluation's outputs in WORKDIR/seed_S: its model (config.select/, native
+  format, with the task record that predict reads) and its dev and test predictions."""
+  config, data, task, kind = run.config, run.data, run.task, run.kind
   if jax.process_index() == 0:
     if config.save_checkpoint:
       record = {"task": task.name, "kind": task.kind, "labels": list(data.labels),
                 "label_names": task.label_names(data.labels), "columns": task.columns,
                 "select": config.select,
-                "step": chosen["step"], "scores": chosen["scores"],
+                "step": chosen.step, "scores": chosen.scores,
                 "max_seq_length": int(data.train.arrays["input_ids"].shape[1])}
-      save_safetensors(runner.model, chosen["params"], fs.join(seed_dir, config.select),
+      save_safetensors(run.runner.model, chosen.params, fs.join(run.seed_dir, config.select),
                        finetune=record)
     if config.write_predictions:
-      for split, preds in zip(data.dev, chosen["preds"]):
-        kind.write_predictions(task, data.labels, split, preds, seed_dir)
+      for split, preds in zip(data.dev, chosen.preds):
+        kind.write_predictions(task, data.labels, split, preds, run.seed_dir)
   if config.write_predictions and data.test:
-    chosen_params = jax.device_put(chosen["params"], runner.param_shardings)
+    chosen_params = jax.device_put(chosen.params, run.runner.param_shardings)
     for split in data.test:
-      out = runner.predict(chosen_params, split.arrays, config.eval_batch_size)
+      out = run.runner.predict(chosen_params, split.arrays, config.eval_batch_size)
       preds = kind.predictions(out)
       if jax.process_index() == 0:
-        kind.write_predictions(task, data.labels, split, preds, seed_dir)
-  result = {"scores": chosen["scores"], "step": chosen["step"], "history": history}
-  if jax.process_index() == 0:
-    fs.write_atomically(record_path, json.dumps(result) + "\n")
-  return result
+        kind.write_predictions(task, data.labels, split, preds, run.seed_dir)
 
 
 def _stats(values: list) -> dict:
@@ -367,6 +431,29 @@ def claim_workdir(config: FinetuneConfig, workdir: str, overwrite: bool = False)
   return True
 
 
+def _results(task: Task, config: FinetuneConfig, hp: Hparams, data: TaskData, total_steps: int,
+             seed_results: list) -> dict:
+  """The results dict of `finetune_and_evaluate` from each seed's `run_seed` result."""
+  per_seed, steps, history = {}, [], []
+  for out in seed_results:
+    for k, v in out["scores"].items():
+      per_seed.setdefault(k, []).append(v)
+    steps.append(out["step"])
+    history.append(out["history"])
+  stats = {k: _stats(v) for k, v in per_seed.items()}
+  return {
+      "task": task.name, "metric_names": list(per_seed), "primary_metric": task.primary,
+      "select": config.select, "seeds": list(config.seeds), "per_seed": per_seed,
+      "median": {k: s["median"] for k, s in stats.items()},
+      "mean": {k: s["mean"] for k, s in stats.items()},
+      "std": {k: s["std"] for k, s in stats.items()},
+      "selected_step": steps, "eval_history": history, "total_steps": total_steps,
+      "train_rows": data.train.size, "dev_rows": {s.name: s.size for s in data.dev},
+      "hparams": dataclasses.asdict(hp), "labels": list(data.labels),
+      "config": dataclasses.asdict(config),
+  }
+
+
 def finetune_and_evaluate(config: FinetuneConfig, workdir: str, overwrite: bool = False) -> dict:
   """Fine-tunes `config.init` on `config.task` once per seed; writes WORKDIR/results.json.
 
@@ -405,25 +492,9 @@ def finetune_and_evaluate(config: FinetuneConfig, workdir: str, overwrite: bool 
     fs.makedirs(workdir)
     fs.write_atomically(fs.join(workdir, RUN_RECORD),
                         json.dumps(_run_identity(config), indent=2) + "\n")
-  per_seed, steps, history = {}, [], []
-  for seed in config.seeds:
-    out = run_seed(seed, runner, total_steps, task, config, data, initial, workdir, hp)
-    for k, v in out["scores"].items():
-      per_seed.setdefault(k, []).append(v)
-    steps.append(out["step"])
-    history.append(out["history"])
-  stats = {k: _stats(v) for k, v in per_seed.items()}
-  results = {
-      "task": task.name, "metric_names": list(per_seed), "primary_metric": task.primary,
-      "select": config.select, "seeds": list(config.seeds), "per_seed": per_seed,
-      "median": {k: s["median"] for k, s in stats.items()},
-      "mean": {k: s["mean"] for k, s in stats.items()},
-      "std": {k: s["std"] for k, s in stats.items()},
-      "selected_step": steps, "eval_history": history, "total_steps": total_steps,
-      "train_rows": data.train.size, "dev_rows": {s.name: s.size for s in data.dev},
-      "hparams": dataclasses.asdict(hp), "labels": list(data.labels),
-      "config": dataclasses.asdict(config),
-  }
+  seed_results = [run_seed(seed, runner, total_steps, task, config, data, initial, workdir, hp)
+                  for seed in config.seeds]
+  results = _results(task, config, hp, data, total_steps, seed_results)
   if jax.process_index() == 0:
     fs.makedirs(workdir)
     fs.write_text(fs.join(workdir, "results.json"), json.dumps(results, indent=2) + "\n")
@@ -444,35 +515,34 @@ def format_results(results: dict) -> str:
 def closing_message(workdir: str, results: dict) -> str:
   """Where a finished run's outputs are in `workdir` (those that exist), per seed, and the
   commands that use a fine-tuned model next."""
-  q = lambda path: shlex.quote(str(path))
-  lines = [f"outputs in {workdir}:", f"  results: {fs.join(workdir, 'results.json')}"]
+  q = shlex.quote
+  closing = Closing(workdir)
+  closing.output("results", fs.join(workdir, "results.json"))
   models = []
   for seed in results["seeds"]:
     seed_dir = fs.join(workdir, f"seed_{seed}")
     parts = [fs.join(seed_dir, name) for name in (results["select"], "metrics.jsonl",
                                                   "eval_metrics.jsonl", CURVES_FILE, "wandb")
              if fs.exists(fs.join(seed_dir, name))]
-    lines.append(f"  seed {seed}: " + ", ".join(parts))
+    closing.output(f"seed {seed}", ", ".join(parts))
     if fs.isdir(fs.join(seed_dir, results["select"])):
       models.append(fs.join(seed_dir, results["select"]))
-  if fs.isdir(fs.join(workdir, tokenizers.SAVED_DIR)):
-    lines.append(f"  tokenizer: {fs.join(workdir, tokenizers.SAVED_DIR)}")
-  if fs.glob(fs.join(workdir, "seed_*", "tensorboard")):
-    lines.append(f"  TensorBoard (every seed): tensorboard --logdir {q(workdir)}")
-  if fs.glob(fs.join(workdir, "seed_*", "wandb", "offline-run-*")):
-    lines.append(f"  upload offline W&B runs: wandb sync {q(workdir)}/seed_*/wandb/offline-run-*")
+  closing.output_if_exists("tokenizer", fs.join(workdir, tokenizers.SAVED_DIR))
+  closing.tensorboard(workdir, runs=fs.join(workdir, "seed_*", "tensorboard"),
+                      what="TensorBoard (every seed)")
+  closing.wandb_offline(workdir, "seed_*/wandb/offline-run-*")
   if models:
     kind = KINDS[get_task(results["task"]).kind]
     if kind.sequence_level and results["config"]["head"] == "official":
-      lines += ["next:", f"  export the encoder (the paper's head has no transformers class): "
-                f"electra-convert {q(models[0])} OUT_DIR --architecture ElectraModel"]
+      closing.then("export the encoder (the paper's head has no transformers class)",
+                   f"electra-convert {q(models[0])} OUT_DIR --architecture ElectraModel")
     else:
-      lines += ["next:", f"  export to Hugging Face: electra-convert {q(models[0])} OUT_DIR",
-                f"  then in Python: transformers.pipeline({kind.pipeline!r}, model='OUT_DIR')"]
+      closing.then("export to Hugging Face", f"electra-convert {q(models[0])} OUT_DIR")
+      closing.then("then in Python", f"transformers.pipeline({kind.pipeline!r}, model='OUT_DIR')")
     if kind.sequence_level:
-      lines.append(f"  score new text: electra-predict --model={q(workdir)} --input=FILE.tsv "
+      closing.then("score new text", f"electra-predict --model={q(workdir)} --input=FILE.tsv "
                    "--output=predictions.tsv")
-  return "\n".join(lines)
+  return str(closing)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,28 +589,18 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
 
 
 def main(argv=None) -> int:
-  """The command line; every failure is one `error:` line (data_pipelines.cli.run_command):
-  status 2 for bad input, configuration or files, 1 for anything else, 130 for Ctrl-C."""
+  """The command line (runtime.launch.run_pipeline); every failure is one `error:` line: status 2
+  for bad input, configuration or files, 1 for anything else, 130 for Ctrl-C. The seeds' results
+  table goes to stdout."""
   args = parse_args(argv)
-  shd.set_cpu_xla_flags()  # before JAX starts its backend; CPU-only flags
-  return cli.run_command(lambda: _run(args))
-
-
-def _run(args: argparse.Namespace) -> int:
-  """`main` after parsing: config, distributed init, the seeds, the results table."""
-  config = config_from_args(args)
-  initialize_distributed(args)
-  try:
-    results = finetune_and_evaluate(config, args.workdir, overwrite=args.overwrite)
-  except KeyboardInterrupt:
-    print(f"error: interrupted (Ctrl-C); the seeds that finished are kept in "
-          f"{args.workdir}/seed_*: run the same command to resume", file=sys.stderr)
-    return cli.EXIT_INTERRUPTED
-  if jax.process_index() == 0:
-    print(format_results(results))
-    print(f"results: {fs.join(args.workdir, 'results.json')}", flush=True)
-    print(closing_message(args.workdir, results), file=sys.stderr, flush=True)
-  return 0
+  return run_pipeline(
+      args, lambda: config_from_args(args),
+      lambda config: finetune_and_evaluate(config, args.workdir, overwrite=args.overwrite),
+      summary=lambda results: (f"{format_results(results)}\n"
+                               f"results: {fs.join(args.workdir, 'results.json')}"),
+      closing=lambda results: closing_message(args.workdir, results),
+      interrupted=f"; the seeds that finished are kept in {args.workdir}/seed_*: run the same "
+                  "command to resume")
 
 
 def __getattr__(name: str):

@@ -36,7 +36,6 @@ import math
 import operator
 import os
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -48,7 +47,7 @@ from jax.experimental import multihost_utils
 from data_pipelines import tokenizers
 from data_pipelines.default_data import ensure_default_pretraining_data
 from data_pipelines.pretraining_reader import PretrainingData
-from electra_jax.floor import cli, fs
+from electra_jax.floor import fs
 from electra_jax.model.config import ARCHITECTURE_FIELDS
 from electra_jax.pretrain import health
 from electra_jax.pretrain import flops as flops_lib
@@ -59,8 +58,9 @@ from electra_jax.pretrain.config import config_json, list_experiments, resolve_c
 from electra_jax.pretrain.probe import Probe, encoder_params
 from electra_jax.pretrain.objective import (SpecialIds, build_pretraining_model, init_fn, loss_fn,
                                             make_eval_step)
-from electra_jax.runtime.launch import add_distributed_flags, initialize_distributed
-from electra_jax.runtime.mesh import check_batch, global_batch, make_mesh, set_cpu_xla_flags
+from electra_jax.runtime.closing import Closing
+from electra_jax.runtime.launch import add_distributed_flags, run_pipeline
+from electra_jax.runtime.mesh import check_batch, global_batch, make_mesh
 from electra_jax.runtime.metrics import (CURVES_FILE, LaggedMetrics, MetricsWriter, WandbRun,
                                          itstime, note, wandb_enabled)
 from electra_jax.runtime.optim import make_optimizer
@@ -682,60 +682,52 @@ def closing_message(workdir: str) -> str:
   """Where a finished run's outputs are in `workdir` (those that exist) and the commands that
   use them next: fine-tuning and export."""
   q = shlex.quote
-  lines = [f"outputs in {workdir}:"]
+  closing = Closing(workdir)
   steps = saved_steps(workdir)
   if steps:
-    lines.append(f"  checkpoints: {fs.join(workdir, 'checkpoints')} (latest step {max(steps)})")
+    closing.output("checkpoints", f"{fs.join(workdir, 'checkpoints')} (latest step {max(steps)})")
   for name, what in (("metrics.jsonl", "training metrics"),
                      ("eval_metrics.jsonl", "evaluation metrics"), (CURVES_FILE, "curves"),
                      (tokenizers.SAVED_DIR, "tokenizer"), ("wandb", "Weights & Biases runs")):
-    if fs.exists(fs.join(workdir, name)):
-      lines.append(f"  {what}: {fs.join(workdir, name)}")
-  if fs.isdir(fs.join(workdir, "tensorboard")):
-    lines.append(f"  TensorBoard: tensorboard --logdir {q(fs.join(workdir, 'tensorboard'))}")
-  if fs.glob(fs.join(workdir, "wandb", "offline-run-*")):
-    lines.append(f"  upload offline W&B runs: wandb sync {q(fs.join(workdir, 'wandb'))}"
-                 "/offline-run-*")
+    closing.output_if_exists(what, fs.join(workdir, name))
+  closing.tensorboard(fs.join(workdir, "tensorboard"), runs=fs.join(workdir, "tensorboard"))
+  closing.wandb_offline(fs.join(workdir, "wandb"), "offline-run-*")
   if steps:  # the fine-tuning workdir goes beside the run (local or remote)
     here = workdir.rstrip("/") if fs.is_remote(workdir) else str(Path(workdir).resolve())
-    lines += ["next:",
-              f"  fine-tune: electra-finetune --task=sst2 --init={q(workdir)} "
-              f"--data_dir=GLUE_DIR --workdir={q(here + '_sst2')}",
-              f"  export to Hugging Face: electra-convert {q(workdir)} OUT_DIR"]
-  return "\n".join(lines)
+    closing.then("fine-tune", f"electra-finetune --task=sst2 --init={q(workdir)} "
+                 f"--data_dir=GLUE_DIR --workdir={q(here + '_sst2')}")
+    closing.then("export to Hugging Face", f"electra-convert {q(workdir)} OUT_DIR")
+  return str(closing)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-  """The command line; every failure is one `error:` line (data_pipelines.cli.run_command):
-  status 2 for bad input or configuration, 1 for a failed run (non-finite loss, a full disk),
-  130 for Ctrl-C outside the training loop (inside it, Ctrl-C saves and stops like SIGTERM)."""
-  args = parse_args(argv)
-  set_cpu_xla_flags()  # before JAX starts its backend; CPU-only flags
-  return cli.run_command(lambda: _run(args))
+def _summary(result: dict) -> str:
+  """The JSON line a finished run prints on stdout: its step, whether it was preempted, its last
+  training metrics and evaluation."""
+  return json.dumps({"step": result["step"], "preempted": result["preempted"],
+                     **{k: result["train"].get(k)
+                        for k in ("loss", "disc_auc", "gen_accuracy", "health")},
+                     **{f"eval_{k}": v for k, v in result["eval"].items()
+                        if k in ("loss", "disc_auc")}})
 
 
-def _run(args: argparse.Namespace) -> int:
-  """`main` after parsing: config, distributed init, the run, its summary."""
+def _config(args: argparse.Namespace):
+  """The run's config: the experiment and gin of the command line, with --profile_steps."""
   config = resolve_config(args.experiment, args.gin_file, args.gin_bindings)
   if args.profile_steps:
     first, last = (int(x) for x in args.profile_steps.split(","))
     config = config.replace(log=dataclasses.replace(config.log, profile_steps=(first, last)))
-  initialize_distributed(args)
-  try:
-    result = train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
-  except (NonFiniteError, CheckpointWriteError) as err:  # the run failed; its message says why
-    print(f"error: {err}", file=sys.stderr)
-    return cli.EXIT_FAILED
-  except KeyboardInterrupt:  # before the training loop (which saves on Ctrl-C) or after it
-    print("error: interrupted (Ctrl-C) outside the training loop: nothing was saved for it; "
-          "checkpoints written earlier are kept", file=sys.stderr)
-    return cli.EXIT_INTERRUPTED
+  return config
 
-  if jax.process_index() == 0:
-    print(json.dumps({"step": result["step"], "preempted": result["preempted"],
-                      **{k: result["train"].get(k)
-                         for k in ("loss", "disc_auc", "gen_accuracy", "health")},
-                      **{f"eval_{k}": v for k, v in result["eval"].items()
-                         if k in ("loss", "disc_auc")}}), flush=True)
-    print(closing_message(args.workdir), file=sys.stderr, flush=True)
-  return 0
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  """The command line (runtime.launch.run_pipeline); every failure is one `error:` line: status 2
+  for bad input or configuration, 1 for a failed run (non-finite loss, a full disk), 130 for
+  Ctrl-C outside the training loop (inside it, Ctrl-C saves and stops like SIGTERM)."""
+  args = parse_args(argv)
+  return run_pipeline(
+      args, lambda: _config(args),
+      lambda config: train_and_evaluate(config, args.workdir, overwrite=args.overwrite),
+      summary=_summary, closing=lambda _: closing_message(args.workdir),
+      interrupted=" outside the training loop: nothing was saved for it; checkpoints written "
+                  "earlier are kept",
+      failures=(NonFiniteError, CheckpointWriteError))
