@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
-from electra_jax.pretrain.probe import probe_accuracy
+from electra_jax.pretrain.probe import ProbeConfig, probe_accuracy, read_labelled_tsv
 
 WORD = re.compile(r"[a-z0-9']+|[^a-z0-9'\s]")
 
@@ -43,10 +43,12 @@ def words(text: str) -> list:
   return WORD.findall(text.lower())
 
 
-def read_sst2(path: str) -> tuple:
-  """(sentences, labels [N] int) of a GLUE SST-2 tsv."""
-  rows = [line.split("\t") for line in open(path, encoding="utf-8").read().splitlines()[1:]]
-  return [r[0] for r in rows], np.array([int(r[1]) for r in rows])
+def read_sst2(glue_dir: str, split: str) -> tuple:
+  """(sentences, labels [N] int) of GLUE_DIR/SST-2/SPLIT.tsv, read as the probe reads it."""
+  files = ProbeConfig(train_file=f"{glue_dir}/SST-2/train.tsv",
+                      dev_file=f"{glue_dir}/SST-2/dev.tsv")
+  examples = read_labelled_tsv(files, getattr(files, f"{split}_file"), None)
+  return [e.text_a for e in examples], np.array([int(e.label) for e in examples])
 
 
 def word_vectors(lines: list, window: int, dims: int = 128, max_vocab: int = 30000) -> tuple:
@@ -102,8 +104,8 @@ def main(argv=None) -> None:
   p.add_argument("--task_text", action="store_true")
   p.add_argument("--window", type=int, default=5)
   args = p.parse_args(argv)
-  train_x, train_y = read_sst2(f"{args.glue_dir}/SST-2/train.tsv")
-  dev_x, dev_y = read_sst2(f"{args.glue_dir}/SST-2/dev.tsv")
+  train_x, train_y = read_sst2(args.glue_dir, "train")
+  dev_x, dev_y = read_sst2(args.glue_dir, "dev")
   keep = np.sort(np.random.default_rng(0).choice(len(train_x), args.labels, replace=False))
   x, y = [train_x[i] for i in keep], train_y[keep]
   score = lambda a, b: 100 * probe_accuracy(a, y, b, dev_y, 2)
