@@ -414,18 +414,24 @@ def probe_bindings(base_config, task_name: str, data_dirs: Optional[dict] = None
 def run_pretraining_quality(base_config, tasks: list[str], data_dir: str,
                             experiment: Optional[str], steps: Optional[int],
                             bindings: Sequence[str], workdir: str, curve_x: str = "flops",
-                            budgets: Sequence[float] = (1.0,), data_dirs: Optional[dict] = None
-                            ) -> dict:
+                            budgets: Sequence[float] = (1.0,), data_dirs: Optional[dict] = None,
+                            objectives: Sequence[str] = ("electra", "mlm")) -> dict:
   """Pre-training mode end to end (module docstring). `base_config`: the FinetuneConfig every
   fine-tuning run starts from (its init and tokenizer are replaced). Each run's checkpoints at
   every fraction in `budgets` are fine-tuned too (as "electra@0.5" etc.; 1.0 is the run
-  itself). Writes WORKDIR/pretraining_curves.png and WORKDIR/quality.json; returns the JSON's
+  itself). `objectives`: which of the two runs to pre-train and fine-tune ("mlm" alone still
+  gets the steps that match --pretrain_steps ELECTRA steps in FLOPs). Writes
+  WORKDIR/pretraining_curves.png and WORKDIR/quality.json; returns the JSON's
   dict: {"pretraining": pretrain()'s summary, "select", "seeds", "tasks", "budgets", "rows",
   "averages", "curves"}."""
   configs = pretraining_configs(data_dir, experiment, steps, bindings, budgets)
+  unknown = [name for name in objectives if name not in configs]
+  if unknown or not objectives:
+    raise ValueError(f"objectives {list(objectives)}: pick one or both of {sorted(configs)}")
+  configs = {name: configs[name] for name in configs if name in objectives}
   summary = pretrain(configs, workdir)
   spec = base_config.tokenizer or read_manifest(data_dir)["tokenizer"]["spec"]
-  base = base_config.replace(init=summary["electra"]["workdir"], tokenizer=spec)
+  base = base_config.replace(init=next(iter(summary.values()))["workdir"], tokenizer=spec)
   inits = {}
   for name, run in summary.items():
     for budget, step in budget_steps(configs[name], budgets).items():
@@ -499,6 +505,9 @@ def main(argv=None) -> int:
                       "evaluation, beside a random network's (electra_jax.pretrain.probe)")
   p.add_argument("--experiment", default="small", help="pre-training: experiments/NAME.gin")
   p.add_argument("--pretrain_steps", type=int, help="pre-training: ELECTRA steps")
+  p.add_argument("--objectives", default="electra,mlm",
+                 help="pre-training: the runs to pre-train and fine-tune, electra and/or mlm "
+                      "(mlm alone keeps the steps of --pretrain_steps ELECTRA steps' FLOPs)")
   p.add_argument("--pretrain_set", action="append", default=[],
                  help="pre-training gin binding for both runs (repeatable)")
   p.add_argument("--curve_x", choices=("flops", "steps"), default="flops")
@@ -525,6 +534,10 @@ def main(argv=None) -> int:
   if len(data_dirs) != len(args.task_data_dir):
     p.error(f"--task_data_dir takes TASK=DIR, got {args.task_data_dir}")
   data_dirs = {get_task(name).name: path for name, path in data_dirs.items()}
+  objectives = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
+  if not objectives or set(objectives) - {"electra", "mlm"} or len(set(objectives)) < len(
+      objectives):
+    p.error(f"--objectives {args.objectives}: electra, mlm or electra,mlm")
   budgets = tuple(float(b) for b in args.budgets.split(","))
   if any(not 0 < b <= 1 for b in budgets) or 1.0 not in budgets:
     p.error(f"--budgets {args.budgets}: fractions in (0, 1], 1 among them")
@@ -547,7 +560,7 @@ def main(argv=None) -> int:
         bindings += probe_bindings(base, args.probe, data_dirs)
       report = run_pretraining_quality(base, tasks, data, args.experiment,
                                        args.pretrain_steps, bindings, args.workdir,
-                                       args.curve_x, budgets, data_dirs)
+                                       args.curve_x, budgets, data_dirs, objectives)
       rows = report["rows"]
     else:
       rows = run_quality(base, tasks, args.workdir, args.random_baseline, data_dirs=data_dirs)

@@ -4,6 +4,7 @@ SST-2 with three seeds; the table, the curves PNG and the JSON of all numbers.""
 
 import json
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +133,45 @@ def test_a_preempted_pretraining_stops_the_quality_run(tmp_path, monkeypatch):
     run = types.SimpleNamespace(objective=types.SimpleNamespace(kind="electra"), train_steps=10)
     quality.pretrain({"electra": run, "mlm": run}, str(tmp_path))
   assert ran == [str(tmp_path / "electra")]
+
+
+def test_objectives_mlm_pretrains_and_finetunes_the_mlm_run_only(tmp_path, vocab, monkeypatch):
+  """--objectives mlm: only WORKDIR/mlm is pre-trained (for the steps that match the ELECTRA
+  steps' FLOPs) and fine-tuned, beside random init; a name that is neither run is refused."""
+  shards = _shards(tmp_path, vocab)
+  trained, finetuned = [], []
+
+  def fake_train(config, workdir):
+    trained.append((Path(workdir).name, config.objective.kind, config.train_steps))
+    Path(workdir).mkdir(parents=True)
+    return {"step": config.train_steps, "preempted": False, "train": {}, "eval": {}}
+
+  def fake_run_quality(base, tasks, workdir, random_baseline=False, inits=None, data_dirs=None):
+    finetuned.append((base.init, dict(inits), random_baseline))
+    return [{"init": name, "task": "sst2", "metric": "accuracy", "select": "final",
+             "values": [50.0], "median": 50.0, "per_seed": {}} for name in inits]
+
+  monkeypatch.setattr(quality, "train_and_evaluate", fake_train)
+  monkeypatch.setattr(quality, "run_quality", fake_run_quality)
+  monkeypatch.setattr(quality, "plot_curves", lambda summary, path, x: path)
+  base = types.SimpleNamespace(tokenizer=None, select="final", seeds=(1,),
+                               replace=lambda **kw: types.SimpleNamespace(
+                                   select="final", seeds=(1,), **kw))
+  set_ = PRETRAIN_SET + ["ModelConfig.dtype = 'float32'"]
+  configs = quality.pretraining_configs(str(shards), "tiny", ELECTRA_STEPS, set_)
+  report = quality.run_pretraining_quality(base, ["sst2"], str(shards), "tiny", ELECTRA_STEPS,
+                                           set_, str(tmp_path / "q"), objectives=("mlm",))
+  assert trained == [("mlm", "mlm", configs["mlm"].train_steps)]
+  assert configs["mlm"].train_steps > ELECTRA_STEPS
+  assert finetuned == [(str(tmp_path / "q" / "mlm"), {"mlm": str(tmp_path / "q" / "mlm")}, True)]
+  assert list(report["pretraining"]) == ["mlm"]
+  with pytest.raises(ValueError, match=r"objectives \['bert'\]: pick one or both of"):
+    quality.run_pretraining_quality(base, ["sst2"], str(shards), "tiny", ELECTRA_STEPS, set_,
+                                    str(tmp_path / "q2"), objectives=("bert",))
+
+
+def test_objectives_flag_names_the_runs(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    quality.main(["--pretrain_data=unused", "--objectives=electra,bert", "--data_dir=unused"])
+  assert exit_info.value.code == 2
+  assert "--objectives electra,bert: electra, mlm or electra,mlm" in capsys.readouterr().err
