@@ -97,6 +97,19 @@ def shard_batch(data_dir: str, batch: int) -> tuple[dict, ob.SpecialIds]:
   return reader.batch(0), special
 
 
+def build_step(disc, gen, batch: dict, sampler: str = "gumbel", special: ob.SpecialIds = SPECIAL):
+  """(jitted train step, its initial state, the batch on the mesh, the ObjectiveConfig) of the
+  ELECTRA objective with the official optimizer, on all devices, for `batch`'s shape."""
+  seq_len = batch["input_ids"].shape[1]
+  objective = ob.ObjectiveConfig(sampler=sampler)
+  model = ob.build_pretraining_model(disc, gen, "tied", objective)
+  tx = optim.make_optimizer(optim.OptimizerConfig())
+  mesh = shd.make_mesh(shd.MeshConfig())
+  state, shardings = ts.create_train_state(ob.init_fn(model, seq_len), tx, mesh, seed=0)
+  step = make_train_step(ob.loss_fn(model, objective, special), tx, mesh, shardings)
+  return step, state, shd.global_batch(batch, mesh), objective
+
+
 def time_jax_step(disc, gen, batch: dict, steps: int, warmup: int, sampler: str = "gumbel",
                   special: ob.SpecialIds = SPECIAL, profile_dir: Optional[str] = None,
                   profile_steps: int = 3) -> dict:
@@ -106,13 +119,7 @@ def time_jax_step(disc, gen, batch: dict, steps: int, warmup: int, sampler: str 
   With `profile_dir`, `profile_steps` more steps then run under jax.profiler.trace (TensorBoard
   xplane and perfetto_trace.json.gz under that directory; see `top_ops`)."""
   rows, seq_len = batch["input_ids"].shape
-  objective = ob.ObjectiveConfig(sampler=sampler)
-  model = ob.build_pretraining_model(disc, gen, "tied", objective)
-  tx = optim.make_optimizer(optim.OptimizerConfig())
-  mesh = shd.make_mesh(shd.MeshConfig())
-  state, shardings = ts.create_train_state(ob.init_fn(model, seq_len), tx, mesh, seed=0)
-  step = make_train_step(ob.loss_fn(model, objective, special), tx, mesh, shardings)
-  data = shd.global_batch(batch, mesh)
+  step, state, data, objective = build_step(disc, gen, batch, sampler, special)
   t = time.perf_counter()
   state, metrics = step(state, data)
   jax.block_until_ready(metrics)

@@ -17,7 +17,9 @@ tokens (prepare_text_data; steps whose output exists are reused), then runs as b
 --data_dir); --probe TASK turns on the linear probe of electra_jax.pretrain.probe on a GLUE
 classification task at every evaluation of both runs (and draws it against a random network
 in the curves); --budgets 0.5,1 also fine-tunes each run's checkpoint at those fractions of its
-steps (rows "electra@0.5", ...).
+steps (rows "electra@0.5", ...); --objectives mlm (or electra) pre-trains and fine-tunes that run
+only, beside random init (the MLM run keeps the steps that match --pretrain_steps ELECTRA steps
+in FLOPs, so its numbers are those of the two-run command).
 
 Pre-training mode (--pretrain_data DIR, a shard directory built by
 data_pipelines.build_pretraining_data): pre-trains two models with `train.train_and_evaluate`,
