@@ -14,8 +14,9 @@ host's threads by what its HLO does, read from the compiled module's text:
   broadcast   only broadcasts (and layout ops): materialised broadcasts
   elementwise everything else (adds, multiplies, selects of dropout masks, Adam's update)
 
-Thunks overlap across the threads, so the sum is CPU time, not wall time; the step's wall time
-is printed beside it. Compare breakdowns of two commits in one sitting on a quiet machine.
+Each thunk's time is the wall time of the thread that ran it (a matmul thunk may use more cores
+inside); thunks of one step can overlap on the threads, so the sum can exceed the step's wall
+time, printed beside it. Compare breakdowns of two commits in one sitting on a quiet machine.
 
     python docs/step_breakdown.py --size small              # ELECTRA-Small, batch 32 x 128
     python docs/step_breakdown.py --size small --set num_hidden_layers=4 --set hidden_size=128 \
@@ -148,7 +149,7 @@ def main(argv=None) -> None:
 
   shd.set_cpu_xla_flags()
   size = config_lib.PRESETS[args.size]
-  disc = size.model.replace(**benchmark.model_overrides(args.set))
+  disc = size.model.replace(**(benchmark.model_overrides(args.set) if args.set else {}))
   gen = config_lib.generator_config(disc, size.generator_hidden_fraction)
   batch = benchmark.synthetic_batch(args.batch, args.seq_len, disc.vocab_size)
   special = dataclasses.replace(benchmark.SPECIAL, vocab_size=disc.vocab_size)
@@ -174,10 +175,10 @@ def main(argv=None) -> None:
   print(f"jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}; "
         f"{args.size}{''.join(' ' + s for s in args.set)}, batch {args.batch} x {args.seq_len}, "
         f"sampler {args.sampler}: {wall_ms:.0f} ms a step (wall, untraced)")
-  print(f"{'kind':12s} {'ms/step (CPU time, all threads)':>32s}")
+  print(f"{'kind':12s} {'ms/step (thunk time, all threads)':>34s}")
   for kind in KINDS:
-    print(f"{kind:12s} {parts[kind]:32.1f}")
-  print(f"{'total':12s} {sum(parts.values()):32.1f}")
+    print(f"{kind:12s} {parts[kind]:34.1f}")
+  print(f"{'total':12s} {sum(parts.values()):34.1f}")
 
 
 if __name__ == "__main__":
