@@ -28,13 +28,9 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
-import gzip
-import json
 import os
 import re
 import tempfile
-import time
-from pathlib import Path
 
 KINDS = ("matmul", "random", "sort", "erf", "reduce", "layout", "broadcast", "elementwise")
 _LAYOUT = {"transpose", "copy", "reshape", "bitcast", "parameter", "tuple", "get-tuple-element",
@@ -43,6 +39,8 @@ _LAYOUT = {"transpose", "copy", "reshape", "bitcast", "parameter", "tuple", "get
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(.*)$")
 _OPCODE = re.compile(r"(?<![\w.\-%])([a-z][a-z0-9\-]*)\(")
 _CALLS = re.compile(r"(?:calls|to_apply|body|condition)=%?([\w.\-]+)")
+_COMPUTATION = re.compile(r"^\s*(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$")
+_TARGET = re.compile(r'custom_call_target="([^"]+)"')
 
 
 def parse_hlo(text: str) -> tuple[dict, dict]:
@@ -51,7 +49,7 @@ def parse_hlo(text: str) -> tuple[dict, dict]:
   (`compiled.as_text()`)."""
   computations, instructions, current = {}, {}, None
   for line in text.splitlines():
-    head = re.match(r"^\s*(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$", line)
+    head = _COMPUTATION.match(line)
     if head and "=" not in line.split("(")[0]:
       current = head.group(1)
       computations[current] = []
@@ -62,7 +60,7 @@ def parse_hlo(text: str) -> tuple[dict, dict]:
     name, rest = match.groups()
     opcode = _OPCODE.search(rest)
     if opcode:
-      target = re.search(r'custom_call_target="([^"]+)"', rest)
+      target = _TARGET.search(rest)
       entry = (opcode.group(1) + (f":{target.group(1)}" if target else ""), _CALLS.findall(rest))
       computations[current].append(entry)
       instructions[name] = entry
@@ -144,7 +142,6 @@ def main(argv=None) -> None:
 
   from electra_jax import benchmark
   from electra_jax.model import config as config_lib
-  from electra_jax.pretrain import objective as ob
   from electra_jax.runtime import mesh as shd
 
   shd.set_cpu_xla_flags()
@@ -155,22 +152,11 @@ def main(argv=None) -> None:
   special = dataclasses.replace(benchmark.SPECIAL, vocab_size=disc.vocab_size)
   step, state, data, _ = benchmark.build_step(disc, gen, batch, args.sampler, special)
   computations, instructions = parse_hlo(step.lower(state, data).compile().as_text())
-  for _ in range(2):
-    state, metrics = step(state, data)
-  jax.block_until_ready((state, metrics))
-  start = time.perf_counter()
-  for _ in range(args.steps):
-    state, metrics = step(state, data)
-  jax.block_until_ready((state, metrics))
-  wall_ms = (time.perf_counter() - start) / args.steps * 1e3
   with tempfile.TemporaryDirectory() as trace_dir:
-    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
-      for _ in range(args.steps):
-        state, metrics = step(state, data)
-      jax.block_until_ready((state, metrics))
-    path = next(Path(trace_dir).rglob("perfetto_trace.json.gz"))
-    with gzip.open(path) as f:
-      times = thunk_times(json.load(f))
+    timed = benchmark.run_step(step, state, data, args.steps, warmup=2, profile_dir=trace_dir,
+                               profile_steps=args.steps)
+    times = thunk_times(benchmark.read_trace(trace_dir))
+  wall_ms = timed["step_s"] * 1e3
   parts = breakdown(times, computations, instructions, args.steps)
   print(f"jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}; "
         f"{args.size}{''.join(' ' + s for s in args.set)}, batch {args.batch} x {args.seq_len}, "

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import gzip
 import json
 import pathlib
 
@@ -136,11 +135,7 @@ def dropout_statistics(cfg: config_lib.ModelConfig, batch: int, n_keys: int, see
 def top_ops(trace_dir: str, steps: int, count: int = 10) -> list[tuple[str, float]]:
   """(op name, ms per step) of the `count` ops with the most device time in the newest
   perfetto_trace.json.gz under `trace_dir` (complete events of the /device:* processes)."""
-  path = max(pathlib.Path(trace_dir).rglob("perfetto_trace.json.gz"),
-             key=lambda p: p.stat().st_mtime)
-  with gzip.open(path) as f:
-    trace = json.load(f)
-  return sum_device_events(trace, steps)[:count]
+  return sum_device_events(benchmark.read_trace(trace_dir), steps)[:count]
 
 
 def sum_device_events(trace: dict, steps: int) -> list[tuple[str, float]]:

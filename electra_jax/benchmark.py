@@ -25,9 +25,11 @@ import argparse
 import ast
 import contextlib
 import dataclasses
+import gzip
 import json
 import math
 import os
+import pathlib
 import time
 from typing import Optional
 
@@ -110,16 +112,13 @@ def build_step(disc, gen, batch: dict, sampler: str = "gumbel", special: ob.Spec
   return step, state, shd.global_batch(batch, mesh), objective
 
 
-def time_jax_step(disc, gen, batch: dict, steps: int, warmup: int, sampler: str = "gumbel",
-                  special: ob.SpecialIds = SPECIAL, profile_dir: Optional[str] = None,
-                  profile_steps: int = 3) -> dict:
-  """Compile, warm up, then time `steps` train steps on `batch` (numpy int32 [B, L] arrays, packed
-  rows with example_ids/position_ids); returns seconds per step and compile time.
+def run_step(step, state, data, steps: int, warmup: int, profile_dir: Optional[str] = None,
+             profile_steps: int = 3) -> dict:
+  """Compile (the first call), warm up, then time `steps` calls of a train step built by
+  `build_step`; returns {"step_s", "compile_s", "loss"} (seconds per step, seconds, the last loss).
 
   With `profile_dir`, `profile_steps` more steps then run under jax.profiler.trace (TensorBoard
-  xplane and perfetto_trace.json.gz under that directory; see `top_ops`)."""
-  rows, seq_len = batch["input_ids"].shape
-  step, state, data, objective = build_step(disc, gen, batch, sampler, special)
+  xplane and perfetto_trace.json.gz under that directory; `read_trace` reads the latter)."""
   t = time.perf_counter()
   state, metrics = step(state, data)
   jax.block_until_ready(metrics)
@@ -137,8 +136,25 @@ def time_jax_step(disc, gen, batch: dict, steps: int, warmup: int, sampler: str 
       for _ in range(profile_steps):
         state, metrics = step(state, data)
       jax.block_until_ready((state, metrics))
-  return {"step_s": step_s, "compile_s": compile_s,
-          "loss": float(metrics["loss"]),
+  return {"step_s": step_s, "compile_s": compile_s, "loss": float(metrics["loss"])}
+
+
+def read_trace(trace_dir: str) -> dict:
+  """The Chrome/perfetto trace dict of the newest perfetto_trace.json.gz under `trace_dir`."""
+  path = max(pathlib.Path(trace_dir).rglob("perfetto_trace.json.gz"),
+             key=lambda p: p.stat().st_mtime)
+  with gzip.open(path) as f:
+    return json.load(f)
+
+
+def time_jax_step(disc, gen, batch: dict, steps: int, warmup: int, sampler: str = "gumbel",
+                  special: ob.SpecialIds = SPECIAL, profile_dir: Optional[str] = None,
+                  profile_steps: int = 3) -> dict:
+  """`run_step` of the `build_step` step on `batch` (numpy int32 [B, L] arrays, packed rows with
+  example_ids/position_ids), plus "flops": the step's analytic FLOPs."""
+  rows, seq_len = batch["input_ids"].shape
+  step, state, data, objective = build_step(disc, gen, batch, sampler, special)
+  return {**run_step(step, state, data, steps, warmup, profile_dir, profile_steps),
           "flops": flops_lib.training_flops_per_step(disc, gen, objective, rows, seq_len)}
 
 

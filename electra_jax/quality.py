@@ -235,6 +235,9 @@ def flops_per_step(config) -> float:
                                        config.data.global_batch_size, config.data.seq_len)
 
 
+RUNS = ("electra", "mlm")  # the runs pretraining_configs builds, by name (--objectives)
+
+
 def pretraining_configs(data_dir: str, experiment: Optional[str], steps: Optional[int],
                         bindings: Sequence[str] = (), budgets: Sequence[float] = (1.0,)) -> dict:
   """{"electra": TrainConfig, "mlm": TrainConfig} at equal analytic FLOPs (module docstring).
@@ -417,7 +420,7 @@ def run_pretraining_quality(base_config, tasks: list[str], data_dir: str,
                             experiment: Optional[str], steps: Optional[int],
                             bindings: Sequence[str], workdir: str, curve_x: str = "flops",
                             budgets: Sequence[float] = (1.0,), data_dirs: Optional[dict] = None,
-                            objectives: Sequence[str] = ("electra", "mlm")) -> dict:
+                            objectives: Sequence[str] = RUNS) -> dict:
   """Pre-training mode end to end (module docstring). `base_config`: the FinetuneConfig every
   fine-tuning run starts from (its init and tokenizer are replaced). Each run's checkpoints at
   every fraction in `budgets` are fine-tuned too (as "electra@0.5" etc.; 1.0 is the run
@@ -426,11 +429,10 @@ def run_pretraining_quality(base_config, tasks: list[str], data_dir: str,
   WORKDIR/pretraining_curves.png and WORKDIR/quality.json; returns the JSON's
   dict: {"pretraining": pretrain()'s summary, "select", "seeds", "tasks", "budgets", "rows",
   "averages", "curves"}."""
+  if not objectives or set(objectives) - set(RUNS):
+    raise ValueError(f"objectives {list(objectives)}: pick one or both of {list(RUNS)}")
   configs = pretraining_configs(data_dir, experiment, steps, bindings, budgets)
-  unknown = [name for name in objectives if name not in configs]
-  if unknown or not objectives:
-    raise ValueError(f"objectives {list(objectives)}: pick one or both of {sorted(configs)}")
-  configs = {name: configs[name] for name in configs if name in objectives}
+  configs = {name: configs[name] for name in RUNS if name in objectives}
   summary = pretrain(configs, workdir)
   spec = base_config.tokenizer or read_manifest(data_dir)["tokenizer"]["spec"]
   base = base_config.replace(init=next(iter(summary.values()))["workdir"], tokenizer=spec)
@@ -507,7 +509,7 @@ def main(argv=None) -> int:
                       "evaluation, beside a random network's (electra_jax.pretrain.probe)")
   p.add_argument("--experiment", default="small", help="pre-training: experiments/NAME.gin")
   p.add_argument("--pretrain_steps", type=int, help="pre-training: ELECTRA steps")
-  p.add_argument("--objectives", default="electra,mlm",
+  p.add_argument("--objectives", default=",".join(RUNS),
                  help="pre-training: the runs to pre-train and fine-tune, electra and/or mlm "
                       "(mlm alone keeps the steps of --pretrain_steps ELECTRA steps' FLOPs)")
   p.add_argument("--pretrain_set", action="append", default=[],
@@ -537,8 +539,7 @@ def main(argv=None) -> int:
     p.error(f"--task_data_dir takes TASK=DIR, got {args.task_data_dir}")
   data_dirs = {get_task(name).name: path for name, path in data_dirs.items()}
   objectives = tuple(o.strip() for o in args.objectives.split(",") if o.strip())
-  if not objectives or set(objectives) - {"electra", "mlm"} or len(set(objectives)) < len(
-      objectives):
+  if not objectives or set(objectives) - set(RUNS) or len(set(objectives)) < len(objectives):
     p.error(f"--objectives {args.objectives}: electra, mlm or electra,mlm")
   budgets = tuple(float(b) for b in args.budgets.split(","))
   if any(not 0 < b <= 1 for b in budgets) or 1.0 not in budgets:
