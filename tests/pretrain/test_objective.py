@@ -219,6 +219,25 @@ def test_first_argmax_is_argmax_with_ties():
   assert got[0, 0] == 0
 
 
+def test_cross_entropy_accuracy_is_first_argmax_with_ties():
+  """weighted_cross_entropy's accuracy counts a position when np.argmax (the first index of the
+  maximum) is its label, also where the label ties the maximum after or before the first one."""
+  rs = np.random.RandomState(1)
+  logits = np.round(rs.randn(4, 50, 97)).astype(np.float32)  # many ties below the maximum
+  labels = rs.randint(0, 97, (4, 50))
+  labels[:, :10] = logits[:, :10].argmax(-1)  # right
+  logits[:, 10:30, 40] = logits[:, 10:30, 60] = 9.0  # two tied maxima
+  labels[:, 10:20], labels[:, 20:30] = 60, 40  # the later one: wrong; the first: right
+  logits[:, 30] = 1.0  # a row of ties
+  labels[:, 30] = [0, 5, 0, 96]
+  weights = (rs.rand(4, 50) < 0.8).astype(np.float32)
+  _, accuracy = jax.jit(ob.weighted_cross_entropy)(jnp.asarray(logits), jnp.asarray(labels),
+                                                   jnp.asarray(weights))
+  want = ((logits.argmax(-1) == labels) * weights).sum() / weights.sum()
+  assert 0.3 < want < 0.7
+  assert float(accuracy) == pytest.approx(want, abs=1e-6)
+
+
 def test_binary_auc_matches_sklearn_with_ties_and_weights():
   rs = np.random.RandomState(0)
   scores = np.round(rs.randn(8, 16), 1).astype(np.float32)  # many ties
