@@ -4,8 +4,9 @@ The step's dense layers multiply [B*L, H] activations by [H, H'] weights three w
 (x @ w), input gradient (dy @ w.T) and weight gradient (x.T @ dy, contracting the B*L = 4,096
 token rows). Each is timed alone under jax.jit in float32 (best of 3 repeats of enough calls for
 2e10 FLOPs), beside the 2048^2 product the benchmark's MFU uses as the ceiling, plus the
-weight gradient from an activation already stored transposed, and a forward with the exact-GELU
-epilogue the FFN fuses (rate counted on the matmul's FLOPs only), and the transpose alone (what a
+weight gradient from an activation already stored transposed, a forward with the exact-GELU
+epilogue the FFN fuses, in jax.nn.gelu's erfc form and in the model's erf form
+(`layers.exact_gelu`; rate counted on the matmul's FLOPs only), and the transpose alone (what a
 backward reading a transposed copy would pay in the forward instead). The same for the 4-layer x
 128 quality model's [4096,128]x[128,128] and [4096,128]x[128,512] layers.
 
@@ -17,6 +18,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from electra_jax.model import layers
 
 
 def seconds(fn, args, flops: float) -> float:
@@ -46,8 +49,10 @@ def cases(r, rows: int, h: int, h_out: int) -> list:
       (f"weight gradient, x stored as [{h},{rows}]", lambda at, b: at @ b, (x.T.copy(), dy),
        flops),
       (f"transpose x to [{h},{rows}] alone", lambda a: a.T + 0.0, (x,), None),
-      ("forward + bias + exact GELU", lambda a, b, c: jax.nn.gelu(a @ b + c, approximate=False),
-       (x, w, bias), flops),
+      ("forward + bias + GELU, erfc (jax.nn.gelu)", lambda a, b, c: jax.nn.gelu(
+          a @ b + c, approximate=False), (x, w, bias), flops),
+      ("forward + bias + GELU, erf (layers.exact_gelu)",
+       lambda a, b, c: layers.exact_gelu(a @ b + c), (x, w, bias), flops),
   ]
 
 
