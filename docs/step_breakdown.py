@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import dataclasses
 import os
 import re
 import tempfile
@@ -128,28 +127,20 @@ def breakdown(times: collections.Counter, computations: dict, instructions: dict
 
 
 def main(argv=None) -> None:
+  from electra_jax import benchmark  # jax reads the XLA_FLAGS set below at its first computation
+
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--size", default="small")
-  parser.add_argument("--batch", type=int, default=32)
-  parser.add_argument("--seq_len", type=int, default=128)
+  benchmark.add_step_arguments(parser)
   parser.add_argument("--steps", type=int, default=3, help="traced steps")
-  parser.add_argument("--sampler", default="gumbel")
-  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
   args = parser.parse_args(argv)
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                              + " --xla_cpu_enable_xprof_traceme=true").strip()
   import jax
 
-  from electra_jax import benchmark
-  from electra_jax.model import config as config_lib
   from electra_jax.runtime import mesh as shd
 
   shd.set_cpu_xla_flags()
-  size = config_lib.PRESETS[args.size]
-  disc = size.model.replace(**(benchmark.model_overrides(args.set) if args.set else {}))
-  gen = config_lib.generator_config(disc, size.generator_hidden_fraction)
-  batch = benchmark.synthetic_batch(args.batch, args.seq_len, disc.vocab_size)
-  special = dataclasses.replace(benchmark.SPECIAL, vocab_size=disc.vocab_size)
+  disc, gen, batch, special = benchmark.step_inputs(args)
   step, state, data, _ = benchmark.build_step(disc, gen, batch, args.sampler, special)
   computations, instructions = parse_hlo(step.lower(state, data).compile().as_text())
   with tempfile.TemporaryDirectory() as trace_dir:

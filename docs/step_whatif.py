@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import statistics
 import time
 
@@ -39,7 +38,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from electra_jax import benchmark
 from electra_jax.model import layers, random_bits
+from electra_jax.runtime import mesh as shd
 
 
 class _FreeLayerNorm(layers.LayerNorm):
@@ -128,13 +129,9 @@ def costs(times: dict) -> dict:
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--size", default="small")
-  parser.add_argument("--batch", type=int, default=32)
-  parser.add_argument("--seq_len", type=int, default=128)
+  benchmark.add_step_arguments(parser)
   parser.add_argument("--rounds", type=int, default=12, help="timed rounds")
   parser.add_argument("--variants", default=",".join(VARIANTS))
-  parser.add_argument("--sampler", default="gumbel")
-  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
   args = parser.parse_args(argv)
   variants = [v for v in args.variants.split(",") if v]
   unknown = sorted(set(variants) - set(VARIANTS))
@@ -142,16 +139,8 @@ def main(argv=None) -> None:
     parser.error(f"unknown variants {unknown}; choose from {sorted(VARIANTS)}" if unknown
                  else "--rounds must be at least 2")
 
-  from electra_jax import benchmark
-  from electra_jax.model import config as config_lib
-  from electra_jax.runtime import mesh as shd
-
   shd.set_cpu_xla_flags()
-  size = config_lib.PRESETS[args.size]
-  disc = size.model.replace(**(benchmark.model_overrides(args.set) if args.set else {}))
-  gen = config_lib.generator_config(disc, size.generator_hidden_fraction)
-  batch = benchmark.synthetic_batch(args.batch, args.seq_len, disc.vocab_size)
-  special = dataclasses.replace(benchmark.SPECIAL, vocab_size=disc.vocab_size)
+  disc, gen, batch, special = benchmark.step_inputs(args)
   build = lambda: benchmark.build_step(disc, gen, batch, args.sampler, special)[:3]
   steps, data = compiled_steps(build, variants)
   times = paired_rounds(steps, data, args.rounds)

@@ -74,6 +74,30 @@ def model_overrides(settings: list[str]) -> dict:
   return changes
 
 
+def add_step_arguments(parser: argparse.ArgumentParser) -> None:
+  """--size, --batch, --seq_len, --sampler and --set: the step this benchmark and the docs/
+  step scripts time (`step_inputs` reads them)."""
+  parser.add_argument("--size", choices=sorted(config_lib.PRESETS), default="small")
+  parser.add_argument("--batch", type=int, default=32)
+  parser.add_argument("--seq_len", type=int, default=128)
+  parser.add_argument("--sampler", choices=ob.SAMPLERS, default="gumbel",
+                      help="ObjectiveConfig.sampler of the timed step")
+  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                      help="override a ModelConfig field of the size's discriminator before its "
+                      "generator is derived (repeatable), e.g. --set num_hidden_layers=4")
+
+
+def step_inputs(args) -> tuple:
+  """(discriminator, generator, synthetic batch, special ids) of `add_step_arguments`' args:
+  the size's discriminator with --set applied, its generator, a [batch, seq_len] all-real batch
+  and SPECIAL over the discriminator's vocabulary (docs/step_breakdown.py, docs/step_whatif.py)."""
+  size = config_lib.PRESETS[args.size]
+  disc = size.model.replace(**model_overrides(args.set))
+  gen = config_lib.generator_config(disc, size.generator_hidden_fraction)
+  return (disc, gen, synthetic_batch(args.batch, args.seq_len, disc.vocab_size),
+          dataclasses.replace(SPECIAL, vocab_size=disc.vocab_size))
+
+
 def measure_matmul_flops(n: int, dtype: str, repeats: int = 10) -> float:
   """Best-of-`repeats` n x n `dtype` matmul FLOP/s through XLA on the default device (random
   normal operands, never zeros)."""
@@ -232,17 +256,10 @@ def time_torch_step(disc, gen, batch: int, seq_len: int, steps: int, warmup: int
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--size", choices=sorted(config_lib.PRESETS), default="small")
-  parser.add_argument("--batch", type=int, default=32)
-  parser.add_argument("--seq_len", type=int, default=128)
+  add_step_arguments(parser)
   parser.add_argument("--steps", type=int, default=5, help="timed steps")
   parser.add_argument("--warmup", type=int, default=1, help="untimed steps after compilation")
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-  parser.add_argument("--sampler", choices=ob.SAMPLERS, default="gumbel",
-                      help="ObjectiveConfig.sampler of the timed step")
-  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                      help="override a ModelConfig field of the size's discriminator before its "
-                      "generator is derived (repeatable), e.g. --set num_hidden_layers=4")
   parser.add_argument("--compare_torch", action="store_true")
   parser.add_argument("--data", help="time the first batch of this shard directory's train split "
                       "(its seq_len and vocabulary) instead of a synthetic all-real batch")
